@@ -1,0 +1,194 @@
+#include "core/cli/commands.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "core/cluster/simulation.hpp"
+#include "core/common/error.hpp"
+#include "core/config/experiment.hpp"
+#include "core/config/plugin_params.hpp"
+#include "core/metrics/h5.hpp"
+#include "core/metrics/summary.hpp"
+#include "core/metrics/table.hpp"
+
+namespace fs = std::filesystem;
+
+namespace lorasched {
+
+const char* const kVersionText = "lorasched " LORASCHED_VERSION " (git " LORASCHED_GIT_REV ")";
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::vector<fs::path> extra_plugin_dirs(const std::vector<Experiment>& exps) {
+  std::vector<fs::path> dirs;
+  for (const auto& e : exps)
+    for (const auto& p : e.plugin_paths)
+      if (std::find(dirs.begin(), dirs.end(), p) == dirs.end()) dirs.push_back(p);
+  return dirs;
+}
+
+// A progress line on a terminal (rewritten in place), a few plain lines otherwise.
+class Progress {
+ public:
+  Progress(bool quiet, size_t runs) : quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), runs_(runs) {}
+  void start(size_t index, const std::string& label) {
+    index_ = index;
+    label_ = label.empty() ? "run" : label;
+    last_pct_ = -1;
+    if (!quiet_ && !tty_) fmt::print(stderr, "[{}/{}] {}: started\n", index_ + 1, runs_, label_);
+  }
+  void update(int64_t done, int64_t total, double t) {
+    if (quiet_) return;
+    const int pct = total ? static_cast<int>(100 * done / total) : 100;
+    if (tty_) {
+      const int width = 30;
+      const int filled = pct * width / 100;
+      fmt::print(stderr, "\r[{}/{}] {} [{}{}] {:3d}% {}/{} requests, t={:.1f}s   ", index_ + 1,
+                 runs_, label_, std::string(static_cast<size_t>(filled), '#'),
+                 std::string(static_cast<size_t>(width - filled), '.'), pct, done, total, t);
+    } else if (pct / 25 > last_pct_ / 25 && pct < 100) {
+      fmt::print(stderr, "[{}/{}] {}: {}% ({}/{} requests, t={:.1f}s)\n", index_ + 1, runs_, label_,
+                 pct, done, total, t);
+    }
+    last_pct_ = pct;
+  }
+  void finish(double wall) {
+    if (quiet_) return;
+    if (tty_) fmt::print(stderr, "\n");
+    fmt::print(stderr, "[{}/{}] {}: done in {:.1f}s\n", index_ + 1, runs_, label_, wall);
+  }
+
+ private:
+  bool quiet_, tty_;
+  size_t runs_, index_ = 0;
+  std::string label_;
+  int last_pct_ = -1;
+};
+
+}  // namespace
+
+int cmd_run(const RunOptions& opts, bool require_sweep) {
+  const auto exps = load_experiments(opts.file, opts.overrides);
+  if (require_sweep && exps.size() == 1 && exps.front().label.empty())
+    throw InputError(fmt::format("{}: has no [sweep] table; use `lorasched run`", opts.file));
+  PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));
+  // Validate every point before any work starts.
+  for (const auto& e : exps) Simulation(e, registry, /*dry_run=*/true);
+
+  const fs::path output = opts.output.empty() ? exps.front().run.output : fs::path(opts.output);
+  ResultsWriter writer(output);
+  std::vector<std::pair<std::string, Summary>> table;
+  Progress progress(opts.quiet, exps.size());
+  try {
+    for (const auto& e : exps) {
+      progress.start(static_cast<size_t>(e.index), e.label);
+      Simulation sim(e, registry);
+      RunResult result = sim.run([&](int64_t d, int64_t t, double now) { progress.update(d, t, now); });
+      progress.finish(result.wall_seconds);
+      Summary summary = summarize(result.records);
+      summary.wall_seconds = result.wall_seconds;
+      RunAttributes attrs;
+      attrs.label = e.label;
+      attrs.experiment_path = e.path.string();
+      attrs.experiment_toml = e.text;
+      attrs.version = LORASCHED_VERSION;
+      attrs.git_revision = LORASCHED_GIT_REV;
+      attrs.plugins = result.plugins;
+      attrs.seed = e.run.seed;
+      attrs.executor = result.executor;
+      attrs.device = result.device;
+      attrs.host = host_name();
+      attrs.extra = {{"overrides", fmt::format("{}", fmt::join(opts.overrides, " "))},
+                     {"wall_seconds", fmt::format("{:.3f}", result.wall_seconds)}};
+      writer.write_run(fmt::format("{:03d}", e.index), attrs, result.records, summary,
+                       e.metrics.log_batches);
+      table.emplace_back(e.label.empty() ? e.run.name : e.label, summary);
+    }
+  } catch (const Error& err) {
+    writer.fail(err.what());
+    throw;
+  } catch (const std::exception& err) {
+    writer.fail(err.what());
+    throw;
+  }
+  writer.commit();
+  print_summary_table(std::cout, table, /*csv=*/false);
+  fmt::print("results: {}\n", output.string());
+  return 0;
+}
+
+int cmd_validate(const ValidateOptions& opts) {
+  const auto exps = load_experiments(opts.file, opts.overrides);
+  PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));
+  for (const auto& e : exps) {
+    Simulation sim(e, registry, /*dry_run=*/true);
+    fmt::print("{}: {} requests, {} replica(s) x {} adapters, model {}, executor {}, pool {} KV blocks, "
+               "scheduler {}\n",
+               e.label.empty() ? e.run.name : e.label, sim.num_requests(), e.cluster.replicas,
+               e.adapters.count, sim.shape().name, e.cluster.executor, sim.pool_blocks(),
+               e.scheduler.name);
+  }
+  fmt::print("{}: ok ({} run{})\n", opts.file, exps.size(), exps.size() == 1 ? "" : "s");
+  return 0;
+}
+
+int cmd_report(const ReportOptions& opts) {
+  const auto runs = read_results(opts.file);
+  std::vector<std::pair<std::string, Summary>> table;
+  for (const auto& r : runs) table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
+  print_summary_table(std::cout, table, opts.csv);
+  return 0;
+}
+
+int cmd_plugins(const PluginsOptions& opts) {
+  std::vector<fs::path> extra(opts.paths.begin(), opts.paths.end());
+  PluginRegistry registry(plugin_search_path(extra));
+  const auto libs = registry.scan();
+  bool found = opts.describe.empty();
+  for (api::PluginKind kind : {api::PluginKind::scheduler, api::PluginKind::threshold,
+                               api::PluginKind::migration, api::PluginKind::dispatcher}) {
+    bool header = false;
+    for (const auto& lib : libs) {
+      if (lib->info.kind != kind) continue;
+      if (!opts.describe.empty() && lib->info.name != opts.describe) continue;
+      found = true;
+      if (!header && opts.describe.empty()) fmt::print("{}s:\n", api::to_string(kind));
+      header = true;
+      if (!opts.describe.empty()) {
+        fmt::print("{} '{}': {}\n  file: {}\n  api version: {}\n", api::to_string(kind),
+                   lib->info.name, lib->info.summary, lib->path.string(), lib->info.api_version);
+        if (lib->info.params.empty()) fmt::print("  no parameters\n");
+        for (const auto& p : lib->info.params)
+          fmt::print("  {} ({})\n      {}\n", p.name, describe_param(p), p.help);
+        continue;
+      }
+      fmt::print("  {:<18} {}\n", lib->info.name, lib->info.summary);
+      for (const auto& p : lib->info.params)
+        fmt::print("      {:<22} {}: {}\n", p.name, describe_param(p), p.help);
+    }
+  }
+  for (const auto& p : registry.scan_problems()) fmt::print(stderr, "warning: {}\n", p);
+  if (!found) {
+    std::vector<std::string> dirs;
+    for (const auto& d : registry.search_path()) dirs.push_back(d.string());
+    throw PluginError(fmt::format("no plugin named '{}' in {}", opts.describe, fmt::join(dirs, ", ")));
+  }
+  if (opts.describe.empty()) {
+    std::vector<std::string> dirs;
+    for (const auto& d : registry.search_path()) dirs.push_back(d.string());
+    fmt::print("searched: {}\n", fmt::join(dirs, ", "));
+  }
+  return 0;
+}
+
+}  // namespace lorasched

@@ -1,0 +1,67 @@
+// `lorasched`: run, sweep, validate, report, plugins (and more, see --help).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fmt/format.h>
+#include <iostream>
+#include <unistd.h>
+
+#include "core/cli/commands.hpp"
+#include "core/common/error.hpp"
+
+int main(int argc, char** argv) {
+  using namespace lorasched;
+  CLI::App app{"lorasched: a testbed for scheduling many LoRA adapters on one base LLM"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(kVersionText));
+
+  RunOptions run_opts;
+  auto add_run_options = [&](CLI::App* cmd) {
+    cmd->add_option("file", run_opts.file, "experiment file (TOML)")->required();
+    cmd->add_option("--set", run_opts.overrides,
+                    "override a value: dotted.key=value (repeatable), e.g. --set workload.rate=4");
+    cmd->add_option("-o,--output", run_opts.output, "results file (default: [run] output)");
+    cmd->add_flag("-q,--quiet", run_opts.quiet, "no progress output");
+  };
+  auto* run = app.add_subcommand("run", "run an experiment (all points of its [sweep]) and print the results");
+  add_run_options(run);
+  auto* sweep = app.add_subcommand("sweep", "run every point of an experiment's [sweep]");
+  add_run_options(sweep);
+
+  ValidateOptions validate_opts;
+  auto* validate = app.add_subcommand("validate", "check an experiment file and its plugins without running it");
+  validate->add_option("file", validate_opts.file, "experiment file (TOML)")->required();
+  validate->add_option("--set", validate_opts.overrides, "override a value: dotted.key=value");
+
+  ReportOptions report_opts;
+  auto* report = app.add_subcommand("report", "print the results table of a results file");
+  report->add_option("file", report_opts.file, "results file (.h5)")->required();
+  report->add_flag("--csv", report_opts.csv, "CSV instead of an aligned table");
+
+  PluginsOptions plugins_opts;
+  auto* plugins = app.add_subcommand("plugins", "list the plugins found and their parameters");
+  plugins->add_option("--describe", plugins_opts.describe, "show one plugin's parameters in full");
+  plugins->add_option("--path", plugins_opts.paths, "extra directory to search (repeatable)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : static_cast<int>(ExitCode::input);
+  }
+
+  try {
+    if (*run) return cmd_run(run_opts, /*require_sweep=*/false);
+    if (*sweep) return cmd_run(run_opts, /*require_sweep=*/true);
+    if (*validate) return cmd_validate(validate_opts);
+    if (*report) return cmd_report(report_opts);
+    if (*plugins) return cmd_plugins(plugins_opts);
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    std::cerr << e.what() << "\n";
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::cerr << "lorasched: internal error: " << e.what() << "\n";
+    return static_cast<int>(ExitCode::runtime);
+  }
+  return 0;
+}

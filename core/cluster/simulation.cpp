@@ -1,0 +1,380 @@
+#include "core/cluster/simulation.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <limits>
+#include <unistd.h>
+
+#include "core/adapters/synthetic.hpp"
+#include "core/common/error.hpp"
+#include "core/common/rng.hpp"
+#include "core/config/plugin_params.hpp"
+#include "core/exec/costmodel.hpp"
+#include "core/exec/cpu_executor.hpp"
+#include "core/model/presets.hpp"
+#include "core/model/synthetic.hpp"
+
+namespace fs = std::filesystem;
+
+namespace lorasched {
+
+using api::AdapterId;
+using api::RequestId;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+// Default pool of the cpu executor when the experiment sets none: 256 MiB.
+constexpr double kCpuDefaultPoolGiB = 0.25;
+// The cpu executor allocates its pool for real; refuse sizes that cannot be meant.
+constexpr double kCpuMaxPoolGiB = 16.0;
+
+std::string plugin_text(const PluginLibrary& lib) {
+  return fmt::format("{} api={} path={}", lib.info.name, lib.info.api_version, lib.path.string());
+}
+
+}  // namespace
+
+Simulation::~Simulation() = default;
+
+Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_run) : e_(e) {
+  const int32_t N = e.adapters.count;
+  const bool real = e.cluster.executor == "cpu";
+  if (e.cluster.executor == "cuda")
+    throw InputError(fmt::format("{}: executor \"cuda\" is not available in this build "
+                                 "(built without a CUDA device backend); use \"cpu\" or \"costmodel\"",
+                                 e.path.string()));
+  if (!e.model.path.empty())
+    throw InputError(fmt::format("{}: [model] path (HF checkpoints) is not supported yet",
+                                 e.path.string()));
+  shape_ = model_preset(e.model.preset);
+
+  std::shared_ptr<const CostModel> cost_model;
+  if (!real) cost_model = make_cost_model(e.cluster.costmodel, shape_);
+  const int elem = real ? 4 : cost_model->bytes_per_element();
+  executor_name_ = e.cluster.executor;
+
+  // Adapters: sizes for everyone, weights for the real executor.
+  const bool materialise = real && !dry_run;
+  std::shared_ptr<std::vector<LoraAdapterWeights>> weights;
+  if (materialise) weights = std::make_shared<std::vector<LoraAdapterWeights>>();
+  for (int32_t i = 0; i < N; ++i) {
+    const int rank = e.adapters.ranks[static_cast<size_t>(i) % e.adapters.ranks.size()];
+    const double alpha = e.adapters.lora_alpha > 0 ? e.adapters.lora_alpha : rank;
+    AdapterInfo info;
+    info.id = i;
+    info.name = fmt::format("adapter-{}", i);
+    info.rank = rank;
+    info.num_parameters = lora_parameters(shape_, rank);
+    info.bytes = info.num_parameters * elem;
+    adapters_.push_back(info);
+    if (materialise)
+      weights->push_back(synthetic_adapter(shape_, rank, alpha, e.adapters.use_rslora,
+                                           e.run.seed * 1000003ULL + static_cast<uint64_t>(i),
+                                           info.name));
+  }
+
+  // The pool: KV blocks (and adapters, with unified paging).
+  block_bytes_ = static_cast<int64_t>(shape_.kv_bytes_per_token(static_cast<size_t>(elem))) *
+                 e.engine.block_size;
+  const double weight_bytes = static_cast<double>(shape_.num_parameters()) * elem;
+  if (e.engine.kv_blocks) {
+    pool_blocks_ = *e.engine.kv_blocks;
+  } else if (e.engine.pool_gib) {
+    pool_blocks_ = static_cast<int64_t>(*e.engine.pool_gib * kGiB / static_cast<double>(block_bytes_));
+  } else if (real) {
+    pool_blocks_ = static_cast<int64_t>(kCpuDefaultPoolGiB * kGiB / static_cast<double>(block_bytes_));
+  } else {
+    const double avail = cost_model->device_memory_bytes() * e.engine.gpu_memory_utilization - weight_bytes;
+    if (avail <= 0)
+      throw InputError(fmt::format(
+          "{}: model {} ({:.1f} GiB of weights) does not fit in {:.1f} GiB x {} of device memory",
+          e.path.string(), shape_.name, weight_bytes / kGiB, cost_model->device_memory_bytes() / kGiB,
+          e.engine.gpu_memory_utilization));
+    pool_blocks_ = static_cast<int64_t>(avail / static_cast<double>(block_bytes_));
+  }
+  if (pool_blocks_ < 1 || pool_blocks_ >= (int64_t(1) << 31))
+    throw InputError(fmt::format("{}: [engine] the pool would hold {} KV blocks of {} bytes; it needs 1 to 2^31-1",
+                                 e.path.string(), pool_blocks_, block_bytes_));
+  if (real && static_cast<double>(pool_blocks_) * static_cast<double>(block_bytes_) > kCpuMaxPoolGiB * kGiB)
+    throw InputError(fmt::format("{}: [engine] a pool of {:.1f} GiB is over the cpu executor's limit of {} GiB",
+                                 e.path.string(), static_cast<double>(pool_blocks_ * block_bytes_) / kGiB,
+                                 kCpuMaxPoolGiB));
+  if (e.engine.unified_pool) {
+    int64_t largest = 0;
+    for (const auto& a : adapters_) largest = std::max(largest, a.bytes);
+    const int64_t need = (largest + block_bytes_ - 1) / block_bytes_ + 1;
+    if (need > pool_blocks_)
+      throw InputError(fmt::format(
+          "{}: [engine] the pool ({} blocks of {} bytes) cannot hold the largest adapter ({} bytes = "
+          "{} blocks) plus one KV block: raise kv_blocks / pool_gib or lower [adapters] ranks",
+          e.path.string(), pool_blocks_, block_bytes_, largest, need - 1));
+  }
+
+  // Plugins: libraries, parameters (checked at their lines), then one scheduler and
+  // threshold per replica.
+  auto sched_lib = registry.find(api::PluginKind::scheduler, e.scheduler.name);
+  auto thr_lib = registry.find(api::PluginKind::threshold, e.threshold.name);
+  auto disp_lib = registry.find(api::PluginKind::dispatcher, e.dispatcher.name);
+  auto mig_lib = registry.find(api::PluginKind::migration, e.migration.name);
+  const api::Params sched_params = resolve_params(e.scheduler, sched_lib->info);
+  const api::Params thr_params = resolve_params(e.threshold, thr_lib->info);
+  const api::Params disp_params = resolve_params(e.dispatcher, disp_lib->info);
+  const api::Params mig_params = resolve_params(e.migration, mig_lib->info);
+  plugin_names_ = {{"scheduler", plugin_text(*sched_lib)}, {"threshold", plugin_text(*thr_lib)},
+                   {"dispatcher", plugin_text(*disp_lib)}, {"migration", plugin_text(*mig_lib)}};
+
+  api::ReplicaLimits limits;
+  limits.max_batch_size = e.engine.max_batch_size;
+  limits.max_batched_tokens = e.engine.max_batched_tokens;
+  limits.block_size = e.engine.block_size;
+  limits.max_adapters_per_batch = e.engine.max_adapters_per_batch > 0 ? e.engine.max_adapters_per_batch : N;
+  limits.prompt_limit = std::min(e.engine.max_model_len, e.engine.max_batched_tokens);
+
+  // Workload.
+  const auto specs = generate_workload(e.workload, N, e.run.seed);
+  requests_.resize(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Request& r = requests_[i];
+    r.spec = specs[i];
+    LORASCHED_CHECK(r.spec.id == static_cast<int64_t>(i), "workload ids out of order");
+    r.record.id = r.spec.id;
+    r.record.adapter = r.spec.adapter;
+    r.record.arrival = r.spec.arrival;
+    r.record.prompt_tokens = r.spec.prompt_tokens;
+    if (materialise) {
+      Rng rng(e.run.seed, 0x70726f6d7074ULL + static_cast<uint64_t>(i));
+      r.tokens.resize(static_cast<size_t>(r.spec.prompt_tokens));
+      for (auto& t : r.tokens) t = static_cast<int32_t>(rng.uniform_int(0, shape_.vocab_size - 1));
+    }
+  }
+
+  if (dry_run) {
+    // Create each plugin once so a factory failure shows before any work.
+    api::CreateArgs targs{thr_params, e.run.seed, 0, N, limits, nullptr};
+    auto thr = instantiate<api::Threshold>(thr_lib, targs);
+    api::CreateArgs sargs{sched_params, e.run.seed, 0, N, limits, thr.get()};
+    (void)instantiate<api::Scheduler>(sched_lib, sargs);
+    (void)instantiate<api::Dispatcher>(disp_lib, {disp_params, e.run.seed, -1, N, limits, nullptr});
+    (void)instantiate<api::Migration>(mig_lib, {mig_params, e.run.seed, -1, N, limits, nullptr});
+    return;
+  }
+
+  // Replicas.
+  std::shared_ptr<ModelWeights> base;
+  if (real) {
+    set_cpu_threads(e.cluster.threads);
+    base = std::make_shared<ModelWeights>(
+        synthetic_model(shape_, e.model.seed ? e.model.seed : e.run.seed * 7919ULL + 17ULL));
+  }
+  link_bandwidth_ = e.cluster.link_gbps * 1e9;
+  for (int32_t r = 0; r < e.cluster.replicas; ++r) {
+    std::unique_ptr<Executor> exec;
+    if (real) {
+      exec = std::make_unique<CpuExecutor>(*base, weights, pool_blocks_, e.engine.block_size);
+    } else {
+      auto cm = std::make_unique<CostModelExecutor>(cost_model, adapters_);
+      cm->set_block_bytes(block_bytes_);
+      exec = std::move(cm);
+    }
+    if (r == 0) device_ = exec->device();
+    api::CreateArgs targs{thr_params, e.run.seed, r, N, limits, nullptr};
+    auto thr = instantiate<api::Threshold>(thr_lib, targs);
+    api::CreateArgs sargs{sched_params, e.run.seed, r, N, limits, thr.get()};
+    auto sched = instantiate<api::Scheduler>(sched_lib, sargs);
+    ReplicaConfig rc;
+    rc.id = r;
+    rc.limits = limits;
+    rc.max_model_len = e.engine.max_model_len;
+    rc.watermark = e.engine.watermark;
+    rc.swap_preemption = e.engine.preemption == "swap";
+    rc.pool_blocks = pool_blocks_;
+    rc.block_bytes = block_bytes_;
+    rc.host_blocks = e.engine.swap_blocks;
+    rc.unified_pool = e.engine.unified_pool;
+    rc.log_batches = e.metrics.log_batches;
+    replicas_.push_back(std::make_unique<Replica>(rc, adapters_, std::move(exec), std::move(sched),
+                                                  std::move(thr), requests_, records_));
+  }
+  api::CreateArgs cargs{disp_params, e.run.seed, -1, N, limits, nullptr};
+  dispatcher_ = instantiate<api::Dispatcher>(disp_lib, cargs);
+  api::CreateArgs margs{mig_params, e.run.seed, -1, N, limits, nullptr};
+  migration_ = instantiate<api::Migration>(mig_lib, margs);
+  migration_enabled_ = mig_lib->info.name != "none" && e.cluster.replicas > 1;
+
+  // Placement: every replica hosts every adapter; adapters are preloaded in id order while
+  // they take at most half of the pool (the rest load on demand).
+  hosted_.assign(static_cast<size_t>(e.cluster.replicas), {});
+  for (auto& h : hosted_)
+    for (int32_t a = 0; a < N; ++a) h.push_back(a);
+  for (auto& rep : replicas_) {
+    int64_t used = 0;
+    for (AdapterId a : hosted_[static_cast<size_t>(rep->id())]) {
+      const int64_t blocks = e.engine.unified_pool ? (adapters_[static_cast<size_t>(a)].bytes + block_bytes_ - 1) / block_bytes_ : 0;
+      if (used + blocks > pool_blocks_ / 2) break;
+      if (!rep->preload(a)) break;
+      used += blocks;
+    }
+  }
+
+  adapter_bytes_.resize(adapters_.size());
+  for (size_t a = 0; a < adapters_.size(); ++a) adapter_bytes_[a] = adapters_[a].bytes;
+  adapter_exec_time_.assign(adapters_.size(), std::numeric_limits<double>::quiet_NaN());
+}
+
+void Simulation::dispatch(RequestId id, double now) {
+  Replica* target = replicas_.front().get();
+  if (replicas_.size() > 1) {
+    states_.resize(replicas_.size());
+    for (size_t r = 0; r < replicas_.size(); ++r) {
+      const Replica& rep = *replicas_[r];
+      api::ReplicaState& s = states_[r];
+      s.replica = rep.id();
+      s.kv_blocks_total = rep.pool().total();
+      s.kv_blocks_used = rep.pool().used();
+      s.adapter_slots = rep.config().limits.max_adapters_per_batch;
+      s.hosted = hosted_[r];
+      s.unfinished_per_adapter = rep.unfinished_per_adapter();
+      s.unfinished = rep.unfinished();
+      s.requests = {};
+    }
+    api::ClusterView view;
+    view.now = now;
+    view.num_adapters = static_cast<int32_t>(adapters_.size());
+    view.limits = replicas_.front()->config().limits;
+    view.replicas = states_;
+    view.adapter_bytes = adapter_bytes_;
+    view.adapter_mean_exec_time = adapter_exec_time_;
+    view.kv_block_bytes = block_bytes_;
+    view.link_bandwidth = link_bandwidth_;
+    const Request& r = requests_[static_cast<size_t>(id)];
+    api::DispatchRequest dr{id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens, r.spec.output_tokens};
+    auto d = dispatcher_->checked_dispatch(view, dr);
+    if (!d) throw PluginError(dispatcher_.describe() + " failed: " + d.error());
+    const int32_t to = d.value().replica;
+    if (to < 0 || to >= static_cast<int32_t>(replicas_.size()))
+      throw PluginError(fmt::format("{} sent request {} to replica {}, but replicas are 0..{}",
+                                    dispatcher_.describe(), id, to, replicas_.size() - 1));
+    auto& hosted = hosted_[static_cast<size_t>(to)];
+    if (std::find(hosted.begin(), hosted.end(), r.spec.adapter) == hosted.end()) {
+      if (d.value().evict != api::kNoAdapter) {
+        auto it = std::find(hosted.begin(), hosted.end(), d.value().evict);
+        if (it == hosted.end())
+          throw PluginError(fmt::format("{} evicts adapter {} from replica {}, which does not host it",
+                                        dispatcher_.describe(), d.value().evict, to));
+        hosted.erase(it);
+      }
+      hosted.insert(std::upper_bound(hosted.begin(), hosted.end(), r.spec.adapter), r.spec.adapter);
+    }
+    target = replicas_[static_cast<size_t>(to)].get();
+  }
+  target->add(id, now);
+}
+
+void Simulation::migrate(double /*now*/) {
+  // Cluster-level migration is applied by the cluster work (issue: co-migration); the
+  // "none" policy never gets here.
+}
+
+void Simulation::deadlock(double now) {
+  for (const auto& rep : replicas_) {
+    for (RequestId id : rep->unfinished_requests()) {
+      const Request& r = requests_[static_cast<size_t>(id)];
+      const int64_t bs = rep->config().limits.block_size;
+      const int64_t need = (r.context_tokens() + bs) / bs;
+      throw InputError(fmt::format(
+          "{}: the run cannot finish: at t={:.3f}s replica {} cannot admit request {} (context {} "
+          "tokens = {} KV blocks; the pool has {} blocks, {} free, watermark {}); raise [engine] "
+          "kv_blocks / pool_gib or clip lengths with [workload] max_prompt_tokens / max_output_tokens",
+          e_.path.string(), now, rep->id(), id, r.context_tokens(), need, rep->pool().total(),
+          rep->pool().free(), rep->pool().watermark()));
+    }
+  }
+  throw InternalError("deadlock without a stuck request");
+}
+
+RunResult Simulation::run(const ProgressFn& progress) {
+  const auto wall0 = std::chrono::steady_clock::now();
+  const size_t R = replicas_.size();
+  std::vector<double> free_at(R, 0.0);
+  std::vector<uint8_t> stalled(R, 0);
+  size_t next = 0;  // next request to arrive
+  const int64_t total = static_cast<int64_t>(requests_.size());
+  int64_t done_reported = -1;
+  double next_migration = migration_enabled_ ? e_.cluster.migration_interval_s : kInf;
+  double now = 0;
+
+  auto finished_count = [&]() {
+    int64_t n = 0;
+    for (const auto& rep : replicas_) n += rep->unfinished();
+    return total - static_cast<int64_t>(requests_.size() - next) - n;
+  };
+
+  while (true) {
+    const double t_arrival = next < requests_.size() ? requests_[next].spec.arrival : kInf;
+    double t_replica = kInf;
+    size_t who = R;
+    for (size_t r = 0; r < R; ++r)
+      if (!stalled[r] && replicas_[r]->has_queued() && free_at[r] < t_replica) {
+        t_replica = free_at[r];
+        who = r;
+      }
+    bool work_left = next < requests_.size();
+    for (const auto& rep : replicas_) work_left = work_left || rep->has_queued();
+    const double t_mig = work_left ? next_migration : kInf;
+    const double t = std::min({t_arrival, t_replica, t_mig});
+    if (t == kInf) {
+      for (size_t r = 0; r < R; ++r)
+        if (replicas_[r]->has_queued()) deadlock(now);
+      break;
+    }
+    now = t;
+    if (t_arrival <= t) {  // arrivals first: they join an iteration starting at the same time
+      const RequestId id = requests_[next].spec.id;
+      ++next;
+      dispatch(id, now);
+      const int32_t rep = requests_[static_cast<size_t>(id)].record.replica;
+      stalled[static_cast<size_t>(rep)] = 0;
+      free_at[static_cast<size_t>(rep)] = std::max(free_at[static_cast<size_t>(rep)], now);
+      continue;
+    }
+    if (t_mig <= t) {
+      migrate(now);
+      std::fill(stalled.begin(), stalled.end(), 0);
+      for (size_t r = 0; r < R; ++r) free_at[r] = std::max(free_at[r], now);
+      next_migration = now + e_.cluster.migration_interval_s;
+      continue;
+    }
+    auto end = replicas_[who]->step(free_at[who]);
+    if (end) {
+      free_at[who] = *end;
+    } else {
+      stalled[who] = 1;
+    }
+    if (progress) {
+      const int64_t done = finished_count();
+      if (done != done_reported && (done == total || done % std::max<int64_t>(1, total / 100) == 0)) {
+        progress(done, total, now);
+        done_reported = done;
+      }
+    }
+  }
+
+  RunResult out;
+  for (auto& r : requests_) out.records.requests.push_back(r.record);
+  out.records.iterations = std::move(records_.iterations);
+  out.records.events = std::move(records_.events);
+  out.records.batches = std::move(records_.batches);
+  out.plugins = plugin_names_;
+  out.executor = executor_name_;
+  out.device = device_;
+  out.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  if (progress) progress(total, total, now);
+  return out;
+}
+
+}  // namespace lorasched

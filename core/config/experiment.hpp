@@ -1,0 +1,118 @@
+// An experiment file (TOML) as typed structs. Every error names FILE:LINE:COL and is
+// raised before any work starts (InputError, exit code 2).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/workload/workload.hpp"
+#include "lorasched/plugin/types.hpp"
+
+namespace lorasched {
+
+struct SourcePos {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string str() const;  // "file:line:col" (or "file" when the position is unknown)
+};
+
+// One parameter of a plugin table as written in the file, checked against the plugin's
+// ParamSpecs when the plugin is resolved (core/config/plugins.hpp).
+struct RawParam {
+  std::string key;
+  api::ParamValue value;
+  SourcePos pos;
+};
+
+struct PluginConfig {
+  std::string table;  // "scheduler", "threshold", "migration", "dispatcher"
+  std::string name;   // plugin name ("dlora") or path to a plugin library
+  SourcePos pos;      // of the `plugin` key (or of the table when defaulted)
+  std::vector<RawParam> params;
+};
+
+struct RunSection {
+  std::string name;
+  uint64_t seed = 1;
+  std::filesystem::path output;  // results file; default results/<name>.h5
+};
+
+struct ModelSection {
+  std::string preset = "tiny";      // tiny | small | llama2-7b | llama2-13b | llama2-70b
+  std::filesystem::path path;       // HF model directory (overrides preset)
+  uint64_t seed = 0;                // synthetic weights: 0 = derived from run.seed
+};
+
+struct AdaptersSection {
+  int32_t count = 8;
+  std::vector<int32_t> ranks = {8};  // assigned round-robin (adapter i gets ranks[i % n])
+  double lora_alpha = 0;             // 0: alpha = rank (scale 1)
+  bool use_rslora = false;
+  std::string source = "synthetic";  // synthetic | peft
+  std::vector<std::filesystem::path> paths;  // source = "peft": one directory per adapter
+};
+
+struct EngineSection {
+  int32_t max_batch_size = 16;        // B (dLoRA's max_num_seqs)
+  int32_t max_batched_tokens = 4096;  // per iteration
+  int32_t block_size = 16;            // tokens per KV block
+  int32_t max_model_len = 4096;       // prompt + output cap (vLLM max_model_len)
+  int32_t max_adapters_per_batch = 0; // 0: no limit besides the pool
+  double watermark = 0.01;            // fraction of KV blocks kept free at admission
+  std::string preemption = "recompute";  // recompute | swap
+  std::optional<int64_t> kv_blocks;   // pool size in KV blocks (explicit)
+  std::optional<double> pool_gib;     // pool size in GiB (KV blocks + adapters)
+  double gpu_memory_utilization = 0.9;  // else: this share of the device memory minus weights
+  int64_t swap_blocks = 1 << 20;      // host blocks available for swapped KV
+  bool unified_pool = true;           // adapters take pool blocks (S-LoRA unified paging)
+};
+
+struct ClusterSection {
+  int32_t replicas = 1;
+  std::string executor = "cpu";        // cpu | costmodel | cuda
+  int32_t threads = 0;                 // cpu executor: BLAS threads (0 = all cores)
+  std::string costmodel = "";          // costmodel: preset name or profile file
+  double migration_interval_s = 10.0;  // migration plugin period (dLoRA: 10 s)
+  std::string migration_kv = "recompute";  // recompute | transfer
+  double link_gbps = 32.0;             // GB/s between replicas and host<->device (PCIe 4 x16)
+};
+
+struct MetricsSection {
+  bool log_batches = false;
+};
+
+struct Experiment {
+  std::filesystem::path path;  // the experiment file
+  std::string text;            // its full text (stored with the results)
+  std::string label;           // the sweep point ("" without a sweep)
+  int32_t index = 0;           // position in the sweep
+  RunSection run;
+  ModelSection model;
+  AdaptersSection adapters;
+  WorkloadSpec workload;
+  EngineSection engine;
+  ClusterSection cluster;
+  PluginConfig scheduler{"scheduler", "unmerged-fcfs", {}, {}};
+  PluginConfig threshold{"threshold", "fixed", {}, {}};
+  PluginConfig migration{"migration", "none", {}, {}};
+  PluginConfig dispatcher{"dispatcher", "least-loaded", {}, {}};
+  MetricsSection metrics;
+  std::vector<std::filesystem::path> plugin_paths;  // [plugins] paths
+};
+
+// Reads an experiment file and expands its [sweep] into one Experiment per point (a
+// single one without a sweep). `overrides` are "dotted.key=value" strings applied before
+// the sweep (value parsed as TOML, or as a bare string). Throws InputError
+// "FILE:LINE:COL: message".
+std::vector<Experiment> load_experiments(const std::filesystem::path& file,
+                                         const std::vector<std::string>& overrides = {});
+
+// The same from text (for tests); `file` names it in messages.
+std::vector<Experiment> parse_experiments(const std::string& text, const std::string& file,
+                                          const std::vector<std::string>& overrides = {});
+
+}  // namespace lorasched

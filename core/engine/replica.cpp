@@ -1,0 +1,503 @@
+#include "core/engine/replica.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+
+#include "core/common/error.hpp"
+#include "lorasched/plugin/validate.hpp"
+
+namespace lorasched {
+
+using api::AdapterId;
+using api::Mode;
+using api::RequestId;
+using api::RequestState;
+
+namespace {
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+}  // namespace
+
+Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
+                 std::unique_ptr<Executor> executor, PluginInstance<api::Scheduler> scheduler,
+                 PluginInstance<api::Threshold> threshold, std::vector<Request>& requests,
+                 RunRecords& records)
+    : cfg_(cfg),
+      adapters_(adapters),
+      executor_(std::move(executor)),
+      scheduler_(std::move(scheduler)),
+      threshold_(std::move(threshold)),
+      requests_(requests),
+      records_(records),
+      pool_(cfg.pool_blocks, cfg.block_bytes,
+            static_cast<int64_t>(cfg.watermark * static_cast<double>(cfg.pool_blocks)),
+            cfg.host_blocks),
+      unfinished_per_adapter_(adapters.size(), 0),
+      exec_time_(adapters.size(), {0, 0.0}),
+      pinned_(adapters.size(), 0) {}
+
+void Replica::event(double time, EventKind kind, AdapterId adapter, RequestId request,
+                    double duration, int64_t bytes, double value, double value2) {
+  EventRecord e;
+  e.time = time;
+  e.replica = cfg_.id;
+  e.kind = static_cast<int8_t>(kind);
+  e.adapter = adapter;
+  e.request = request;
+  e.duration = duration;
+  e.bytes = bytes;
+  e.value = value;
+  e.value2 = value2;
+  records_.events.push_back(e);
+}
+
+void Replica::erase_from(std::vector<RequestId>& list, RequestId id) {
+  auto it = std::find(list.begin(), list.end(), id);
+  LORASCHED_CHECK(it != list.end(), "request {} not in its queue", id);
+  list.erase(it);
+}
+
+// ---- pool ---------------------------------------------------------------------------------------
+
+int64_t Replica::kv_free() const {
+  int64_t free = pool_.free();
+  if (cfg_.unified_pool)
+    for (const auto& [a, res] : resident_)
+      if (a != merged_ && !pinned_[static_cast<size_t>(a)])
+        free += static_cast<int64_t>(res.blocks.size());
+  return free;
+}
+
+// Frees pool blocks until `blocks` are free by evicting the least recently used adapters
+// that neither the merged weights nor the batch being formed need (unified paging).
+void Replica::make_room(int64_t blocks, double time) {
+  while (pool_.free() < blocks) {
+    AdapterId victim = api::kNoAdapter;
+    int64_t oldest = INT64_MAX;
+    for (const auto& [a, res] : resident_)
+      if (a != merged_ && !pinned_[static_cast<size_t>(a)] && res.last_used < oldest) {
+        oldest = res.last_used;
+        victim = a;
+      }
+    LORASCHED_CHECK(victim != api::kNoAdapter, "no adapter to evict for {} blocks", blocks);
+    pool_.release_adapter(resident_[victim].blocks);
+    resident_.erase(victim);
+    executor_->evict_adapter(victim);
+    event(time, EventKind::adapter_evict, victim, -1, 0, adapters_[static_cast<size_t>(victim)].bytes);
+  }
+}
+
+bool Replica::allocate_kv(Request& r, int64_t blocks, double time) {
+  if (blocks <= 0) return true;
+  if (kv_free() < blocks) return false;
+  make_room(blocks, time);
+  for (int64_t i = 0; i < blocks; ++i) r.block_table.push_back(pool_.allocate());
+  return true;
+}
+
+void Replica::release_kv(Request& r) {
+  for (int32_t b : r.block_table) pool_.release(b);
+  r.block_table.clear();
+  if (r.host_blocks > 0) {
+    pool_.host_release(r.host_blocks);
+    executor_->drop_swapped(r.spec.id);
+    r.host_blocks = 0;
+  }
+}
+
+bool Replica::preload(AdapterId adapter) {
+  if (resident(adapter)) return true;
+  const int64_t bytes = adapters_[static_cast<size_t>(adapter)].bytes;
+  Residency res;
+  if (cfg_.unified_pool) {
+    if (pool_.blocks_for_bytes(bytes) > pool_.free()) return false;
+    res.blocks = pool_.allocate_adapter(bytes);
+  }
+  executor_->load_adapter(adapter);
+  resident_[adapter] = std::move(res);
+  return true;
+}
+
+// Makes `adapter` resident for the batch being formed, evicting idle adapters (LRU) when
+// the pool needs room. The load is a real copy (cpu) or a predicted transfer (costmodel),
+// paid before the batch runs.
+bool Replica::ensure_resident(AdapterId adapter, double now, double& cost) {
+  auto it = resident_.find(adapter);
+  if (it != resident_.end()) {
+    it->second.last_used = iteration_;
+    pinned_[static_cast<size_t>(adapter)] = 1;
+    return true;
+  }
+  const int64_t bytes = adapters_[static_cast<size_t>(adapter)].bytes;
+  Residency res;
+  if (cfg_.unified_pool) {
+    const int64_t need = pool_.blocks_for_bytes(bytes);
+    if (kv_free() < need) return false;
+    make_room(need, now + cost);
+    res.blocks = pool_.allocate_adapter(bytes);
+  }
+  const CostStep step = executor_->load_adapter(adapter);
+  event(now + cost, EventKind::adapter_load, adapter, -1, step.seconds, step.bytes);
+  cost += step.seconds;
+  res.last_used = iteration_;
+  resident_[adapter] = std::move(res);
+  pinned_[static_cast<size_t>(adapter)] = 1;
+  return true;
+}
+
+// ---- requests -----------------------------------------------------------------------------------
+
+void Replica::add(RequestId id, double now) {
+  Request& r = req(id);
+  r.state = RequestState::waiting;
+  r.record.replica = cfg_.id;
+  waiting_.push_back(id);
+  ++unfinished_;
+  ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+  api::RequestView v{r.spec.id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
+                     r.spec.output_tokens, r.generated, r.state, 0};
+  if (auto st = scheduler_->checked_on_arrival(v, now); !st)
+    throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
+}
+
+void Replica::remove(RequestId id) {
+  Request& r = req(id);
+  switch (r.state) {
+    case RequestState::waiting: erase_from(waiting_, id); break;
+    case RequestState::ready: erase_from(ready_, id); break;
+    case RequestState::swapped: erase_from(swapped_, id); break;
+    default: LORASCHED_CHECK(false, "remove of request {} in state {}", id, api::to_string(r.state));
+  }
+  release_kv(r);
+  r.state = RequestState::waiting;
+  --unfinished_;
+  --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+}
+
+std::vector<RequestId> Replica::unfinished_requests() const {
+  std::vector<RequestId> out(waiting_);
+  out.insert(out.end(), ready_.begin(), ready_.end());
+  out.insert(out.end(), swapped_.begin(), swapped_.end());
+  return out;
+}
+
+void Replica::finish(Request& r, RequestStatus status, double now) {
+  release_kv(r);
+  r.state = RequestState::finished;
+  r.record.status = static_cast<int8_t>(status);
+  r.record.finish = now;
+  r.record.output_tokens = r.generated;
+  --unfinished_;
+  --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+  if (status == RequestStatus::finished || status == RequestStatus::length_capped) {
+    auto& [n, sum] = exec_time_[static_cast<size_t>(r.spec.adapter)];
+    ++n;
+    sum += r.record.exec_time;
+  }
+}
+
+// vLLM 0.1.4 preemption: swap the KV cache to host memory (dLoRA's artifact always swaps)
+// or drop it and recompute the whole context later (put first in the waiting queue).
+void Replica::preempt(RequestId id, double now, double& cost, bool& swapped_out) {
+  Request& r = req(id);
+  ++r.record.preemptions;
+  const int32_t blocks = static_cast<int32_t>(r.block_table.size());
+  if (cfg_.swap_preemption && pool_.host_allocate(blocks)) {
+    const CostStep step = executor_->swap_out(id, r.block_table);
+    event(now + cost, EventKind::preempt_swap, r.spec.adapter, id, step.seconds, step.bytes);
+    cost += step.seconds;
+    for (int32_t b : r.block_table) pool_.release(b);
+    r.block_table.clear();
+    r.host_blocks = blocks;
+    r.state = RequestState::swapped;
+    swapped_.push_back(id);
+    swapped_out = true;
+  } else {
+    if (cfg_.swap_preemption)
+      event(now + cost, EventKind::warning, r.spec.adapter, id, 0, 0, /*value=*/1.0);  // no swap space
+    event(now + cost, EventKind::preempt_recompute, r.spec.adapter, id, 0,
+          static_cast<int64_t>(blocks) * cfg_.block_bytes);
+    release_kv(r);
+    r.state = RequestState::waiting;
+    waiting_.insert(waiting_.begin(), id);
+  }
+}
+
+// ---- one iteration ------------------------------------------------------------------------------
+
+api::ReplicaView Replica::build_view(double now) {
+  view_requests_.clear();
+  auto push = [&](const std::vector<RequestId>& list) {
+    for (RequestId id : list) {
+      const Request& r = req(id);
+      view_requests_.push_back({r.spec.id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
+                                r.spec.output_tokens, r.generated, r.state,
+                                static_cast<int32_t>(r.block_table.size()) + r.host_blocks});
+    }
+  };
+  push(waiting_);
+  push(ready_);
+  push(swapped_);
+  // dLoRA's FCFS: oldest arrival first, ties keep the order waiting, ready, swapped.
+  std::stable_sort(view_requests_.begin(), view_requests_.end(),
+                   [](const api::RequestView& a, const api::RequestView& b) {
+                     return a.arrival < b.arrival;
+                   });
+  view_adapters_.resize(adapters_.size());
+  for (size_t a = 0; a < adapters_.size(); ++a)
+    view_adapters_[a] = {static_cast<AdapterId>(a), adapters_[a].rank, adapters_[a].bytes,
+                         resident_.count(static_cast<AdapterId>(a)) != 0, unfinished_per_adapter_[a]};
+  api::ReplicaView v;
+  v.replica = cfg_.id;
+  v.now = now;
+  v.iteration = iteration_;
+  v.num_adapters = static_cast<int32_t>(adapters_.size());
+  v.limits = cfg_.limits;
+  v.mode = mode();
+  v.merged_adapter = merged_;
+  v.queued = view_requests_;
+  v.adapters = view_adapters_;
+  v.kv_blocks_total = pool_.total();
+  v.kv_blocks_free = pool_.free();
+  return v;
+}
+
+// Admission of the plan's candidates, in order, under the batch limit, the token budget
+// and the KV pool (vLLM 0.1.4's _prepare_scheduleroutputs as dLoRA's artifact runs it).
+std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, double now,
+                                              double& cost, bool& swapped_in, bool& swapped_out) {
+  std::vector<Admitted> batch;
+  const int32_t B = cfg_.limits.max_batch_size;
+  const int64_t bs = cfg_.limits.block_size;
+  int64_t prompt_tokens = 0, gen_tokens = 0;
+  std::fill(pinned_.begin(), pinned_.end(), 0);
+  if (plan.mode == Mode::merged) {
+    // The merged adapter's weights are folded in before the batch: it must be resident.
+    if (!ensure_resident(plan.merged_adapter, now, cost)) return batch;
+  }
+  for (RequestId id : plan.requests) {
+    Request& r = req(id);
+    switch (r.state) {
+      case RequestState::ready: {
+        erase_from(ready_, id);
+        bool self_preempted = false;
+        while (kv_free() < 1) {  // can_append_slot: one free block per sequence
+          if (!ready_.empty()) {
+            const RequestId victim = ready_.back();
+            ready_.pop_back();
+            preempt(victim, now, cost, swapped_out);
+          } else {
+            preempt(id, now, cost, swapped_out);
+            self_preempted = true;
+            break;
+          }
+        }
+        if (self_preempted) continue;
+        if (static_cast<int32_t>(batch.size()) >= B) {
+          ready_.push_back(id);
+          return batch;
+        }
+        if (!ensure_resident(r.spec.adapter, now, cost)) {
+          ready_.push_back(id);
+          continue;
+        }
+        const int64_t need = ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
+        LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
+        batch.push_back({id, false, 1});
+        gen_tokens += 1;
+        break;
+      }
+      case RequestState::swapped: {
+        if (swapped_out) continue;  // vLLM: no swap-in in a call that swapped out
+        if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) continue;
+        if (static_cast<int32_t>(batch.size()) >= B) return batch;
+        if (!ensure_resident(r.spec.adapter, now, cost)) continue;
+        erase_from(swapped_, id);
+        const int32_t host = r.host_blocks;
+        LORASCHED_CHECK(allocate_kv(r, host, now + cost), "swap-in allocation failed for request {}", id);
+        const CostStep step = executor_->swap_in(id, r.block_table);
+        event(now + cost, EventKind::swap_in, r.spec.adapter, id, step.seconds, step.bytes);
+        cost += step.seconds;
+        pool_.host_release(host);
+        r.host_blocks = 0;
+        swapped_in = true;
+        const int64_t need = ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
+        LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
+        batch.push_back({id, false, 1});
+        gen_tokens += 1;
+        break;
+      }
+      case RequestState::waiting: {
+        const int32_t len = r.context_tokens();
+        if (len > cfg_.limits.prompt_limit) {
+          erase_from(waiting_, id);
+          event(now, EventKind::request_ignored, r.spec.adapter, id, 0, 0, len);
+          finish(r, RequestStatus::ignored, now);
+          continue;
+        }
+        const int64_t need = ceil_div(len, bs);
+        if (kv_free() - need < pool_.watermark()) continue;
+        if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens) continue;
+        if (static_cast<int32_t>(batch.size()) >= B) return batch;
+        if (!ensure_resident(r.spec.adapter, now, cost)) continue;
+        if (kv_free() - need < pool_.watermark()) continue;  // the adapter took blocks
+        erase_from(waiting_, id);
+        LORASCHED_CHECK(allocate_kv(r, need, now + cost), "allocation failed for request {}", id);
+        batch.push_back({id, true, len});
+        prompt_tokens += len;
+        break;
+      }
+      default:
+        LORASCHED_CHECK(false, "candidate {} in state {}", id, api::to_string(r.state));
+    }
+  }
+  return batch;
+}
+
+std::optional<double> Replica::step(double now) {
+  if (!has_queued()) return std::nullopt;
+
+  auto thresholds_before = threshold_->checked_current();
+  if (!thresholds_before)
+    throw PluginError(threshold_.describe() + " failed: " + thresholds_before.error());
+
+  const api::ReplicaView view = build_view(now);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto planned = scheduler_->checked_plan(view);
+  const double decision_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  if (!planned) throw PluginError(scheduler_.describe() + " failed to plan: " + planned.error());
+  const api::IterationPlan& plan = planned.value();
+  if (auto st = api::validate_plan(view, plan); !st)
+    throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
+  const int32_t queued = static_cast<int32_t>(view.queued.size());
+
+  double cost = 0;  // time paid before the batch runs: loads, swaps, switches
+  bool swapped_in = false, swapped_out = false;
+  std::vector<Admitted> batch = admit(plan, now, cost, swapped_in, swapped_out);
+  if (swapped_in && swapped_out)  // the artifact asserts on this; we record it and go on
+    event(now, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
+  if (batch.empty()) {
+    // Nothing runs; time passes only for what was paid (swap-outs, loads).
+    if (cost > 0) return now + cost;
+    return std::nullopt;
+  }
+
+  // Weights: fold in the plan's adapter, or restore the clean base weights.
+  const AdapterId target = plan.mode == Mode::merged ? plan.merged_adapter : api::kNoAdapter;
+  if (target != merged_) {
+    for (const CostStep& s : executor_->switch_weights(merged_, target)) {
+      event(now + cost, s.kind, s.adapter, -1, s.seconds, s.bytes);
+      cost += s.seconds;
+    }
+    merged_ = target;
+  }
+
+  ExecBatch eb;
+  eb.replica = cfg_.id;
+  eb.mode = plan.mode;
+  eb.merged_adapter = target;
+  const bool tokens = executor_->needs_tokens();
+  eb.entries.reserve(batch.size());
+  int32_t prefill_tokens = 0, decode_tokens = 0;
+  std::vector<AdapterId> distinct;
+  for (const Admitted& a : batch) {
+    Request& r = req(a.id);
+    ExecEntry e;
+    e.request = a.id;
+    e.adapter = r.spec.adapter;
+    e.prefill = a.prefill;
+    e.new_tokens = a.new_tokens;
+    e.context_tokens = r.context_tokens();
+    e.block_table = r.block_table;
+    if (tokens) {
+      LORASCHED_CHECK(static_cast<int32_t>(r.tokens.size()) == r.context_tokens(),
+                      "request {} has {} token ids for context {}", a.id, r.tokens.size(),
+                      r.context_tokens());
+      e.tokens = std::span<const int32_t>(r.tokens).subspan(r.tokens.size() - a.new_tokens);
+    }
+    (a.prefill ? prefill_tokens : decode_tokens) += a.new_tokens;
+    if (std::find(distinct.begin(), distinct.end(), e.adapter) == distinct.end())
+      distinct.push_back(e.adapter);
+    eb.entries.push_back(e);
+    r.state = RequestState::running;
+    if (std::isnan(r.record.first_scheduled)) {
+      r.record.first_scheduled = now;
+      r.record.queueing_delay = now - r.spec.arrival;
+    }
+  }
+  IterationResult result = executor_->run(eb);
+  const double end = now + cost + result.seconds;
+
+  // Update: every request got one token; all return to `ready` in batch order.
+  std::vector<RequestId> batch_ids;
+  batch_ids.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Request& r = req(batch[i].id);
+    batch_ids.push_back(r.spec.id);
+    r.generated += 1;
+    if (tokens) r.tokens.push_back(result.next_tokens[i]);
+    if (std::isnan(r.record.first_token)) r.record.first_token = end;
+    r.record.exec_time += end - now;
+    if (r.context_tokens() > cfg_.max_model_len) {
+      finish(r, RequestStatus::length_capped, end);
+    } else if (r.generated >= r.spec.output_tokens) {
+      finish(r, RequestStatus::finished, end);
+    } else {
+      r.state = RequestState::ready;
+      ready_.push_back(r.spec.id);
+    }
+  }
+
+  IterationRecord rec;
+  rec.replica = cfg_.id;
+  rec.iteration = iteration_;
+  rec.start = now;
+  rec.switch_time = cost;
+  rec.duration = result.seconds;
+  rec.mode = static_cast<int8_t>(plan.mode);
+  rec.merged_adapter = target;
+  rec.batch_size = static_cast<int32_t>(batch.size());
+  rec.prefill_tokens = prefill_tokens;
+  rec.decode_tokens = decode_tokens;
+  rec.distinct_adapters = static_cast<int32_t>(distinct.size());
+  rec.queued = queued;
+  rec.kv_blocks_used = pool_.used();
+  rec.alpha = thresholds_before.value().alpha;
+  rec.beta = thresholds_before.value().beta;
+  rec.decision_wall_us = decision_us;
+  records_.iterations.push_back(rec);
+  if (cfg_.log_batches)
+    for (size_t i = 0; i < batch_ids.size(); ++i)
+      records_.batches.push_back({iteration_, cfg_.id, batch_ids[i], static_cast<int32_t>(i)});
+
+  api::IterationOutcome out;
+  out.replica = cfg_.id;
+  out.iteration = iteration_;
+  out.start = now;
+  out.switch_time = cost;
+  out.duration = result.seconds;
+  out.mode = plan.mode;
+  out.merged_adapter = target;
+  out.batch_size = rec.batch_size;
+  out.prefill_tokens = prefill_tokens;
+  out.decode_tokens = decode_tokens;
+  out.distinct_adapters = rec.distinct_adapters;
+  out.batch = batch_ids;
+  if (auto st = scheduler_->checked_observe(out); !st)
+    throw PluginError(scheduler_.describe() + " failed in observe: " + st.message());
+  if (auto st = threshold_->checked_observe(out); !st)
+    throw PluginError(threshold_.describe() + " failed in observe: " + st.message());
+  auto thresholds_after = threshold_->checked_current();
+  if (!thresholds_after)
+    throw PluginError(threshold_.describe() + " failed: " + thresholds_after.error());
+  if (thresholds_after.value().alpha != thresholds_before.value().alpha ||
+      thresholds_after.value().beta != thresholds_before.value().beta)
+    event(now, EventKind::threshold_change, api::kNoAdapter, -1, 0, 0,
+          thresholds_after.value().alpha, thresholds_after.value().beta);
+  ++iteration_;
+  return end;
+}
+
+}  // namespace lorasched

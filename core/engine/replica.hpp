@@ -1,0 +1,124 @@
+// One replica: request queues, the paged pool, continuous batching in iterations, merged
+// and unmerged modes with real switch costs, preemption. The scheduler plugin decides
+// what to run; the engine admits the plan under its limits exactly as dLoRA's artifact
+// (vLLM 0.1.4 _prepare_scheduleroutputs) does, applies it and records what happened.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/adapters/adapter.hpp"
+#include "core/engine/request.hpp"
+#include "core/exec/executor.hpp"
+#include "core/memory/block_pool.hpp"
+#include "core/metrics/records.hpp"
+#include "core/plugin/loader.hpp"
+
+namespace lorasched {
+
+struct ReplicaConfig {
+  int32_t id = 0;
+  api::ReplicaLimits limits;
+  int32_t max_model_len = 4096;
+  double watermark = 0.01;
+  bool swap_preemption = false;  // "swap" (dLoRA artifact) or recompute (vLLM default)
+  int64_t pool_blocks = 0;       // device pool, in KV blocks
+  int64_t block_bytes = 0;       // bytes of one KV block (all layers, K and V)
+  int64_t host_blocks = 0;       // swap space
+  bool unified_pool = true;      // adapters occupy pool blocks (S-LoRA)
+  bool log_batches = false;
+};
+
+class Replica {
+ public:
+  Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
+          std::unique_ptr<Executor> executor, PluginInstance<api::Scheduler> scheduler,
+          PluginInstance<api::Threshold> threshold, std::vector<Request>& requests,
+          RunRecords& records);
+
+  int32_t id() const { return cfg_.id; }
+  const ReplicaConfig& config() const { return cfg_; }
+  Executor& executor() { return *executor_; }
+  const BlockPool& pool() const { return pool_; }
+
+  // Makes an adapter resident before the run (no cost recorded, like the artifact's
+  // initial placement). Returns false when it does not fit.
+  bool preload(api::AdapterId adapter);
+  bool resident(api::AdapterId adapter) const { return resident_.count(adapter) != 0; }
+
+  // A request joins the waiting queue (arrival, dispatch or migration) at `now`.
+  void add(api::RequestId id, double now);
+  // Takes an unfinished request out (migration): frees its KV cache, device or host.
+  void remove(api::RequestId id);
+
+  bool has_queued() const { return !waiting_.empty() || !ready_.empty() || !swapped_.empty(); }
+  int32_t unfinished() const { return unfinished_; }
+  const std::vector<int32_t>& unfinished_per_adapter() const { return unfinished_per_adapter_; }
+  // Unfinished requests in the artifact's order: waiting, ready, swapped.
+  std::vector<api::RequestId> unfinished_requests() const;
+  api::Mode mode() const { return merged_ == api::kNoAdapter ? api::Mode::unmerged : api::Mode::merged; }
+  api::AdapterId merged_adapter() const { return merged_; }
+
+  // Plans, admits and runs one iteration starting at `now`. Returns its end time, or
+  // nullopt when nothing could be admitted (the replica idles until something changes).
+  // Throws PluginError when a plugin fails or returns an invalid plan.
+  std::optional<double> step(double now);
+
+  int64_t iterations() const { return iteration_; }
+  // Mean (switch + execution) time of the iterations a finished request was in, per
+  // adapter: [count, sum] accumulated on this replica.
+  const std::vector<std::pair<int64_t, double>>& finished_exec_time() const { return exec_time_; }
+
+ private:
+  struct Admitted {
+    api::RequestId id;
+    bool prefill;
+    int32_t new_tokens;
+  };
+  Request& req(api::RequestId id) { return requests_[static_cast<size_t>(id)]; }
+  api::ReplicaView build_view(double now);
+  std::vector<Admitted> admit(const api::IterationPlan& plan, double now, double& cost,
+                              bool& swapped_in, bool& swapped_out);
+  void preempt(api::RequestId id, double now, double& cost, bool& swapped_out);
+  bool ensure_resident(api::AdapterId adapter, double now, double& cost);
+  int64_t kv_free() const;
+  void make_room(int64_t blocks, double time);
+  bool allocate_kv(Request& r, int64_t blocks, double time);
+  void release_kv(Request& r);
+  void finish(Request& r, RequestStatus status, double now);
+  void event(double time, EventKind kind, api::AdapterId adapter, api::RequestId request,
+             double duration, int64_t bytes, double value = kNoTime, double value2 = kNoTime);
+  void erase_from(std::vector<api::RequestId>& list, api::RequestId id);
+
+  ReplicaConfig cfg_;
+  const std::vector<AdapterInfo>& adapters_;
+  std::unique_ptr<Executor> executor_;
+  PluginInstance<api::Scheduler> scheduler_;
+  PluginInstance<api::Threshold> threshold_;
+  std::vector<Request>& requests_;
+  RunRecords& records_;
+  BlockPool pool_;
+
+  std::vector<api::RequestId> waiting_, ready_, swapped_;
+  int32_t unfinished_ = 0;
+  std::vector<int32_t> unfinished_per_adapter_;
+  std::vector<std::pair<int64_t, double>> exec_time_;
+
+  struct Residency {
+    std::vector<int32_t> blocks;
+    int64_t last_used = -1;
+  };
+  std::map<api::AdapterId, Residency> resident_;
+  std::vector<uint8_t> pinned_;  // adapters the batch being formed needs
+  api::AdapterId merged_ = api::kNoAdapter;
+  int64_t iteration_ = 0;
+
+  // reused buffers
+  std::vector<api::RequestView> view_requests_;
+  std::vector<api::AdapterView> view_adapters_;
+};
+
+}  // namespace lorasched

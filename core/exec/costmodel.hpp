@@ -1,0 +1,72 @@
+// Executor "costmodel": predicts how long iterations, switches, adapter loads and swaps
+// take instead of running them, so cluster-scale experiments run on a laptop. Models:
+// profiles measured with `lorasched profile`, hardware presets, and the dLoRA artifact's
+// timing model (docs/costmodel.md).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/exec/executor.hpp"
+#include "core/model/shape.hpp"
+
+namespace lorasched {
+
+// What a batch looks like to a cost model.
+struct BatchFeatures {
+  api::Mode mode = api::Mode::unmerged;
+  int32_t entries = 0;
+  int64_t prefill_tokens = 0;     // tokens of prefill entries
+  int64_t prefill_sq_tokens = 0;  // sum over prefill entries of n^2 (causal attention work)
+  int32_t decode_seqs = 0;
+  int64_t decode_context = 0;     // sum of context lengths of decode entries
+  int32_t distinct_adapters = 0;  // LoRA segments in the batch (0 when merged)
+  int64_t lora_token_rank = 0;    // sum over tokens computed unmerged of their adapter's rank
+  int64_t tokens() const { return prefill_tokens + decode_seqs; }
+};
+
+BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterInfo>& adapters);
+
+class CostModel {
+ public:
+  virtual ~CostModel() = default;
+  virtual std::string describe() const = 0;
+  virtual double iteration(const BatchFeatures& f) const = 0;
+  // The steps (unmerge of from, merge of to) of a weight switch and their predicted times.
+  virtual std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to) const = 0;
+  virtual double load(int64_t bytes) const = 0;
+  virtual double swap(int64_t bytes) const = 0;
+  // Device memory for weights + pool, and bytes per element on the device.
+  virtual double device_memory_bytes() const = 0;
+  virtual int bytes_per_element() const = 0;
+  // The model shape the model was built for (for checks against the experiment's model).
+  virtual const ModelShape& shape() const = 0;
+};
+
+// Creates the cost model named by [cluster] costmodel: a preset name or a profile file.
+// Throws InputError for an unknown preset, a bad profile, or one taken on another model.
+std::unique_ptr<CostModel> make_cost_model(const std::string& spec, const ModelShape& shape);
+std::vector<std::string> cost_model_presets();
+
+class CostModelExecutor final : public Executor {
+ public:
+  CostModelExecutor(std::shared_ptr<const CostModel> model, std::vector<AdapterInfo> adapters);
+  std::string name() const override { return "costmodel"; }
+  std::string device() const override { return model_->describe(); }
+  bool needs_tokens() const override { return false; }
+  IterationResult run(const ExecBatch& batch) override;
+  std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to) override;
+  CostStep load_adapter(api::AdapterId adapter) override;
+  void evict_adapter(api::AdapterId) override {}
+  CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) override;
+  CostStep swap_in(api::RequestId request, std::span<const int32_t> blocks) override;
+  void set_block_bytes(int64_t b) { block_bytes_ = b; }
+
+ private:
+  std::shared_ptr<const CostModel> model_;
+  std::vector<AdapterInfo> adapters_;
+  int64_t block_bytes_ = 0;
+};
+
+}  // namespace lorasched

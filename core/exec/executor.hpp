@@ -1,0 +1,69 @@
+// The executor runs one replica's iterations and weight switches and says how long each
+// took: measured (cpu, cuda) or predicted (costmodel). Policies cannot tell them apart.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/adapters/adapter.hpp"
+#include "core/metrics/records.hpp"
+#include "lorasched/plugin/types.hpp"
+
+namespace lorasched {
+
+// One request's part of an iteration.
+struct ExecEntry {
+  api::RequestId request = 0;
+  api::AdapterId adapter = 0;
+  bool prefill = false;           // whole context (prompt, or prompt + generated when recomputed)
+  int32_t new_tokens = 0;         // tokens run now (context length at prefill, 1 at decode)
+  int32_t context_tokens = 0;     // tokens in its KV cache after this iteration
+  std::span<const int32_t> block_table;
+  std::span<const int32_t> tokens;  // the new token ids (real executors only)
+};
+
+struct ExecBatch {
+  int32_t replica = 0;
+  api::Mode mode = api::Mode::unmerged;
+  api::AdapterId merged_adapter = api::kNoAdapter;
+  std::vector<ExecEntry> entries;
+};
+
+struct IterationResult {
+  double seconds = 0;
+  std::vector<int32_t> next_tokens;  // one per entry (real executors; empty otherwise)
+};
+
+// A cost paid outside the batch itself (merge, unmerge, adapter load, swap).
+struct CostStep {
+  EventKind kind = EventKind::merge;
+  api::AdapterId adapter = api::kNoAdapter;
+  double seconds = 0;
+  int64_t bytes = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual std::string name() const = 0;    // "cpu", "costmodel", "cuda"
+  virtual std::string device() const = 0;  // what it runs on / models
+  virtual bool needs_tokens() const = 0;   // real executors compute with token ids
+
+  virtual IterationResult run(const ExecBatch& batch) = 0;
+  // Changes which adapter is merged into the base weights (kNoAdapter = none): the
+  // unmerge of `from` and the merge of `to`, as the steps it took.
+  virtual std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to) = 0;
+  // Copies an adapter's weights from host memory into the replica's pool.
+  virtual CostStep load_adapter(api::AdapterId adapter) = 0;
+  virtual void evict_adapter(api::AdapterId adapter) = 0;
+  // KV cache of a preempted request to host memory and back (to new blocks).
+  virtual CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) = 0;
+  virtual CostStep swap_in(api::RequestId request, std::span<const int32_t> blocks) = 0;
+  // Forget a swapped request's host copy (it finished elsewhere or was migrated).
+  virtual void drop_swapped(api::RequestId /*request*/) {}
+};
+
+}  // namespace lorasched

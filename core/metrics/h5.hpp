@@ -1,0 +1,82 @@
+// The results file: one HDF5 file per run or sweep, one group per run (layout and fields in
+// docs/results-format.md). One writer per file (the HDF5 C++ API is not thread-safe: call
+// it from one thread), written as NAME.h5.partial and renamed to NAME.h5 by commit(), so a
+// failed or killed run never leaves a file under the final name.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/metrics/records.hpp"
+
+namespace lorasched {
+
+inline constexpr const char* kResultsFormat = "lorasched-results";
+inline constexpr int64_t kResultsFormatVersion = 1;
+
+// What produced a run: the group attributes of /runs/<group>.
+struct RunAttributes {
+  std::string label;            // e.g. "scheduler.plugin=dlora workload.rate=2"
+  std::string experiment_path;  // the experiment file as given
+  std::string experiment_toml;  // its full text (with the sweep point's overrides applied)
+  std::string version;          // lorasched version
+  std::string git_revision;
+  std::vector<std::pair<std::string, std::string>> plugins;  // kind -> "name api=1 path=..."
+  uint64_t seed = 0;
+  std::string executor;
+  std::string device;
+  std::string host;
+  std::vector<std::pair<std::string, std::string>> extra;  // more string attributes
+
+  bool operator==(const RunAttributes&) const = default;
+};
+
+class ResultsWriter {
+ public:
+  // Creates the parent directories and `path`.partial (replacing a stale one), with root
+  // status "incomplete". Throws Error (exit 1) when it cannot.
+  explicit ResultsWriter(std::filesystem::path path);
+  ~ResultsWriter();  // without commit() or fail(): closes, leaves .partial, status incomplete
+  ResultsWriter(const ResultsWriter&) = delete;
+  ResultsWriter& operator=(const ResultsWriter&) = delete;
+
+  // Writes the group /runs/<group> (attributes, datasets requests, iterations, events, and
+  // batches when log_batches, subgroup summary) and flushes the file. Throws Error (exit 1)
+  // on an I/O failure, InternalError for a duplicate group, a bad attribute name or an
+  // enum value out of range.
+  void write_run(const std::string& group, const RunAttributes& attrs, const RunRecords& records,
+                 const Summary& summary, bool log_batches);
+
+  // Root status "complete", closes, renames .partial to the final name (replacing an
+  // existing file at that moment only).
+  void commit();
+  // Root status "failed" and attribute error = message, closes, leaves .partial. Never
+  // throws (it runs on error paths); a failure to record it is ignored.
+  void fail(const std::string& message) noexcept;
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::filesystem::path& partial_path() const { return partial_; }
+
+ private:
+  struct File;
+  std::filesystem::path path_, partial_;
+  std::unique_ptr<File> file_;
+};
+
+struct StoredRun {
+  std::string group;
+  RunAttributes attrs;
+  RunRecords records;
+  Summary summary;
+};
+
+// Every run of a complete results file, in group-name order. Throws InputError naming the
+// file when it is missing, a .partial, not complete, not HDF5, not a lorasched results file
+// or unreadable.
+std::vector<StoredRun> read_results(const std::filesystem::path& path);
+
+}  // namespace lorasched

@@ -1,0 +1,22 @@
+// The summary table `lorasched run/sweep/report` print: one row per run.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/metrics/records.hpp"
+
+namespace lorasched {
+
+// One row per run (label, summary). Columns: requests done, throughput (req/s, output tok/s),
+// latency mean/P50/P90/P99 (s), latency per output token mean/P90 (s/token), mean TTFT (s),
+// mean queueing delay (s), merges, unmerges, adapter loads, preemptions.
+// csv = false: aligned columns with a header, rounded for reading; a figure with no sample
+// shows as "-". csv = true: a header line and one line per run, full precision (shortest
+// round-trip form), NaN as "nan", labels quoted when they hold a comma, quote or newline.
+void print_summary_table(std::ostream& out,
+                         const std::vector<std::pair<std::string, Summary>>& runs, bool csv);
+
+}  // namespace lorasched

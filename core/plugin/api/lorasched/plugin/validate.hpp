@@ -1,0 +1,52 @@
+// The engine's rules for a valid plan, shared with the plugin test kit so a plugin author
+// checks a plan exactly as the engine will.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "lorasched/plugin/policies.hpp"
+
+namespace lorasched::api {
+
+// A plan is valid when: every candidate is a queued request of this replica, listed once;
+// merged mode names an existing adapter and lists only its requests; unmerged mode names
+// no merged adapter and lists requests of at most limits.max_adapters_per_batch adapters.
+inline Status validate_plan(const ReplicaView& view, const IterationPlan& plan) {
+  if (plan.mode == Mode::merged) {
+    if (plan.merged_adapter < 0 || plan.merged_adapter >= view.num_adapters)
+      return Status::error("merged plan names adapter " + std::to_string(plan.merged_adapter) +
+                           ", but adapters are 0.." + std::to_string(view.num_adapters - 1));
+  } else if (plan.merged_adapter != kNoAdapter) {
+    return Status::error("unmerged plan names merged adapter " +
+                         std::to_string(plan.merged_adapter));
+  }
+  std::unordered_map<RequestId, AdapterId> queued;
+  queued.reserve(view.queued.size());
+  for (const auto& r : view.queued) queued.emplace(r.id, r.adapter);
+  std::unordered_set<RequestId> seen;
+  std::unordered_set<AdapterId> adapters;
+  seen.reserve(plan.requests.size());
+  for (RequestId id : plan.requests) {
+    auto it = queued.find(id);
+    if (it == queued.end())
+      return Status::error("plan lists request " + std::to_string(id) +
+                           ", which is not queued on replica " + std::to_string(view.replica));
+    if (!seen.insert(id).second)
+      return Status::error("plan lists request " + std::to_string(id) + " twice");
+    if (plan.mode == Mode::merged && it->second != plan.merged_adapter)
+      return Status::error("merged plan on adapter " + std::to_string(plan.merged_adapter) +
+                           " lists request " + std::to_string(id) + " of adapter " +
+                           std::to_string(it->second));
+    adapters.insert(it->second);
+  }
+  const int32_t cap = view.limits.max_adapters_per_batch;
+  if (plan.mode == Mode::unmerged && cap > 0 && static_cast<int32_t>(adapters.size()) > cap)
+    return Status::error("unmerged plan holds requests of " + std::to_string(adapters.size()) +
+                         " adapters, over the limit of " + std::to_string(cap) +
+                         " adapters per batch");
+  return Status::ok();
+}
+
+}  // namespace lorasched::api

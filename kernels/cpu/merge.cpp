@@ -1,0 +1,305 @@
+// Merging a LoRA adapter into the base weights and undoing it bit-exactly (types.hpp,
+// MergeResidual). One fused pass per weight chunk: D is evaluated in registers for a chunk of
+// columns of one or two rows (r ascending, from +0, in float: the order types.hpp fixes), then
+// W' = W + D, u = W' - D and the ulp difference are computed and stored before moving on, so
+// W is read and written once. The multiplies and adds are plain IEEE float operations in both
+// the scalar and the vector code (this file is compiled with -ffp-contract=off), so every
+// element comes out the same whichever code path, row pairing or thread computes it.
+//
+// Memory-bound: per element ~rank multiply-adds against 9 bytes of traffic (W read + written,
+// one residual byte); A stays in cache across rows.
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "internal.hpp"
+#include "lorasched/kernels/cpu.hpp"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LORASCHED_INLINE inline __attribute__((always_inline))
+#else
+#define LORASCHED_INLINE inline
+#endif
+
+namespace lorasched::kernels::cpu {
+namespace {
+
+std::atomic<int> g_merge_threads{1};
+
+constexpr int kChunk = 32;  // columns evaluated together (4 AVX registers per row)
+
+// Order-preserving integer image of a float's bits (an involution on bit patterns): negative
+// floats get their 31 low bits flipped, so -0 -> -1 < +0 -> 0 and larger magnitudes go further
+// out. Differences are taken modulo 2^32; since the map is a bijection, order(u) + diff
+// restores the exact bits whenever diff was recorded.
+LORASCHED_INLINE uint32_t order(float f) {
+  const int32_t b = std::bit_cast<int32_t>(f);
+  return static_cast<uint32_t>(b ^ ((b >> 31) & 0x7fffffff));
+}
+LORASCHED_INLINE float from_order(uint32_t k) {
+  const int32_t b = static_cast<int32_t>(k);
+  return std::bit_cast<float>(b ^ ((b >> 31) & 0x7fffffff));
+}
+
+struct MergeArgs {
+  float* W;
+  int out;
+  int in;
+  const float* A;
+  const float* B;
+  int rank;
+  float scale;
+};
+
+// d[k][l] = sum_r (scale * B[o_k, r]) * A[r, i0 + l], r ascending, starting from +0.
+template <int NR, bool kFull>
+LORASCHED_INLINE void delta_chunk(const MergeArgs& a, int o0, int i0, int w,
+                                  float (&d)[NR][kChunk]) {
+  const int width = kFull ? kChunk : w;
+  for (int k = 0; k < NR; ++k) {
+    for (int l = 0; l < kChunk; ++l) d[k][l] = 0.0f;
+  }
+  for (int r = 0; r < a.rank; ++r) {
+    const float* ar = a.A + static_cast<size_t>(r) * a.in + i0;
+    for (int k = 0; k < NR; ++k) {
+      const float sb = a.scale * a.B[static_cast<size_t>(o0 + k) * a.rank + r];
+      for (int l = 0; l < width; ++l) d[k][l] += sb * ar[l];
+    }
+  }
+}
+
+// Merge rows [o0, o0 + NR), columns [i0, i0 + w). Returns nothing; exceptions are appended.
+template <int NR, bool kFull>
+LORASCHED_INLINE void merge_chunk(const MergeArgs& a, int o0, int i0, int w, int8_t* ulps,
+                                  std::vector<std::pair<uint32_t, float>>& exceptions) {
+  const int width = kFull ? kChunk : w;
+  float d[NR][kChunk];
+  delta_chunk<NR, kFull>(a, o0, i0, w, d);
+  float merged[NR][kChunk];
+  int bad = 0;
+  for (int k = 0; k < NR; ++k) {
+    const size_t row = static_cast<size_t>(o0 + k) * a.in + i0;
+    const float* wr = a.W + row;
+    int8_t* ur = ulps + row;
+    for (int l = 0; l < width; ++l) {
+      const float m = wr[l] + d[k][l];
+      const float u = m - d[k][l];
+      const uint32_t diff = order(wr[l]) - order(u);
+      const bool fits = diff + 127u <= 254u;
+      ur[l] = fits ? static_cast<int8_t>(static_cast<int32_t>(diff)) : MergeResidual::kUlpException;
+      bad += fits ? 0 : 1;
+      merged[k][l] = m;
+    }
+  }
+  if (bad != 0) {  // rare: record the original values before they are overwritten
+    for (int k = 0; k < NR; ++k) {
+      const size_t row = static_cast<size_t>(o0 + k) * a.in + i0;
+      for (int l = 0; l < width; ++l) {
+        if (ulps[row + l] == MergeResidual::kUlpException) {
+          exceptions.emplace_back(static_cast<uint32_t>(row + l), a.W[row + l]);
+        }
+      }
+    }
+  }
+  for (int k = 0; k < NR; ++k) {
+    float* wr = a.W + static_cast<size_t>(o0 + k) * a.in + i0;
+    for (int l = 0; l < width; ++l) wr[l] = merged[k][l];
+  }
+}
+
+// Unmerge; elements marked as exceptions get a meaningless value here and are restored by the
+// caller afterwards.
+template <int NR, bool kFull>
+LORASCHED_INLINE void unmerge_chunk(const MergeArgs& a, int o0, int i0, int w, const int8_t* ulps) {
+  const int width = kFull ? kChunk : w;
+  float d[NR][kChunk];
+  delta_chunk<NR, kFull>(a, o0, i0, w, d);
+  for (int k = 0; k < NR; ++k) {
+    const size_t row = static_cast<size_t>(o0 + k) * a.in + i0;
+    float* wr = a.W + row;
+    const int8_t* ur = ulps + row;
+    for (int l = 0; l < width; ++l) {
+      const float u = wr[l] - d[k][l];
+      wr[l] = from_order(order(u) + static_cast<uint32_t>(static_cast<int32_t>(ur[l])));
+    }
+  }
+}
+
+template <int NR>
+LORASCHED_INLINE void merge_rows(const MergeArgs& a, int o0, int8_t* ulps,
+                                 std::vector<std::pair<uint32_t, float>>& exceptions) {
+  int i = 0;
+  for (; i + kChunk <= a.in; i += kChunk) merge_chunk<NR, true>(a, o0, i, kChunk, ulps, exceptions);
+  if (i < a.in) merge_chunk<NR, false>(a, o0, i, a.in - i, ulps, exceptions);
+}
+
+template <int NR>
+LORASCHED_INLINE void unmerge_rows(const MergeArgs& a, int o0, const int8_t* ulps) {
+  int i = 0;
+  for (; i + kChunk <= a.in; i += kChunk) unmerge_chunk<NR, true>(a, o0, i, kChunk, ulps);
+  if (i < a.in) unmerge_chunk<NR, false>(a, o0, i, a.in - i, ulps);
+}
+
+// Row range [r0, r1): rows in pairs (sharing the loads of A), then a single one.
+LORASCHED_INLINE void merge_range_impl(const MergeArgs& a, int r0, int r1, int8_t* ulps,
+                                       std::vector<std::pair<uint32_t, float>>& exceptions) {
+  int o = r0;
+  for (; o + 2 <= r1; o += 2) {
+    const size_t before = exceptions.size();
+    merge_rows<2>(a, o, ulps, exceptions);
+    if (exceptions.size() - before > 1) {  // chunks interleave the two rows: restore index order
+      std::sort(exceptions.begin() + static_cast<std::ptrdiff_t>(before), exceptions.end(),
+                [](const auto& x, const auto& y) { return x.first < y.first; });
+    }
+  }
+  if (o < r1) merge_rows<1>(a, o, ulps, exceptions);
+}
+
+LORASCHED_INLINE void unmerge_range_impl(const MergeArgs& a, int r0, int r1, const int8_t* ulps) {
+  int o = r0;
+  for (; o + 2 <= r1; o += 2) unmerge_rows<2>(a, o, ulps);
+  if (o < r1) unmerge_rows<1>(a, o, ulps);
+}
+
+void merge_range_base(const MergeArgs& a, int r0, int r1, int8_t* ulps,
+                      std::vector<std::pair<uint32_t, float>>& exceptions) {
+  merge_range_impl(a, r0, r1, ulps, exceptions);
+}
+void unmerge_range_base(const MergeArgs& a, int r0, int r1, const int8_t* ulps) {
+  unmerge_range_impl(a, r0, r1, ulps);
+}
+
+#if LORASCHED_X86_DISPATCH
+// Same code with 256-bit vectors. No "fma" in the target: multiplies and adds stay separate.
+__attribute__((target("avx2"))) void merge_range_avx2(
+    const MergeArgs& a, int r0, int r1, int8_t* ulps,
+    std::vector<std::pair<uint32_t, float>>& exceptions) {
+  merge_range_impl(a, r0, r1, ulps, exceptions);
+}
+__attribute__((target("avx2"))) void unmerge_range_avx2(const MergeArgs& a, int r0, int r1,
+                                                        const int8_t* ulps) {
+  unmerge_range_impl(a, r0, r1, ulps);
+}
+#endif
+
+void merge_range(const MergeArgs& a, int r0, int r1, int8_t* ulps,
+                 std::vector<std::pair<uint32_t, float>>& exceptions) {
+#if LORASCHED_X86_DISPATCH
+  if (detail::use_avx2()) return merge_range_avx2(a, r0, r1, ulps, exceptions);
+#endif
+  merge_range_base(a, r0, r1, ulps, exceptions);
+}
+
+void unmerge_range(const MergeArgs& a, int r0, int r1, const int8_t* ulps) {
+#if LORASCHED_X86_DISPATCH
+  if (detail::use_avx2()) return unmerge_range_avx2(a, r0, r1, ulps);
+#endif
+  unmerge_range_base(a, r0, r1, ulps);
+}
+
+// Threads to use for `out` rows: at most one per 8 rows, so tiny weights stay serial.
+int thread_count(int out) {
+  return std::max(1, std::min(g_merge_threads.load(std::memory_order_relaxed), out / 8));
+}
+
+// Rows [r0, r1) of thread t of n: contiguous, balanced, in thread order.
+std::pair<int, int> row_range(int out, int t, int n) {
+  const int64_t r0 = static_cast<int64_t>(out) * t / n;
+  const int64_t r1 = static_cast<int64_t>(out) * (t + 1) / n;
+  return {static_cast<int>(r0), static_cast<int>(r1)};
+}
+
+void check_shape(const char* what, int out, int in, int rank) {
+  if (out < 0 || in < 0 || rank < 0) {
+    throw std::invalid_argument(std::string(what) + ": negative shape");
+  }
+  if (static_cast<uint64_t>(out) * static_cast<uint64_t>(in) >
+      std::numeric_limits<uint32_t>::max()) {
+    throw std::invalid_argument(std::string(what) + ": weight has more than 2^32-1 elements");
+  }
+}
+
+}  // namespace
+
+void set_merge_threads(int n) { g_merge_threads.store(std::max(1, n), std::memory_order_relaxed); }
+
+int merge_threads() { return g_merge_threads.load(std::memory_order_relaxed); }
+
+void lora_merge(float* W, int out, int in, const float* A, const float* B, int rank, float scale,
+                MergeResidual* residual) {
+  check_shape("lora_merge", out, in, rank);
+  const MergeArgs args{W, out, in, A, B, rank, scale};
+  residual->ulps.resize(static_cast<size_t>(out) * static_cast<size_t>(in));
+  residual->exceptions.clear();
+  const int n = thread_count(out);
+  if (n == 1) {
+    merge_range(args, 0, out, residual->ulps.data(), residual->exceptions);
+    return;
+  }
+  std::vector<std::vector<std::pair<uint32_t, float>>> exceptions(n);
+  std::vector<std::thread> threads;
+  threads.reserve(n - 1);
+  for (int t = 1; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      const auto [r0, r1] = row_range(out, t, n);
+      merge_range(args, r0, r1, residual->ulps.data(), exceptions[t]);
+    });
+  }
+  const auto [r0, r1] = row_range(out, 0, n);
+  merge_range(args, r0, r1, residual->ulps.data(), residual->exceptions);
+  for (auto& th : threads) th.join();
+  for (int t = 1; t < n; ++t) {  // row ranges are in order, so the result stays sorted
+    residual->exceptions.insert(residual->exceptions.end(), exceptions[t].begin(),
+                                exceptions[t].end());
+  }
+}
+
+void lora_unmerge(float* W, int out, int in, const float* A, const float* B, int rank, float scale,
+                  const MergeResidual& residual) {
+  check_shape("lora_unmerge", out, in, rank);
+  const size_t n_elems = static_cast<size_t>(out) * static_cast<size_t>(in);
+  if (residual.ulps.size() != n_elems) {
+    throw std::invalid_argument("lora_unmerge: residual has " +
+                                std::to_string(residual.ulps.size()) + " entries, weight has " +
+                                std::to_string(n_elems));
+  }
+  // Every kUlpException mark needs exactly one entry, sorted by index.
+  const auto marks = static_cast<size_t>(
+      std::count(residual.ulps.begin(), residual.ulps.end(), MergeResidual::kUlpException));
+  bool consistent = marks == residual.exceptions.size();
+  for (size_t e = 0; consistent && e < residual.exceptions.size(); ++e) {
+    const uint32_t idx = residual.exceptions[e].first;
+    consistent = idx < n_elems && residual.ulps[idx] == MergeResidual::kUlpException &&
+                 (e == 0 || residual.exceptions[e - 1].first < idx);
+  }
+  if (!consistent) {
+    throw std::invalid_argument("lora_unmerge: exception list does not match the ulps");
+  }
+  const MergeArgs args{W, out, in, A, B, rank, scale};
+  const int n = thread_count(out);
+  if (n == 1) {
+    unmerge_range(args, 0, out, residual.ulps.data());
+  } else {
+    std::vector<std::thread> threads;
+    threads.reserve(n - 1);
+    for (int t = 1; t < n; ++t) {
+      threads.emplace_back([&, t] {
+        const auto [r0, r1] = row_range(out, t, n);
+        unmerge_range(args, r0, r1, residual.ulps.data());
+      });
+    }
+    const auto [r0, r1] = row_range(out, 0, n);
+    unmerge_range(args, r0, r1, residual.ulps.data());
+    for (auto& th : threads) th.join();
+  }
+  for (const auto& [idx, value] : residual.exceptions) W[idx] = value;
+}
+
+}  // namespace lorasched::kernels::cpu

@@ -1,0 +1,177 @@
+// dLoRA's artifact-style generator: function popularity, map_model, per-interval Gamma
+// processes, request quotas, determinism.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "core/workload/artifact.hpp"
+#include "core/workload/workload.hpp"
+#include "tests/unit/workload/workload_test_util.hpp"
+
+namespace lorasched {
+namespace {
+
+using test::adapter_shares;
+using test::expect_share_near;
+using test::read_file;
+using test::write_file;
+
+// Counts with a distinct total per function: function f has total (f + 1), so the most
+// popular function is the last one.
+FunctionCounts ascending(int32_t num_functions) {
+  FunctionCounts c(static_cast<size_t>(num_functions), std::vector<double>(2, 0.0));
+  for (int32_t f = 0; f < num_functions; ++f) {
+    c[static_cast<size_t>(f)][0] = f + 0.25;
+    c[static_cast<size_t>(f)][1] = 0.75;
+  }
+  return c;
+}
+
+TEST(ArtifactMapping, Stride32On8AdaptersPutsTop32OnAdapter0) {
+  const FunctionCounts c = ascending(512);
+  const auto order = functions_by_popularity(c);
+  ASSERT_EQ(order.size(), 512u);
+  EXPECT_EQ(order.front(), 511);
+  EXPECT_EQ(order.back(), 0);
+  const auto adapter = map_functions_to_adapters(c, 8, 32);
+  for (size_t rank = 0; rank < 512; ++rank) {
+    const int32_t f = order[rank];
+    EXPECT_EQ(adapter[static_cast<size_t>(f)], static_cast<int32_t>(rank / 32 % 8)) << rank;
+  }
+  for (size_t rank = 0; rank < 32; ++rank) EXPECT_EQ(adapter[static_cast<size_t>(order[rank])], 0);
+  EXPECT_EQ(adapter[static_cast<size_t>(order[32])], 1);
+  EXPECT_EQ(adapter[static_cast<size_t>(order[256])], 0);  // wraps round-robin
+}
+
+TEST(ArtifactMapping, Stride1RoundRobinAndTiesByIndex) {
+  FunctionCounts c(6, std::vector<double>{1.0});
+  c[4][0] = 9.0;  // most popular; the rest tie and keep index order
+  EXPECT_EQ(functions_by_popularity(c), (std::vector<int32_t>{4, 0, 1, 2, 3, 5}));
+  EXPECT_EQ(map_functions_to_adapters(c, 4, 1), (std::vector<int32_t>{1, 2, 3, 0, 0, 1}));
+  EXPECT_EQ(map_functions_to_adapters(c, 4, 2), (std::vector<int32_t>{0, 1, 1, 2, 0, 2}));
+}
+
+TEST(ArtifactCounts, GeneratedAreHeavyTailedAndSeeded) {
+  ArtifactSpec a;
+  a.num_functions = 256;
+  a.num_bins = 10;
+  a.bin_minutes = 1;
+  a.interval_minutes = 5;
+  const auto c = generate_function_counts(a, 3);
+  ASSERT_EQ(c.size(), 256u);
+  ASSERT_EQ(c[0].size(), 10u);
+  std::vector<double> total;
+  for (const auto& row : c) total.push_back(std::accumulate(row.begin(), row.end(), 0.0));
+  const auto [lo, hi] = std::minmax_element(total.begin(), total.end());
+  EXPECT_GT(*hi / *lo, 1e6);  // sigma 3: many orders of magnitude
+  EXPECT_EQ(generate_function_counts(a, 3), c);
+  EXPECT_NE(generate_function_counts(a, 4), c);
+
+  a.function_popularity = "zipf";
+  a.intensity_sigma = 0;
+  const auto z = generate_function_counts(a, 3);
+  EXPECT_DOUBLE_EQ(z[0][0] / z[9][0], 10.0);  // 1/(f+1)^1
+}
+
+TEST(ArtifactCounts, ApportionSumsExactly) {
+  using workload_detail::apportion;
+  EXPECT_EQ(apportion(10, {1, 1, 1}), (std::vector<int64_t>{4, 3, 3}));
+  EXPECT_EQ(apportion(7, {0, 2, 0, 5}), (std::vector<int64_t>{0, 2, 0, 5}));
+  EXPECT_EQ(apportion(1, {0, 0.1, 0.2}), (std::vector<int64_t>{0, 0, 1}));
+  const auto p = apportion(400, {3.3, 0, 1e-9, 7.1, 2.2});
+  EXPECT_EQ(std::accumulate(p.begin(), p.end(), int64_t{0}), 400);
+  EXPECT_EQ(p[1], 0);
+}
+
+WorkloadSpec artifact_spec(int64_t n, int32_t stride) {
+  WorkloadSpec s;
+  s.arrival = "artifact";
+  s.rate = 4.0;
+  s.cv = 1.0;
+  s.num_requests = n;
+  s.artifact.num_functions = 64;
+  s.artifact.num_bins = 60;
+  s.artifact.function_sigma = 1.0;
+  s.artifact.map_stride = stride;
+  return s;
+}
+
+TEST(Artifact, AdapterSharesFollowTheMappedPopularity) {
+  const int32_t n = 8;
+  for (const int32_t stride : {1, 4}) {
+    const WorkloadSpec s = artifact_spec(20000, stride);
+    const auto reqs = generate_workload(s, n, 21);
+    ASSERT_EQ(reqs.size(), 20000u);
+    // One interval (60 one-minute bins): expected share = the adapter's invocations / all.
+    const auto c = generate_function_counts(s.artifact, 21);
+    const auto map = map_functions_to_adapters(c, n, stride);
+    std::vector<double> inv(n, 0.0);
+    for (size_t f = 0; f < c.size(); ++f)
+      inv[static_cast<size_t>(map[f])] += std::accumulate(c[f].begin(), c[f].end(), 0.0);
+    const double total = std::accumulate(inv.begin(), inv.end(), 0.0);
+    const auto share = adapter_shares(reqs, n);
+    for (int32_t a = 0; a < n; ++a)
+      expect_share_near(share[static_cast<size_t>(a)], inv[static_cast<size_t>(a)] / total,
+                        reqs.size(), 5, fmt::format("stride {} adapter {}", stride, a));
+    // The total rate is `rate`.
+    EXPECT_NEAR(static_cast<double>(reqs.size()) / reqs.back().arrival, 4.0, 4.0 * 0.04);
+  }
+}
+
+TEST(Artifact, IntervalsQuotasAndTimeAdvance) {
+  // Two 2-bin intervals. f1 (6 invocations) ranks before f0 (2), so with stride 1 f1 goes to
+  // adapter 0 and f0 to adapter 1. Interval 0 holds only f0, interval 1 only f1 (3x as many).
+  const auto path = write_file("counts.csv",
+                               "function,bin0,bin1,bin2,bin3\n"
+                               "f0,1,1,0,0\n"
+                               "f1,0,0,3,3\n");
+  WorkloadSpec s;
+  s.arrival = "artifact";
+  s.rate = 2.0;
+  s.num_requests = 4000;
+  s.artifact.function_counts = path;
+  s.artifact.bin_minutes = 1;
+  s.artifact.interval_minutes = 2;
+  const auto reqs = generate_workload(s, 2, 5);
+  ASSERT_EQ(reqs.size(), 4000u);
+  for (size_t i = 0; i < 1000; ++i) ASSERT_EQ(reqs[i].adapter, 1) << i;  // 1/4 of 4000
+  for (size_t i = 1000; i < 4000; ++i) ASSERT_EQ(reqs[i].adapter, 0) << i;
+  // Each interval runs at the total rate 2/s: ~500 s, then ~1500 s.
+  EXPECT_NEAR(reqs[999].arrival, 500.0, 500.0 * 0.15);
+  EXPECT_NEAR(reqs[3999].arrival - reqs[999].arrival, 1500.0, 1500.0 * 0.1);
+
+  // rate_share "window": interval 0's adapter rate is 2 * 2/8 = 0.5/s, interval 1's 1.5/s.
+  s.artifact.rate_share = "window";
+  const auto w = generate_workload(s, 2, 5);
+  EXPECT_NEAR(w[999].arrival, 2000.0, 2000.0 * 0.15);
+  EXPECT_NEAR(w[3999].arrival - w[999].arrival, 2000.0, 2000.0 * 0.1);
+
+  s.duration_s = 100.0;  // cuts the first interval
+  s.artifact.rate_share = "interval";
+  const auto cut = generate_workload(s, 2, 5);
+  EXPECT_LT(cut.back().arrival, 100.0);
+  EXPECT_NEAR(static_cast<double>(cut.size()), 200.0, 5 * std::sqrt(200.0));
+}
+
+TEST(Artifact, SameSeedSameCsvDifferentSeedDifferent) {
+  WorkloadSpec s = artifact_spec(400, 8);
+  s.cv = 2.0;
+  s.artifact.interval_minutes = 10;  // 6 intervals
+  s.prompt = {"trace", 0, 1, 1, 0, 0, test::fixture("azure_conv_300.csv")};
+  s.output = {"trace", 0, 1, 1, 0, 0, test::fixture("azure_conv_300.csv")};
+  const auto dir = test::scratch_dir();
+  write_adapter_trace(dir / "a.csv", generate_workload(s, 8, 1));
+  write_adapter_trace(dir / "b.csv", generate_workload(s, 8, 1));
+  write_adapter_trace(dir / "c.csv", generate_workload(s, 8, 2));
+  const std::string a = read_file(dir / "a.csv");
+  EXPECT_GT(a.size(), 400u * 10);
+  EXPECT_EQ(a, read_file(dir / "b.csv"));
+  EXPECT_NE(a, read_file(dir / "c.csv"));
+}
+
+}  // namespace
+}  // namespace lorasched
