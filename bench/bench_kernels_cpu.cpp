@@ -14,7 +14,8 @@
 //
 // Threads: OpenBLAS and the merge use LORASCHED_BENCH_THREADS threads (default 1), or
 // --threads=N on the command line. LORASCHED_BENCH_SIMD=0 forces the portable hand loops.
-// Both are printed in the context block. Times are wall-clock (UseRealTime).
+// Both are printed in the context block. Iterations are timed by wall clock (UseRealTime); the
+// JSON has the CPU time too, which bench-ratios.py compares for single-threaded runs.
 //
 // scripts/bench-ratios.py turns the JSON output into unmerged/merged and ours/OpenBLAS tables.
 

@@ -2,7 +2,7 @@
 """Ratio tables from bench_kernels_cpu's JSON output (python3 stdlib only).
 
   bench_kernels_cpu --benchmark_out=/tmp/bench_cpu.json [--benchmark_min_time=0.2]
-  scripts/bench-ratios.py /tmp/bench_cpu.json [--time cpu_time]
+  scripts/bench-ratios.py /tmp/bench_cpu.json [--time auto|real_time|cpu_time]
 
 Prints, per shape:
   - LoRA layer: unmerged (gemm + shrink + expand) time / merged (gemm only) time,
@@ -11,6 +11,10 @@ Prints, per shape:
   - merge + unmerge throughput.
 Ratios > 1 mean the first one is slower. With --benchmark_repetitions the mean aggregate is
 used. Reads the file named on the command line, or stdin when none (or "-") is given.
+
+--time auto (default) compares CPU time when the run used one BLAS and one merge thread (all
+work then happens on the timed thread, and CPU time is less disturbed than wall-clock time by
+other load on a shared machine), wall-clock time otherwise (CPU time would miss the workers).
 """
 
 import argparse
@@ -34,9 +38,7 @@ def parse_name(name):
     return parts[0], args
 
 
-def load(path, time_key):
-    with (sys.stdin if path in (None, "-") else open(path)) as f:
-        data = json.load(f)
+def load(data, time_key):
     runs = {}
     has_mean = any(b.get("aggregate_name") == "mean" for b in data.get("benchmarks", []))
     for b in data.get("benchmarks", []):
@@ -54,7 +56,7 @@ def load(path, time_key):
         base, args = parse_name(name)
         us = b[time_key] * UNITS[b.get("time_unit", "ns")]
         runs[(base, tuple(sorted(args.items())))] = (us, b)
-    return data.get("context", {}), runs
+    return runs
 
 
 def get(runs, base, **args):
@@ -85,17 +87,27 @@ def values(runs, base, key):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", nargs="?", help="benchmark JSON file (default: stdin)")
-    ap.add_argument("--time", choices=["real_time", "cpu_time"], default="real_time",
-                    help="which time to compare (default real_time)")
+    ap.add_argument("--time", choices=["auto", "real_time", "cpu_time"], default="auto",
+                    help="which time to compare (default auto, see above)")
     opts = ap.parse_args()
-    context, runs = load(opts.json, opts.time)
+    if opts.json in (None, "-"):
+        data = json.load(sys.stdin)
+    else:
+        with open(opts.json) as f:
+            data = json.load(f)
+    context = data.get("context", {})
+    time_key = opts.time
+    if time_key == "auto":
+        single = context.get("blas_threads") == "1" and context.get("merge_threads") == "1"
+        time_key = "cpu_time" if single else "real_time"
+    runs = load(data, time_key)
 
     print(f"bench_kernels_cpu: {context.get('date', '?')}, {context.get('num_cpus', '?')} cpus, "
           f"blas_threads={context.get('blas_threads', '?')}, "
           f"merge_threads={context.get('merge_threads', '?')}, "
           f"avx2={context.get('cpu_simd_avx2', '?')}, "
           f"openblas core {context.get('openblas_core', '?')}, "
-          f"load avg {context.get('load_avg', '?')}; times: {opts.time}, us")
+          f"load avg {context.get('load_avg', '?')}; times: {time_key}, us")
 
     rows = []
     for hidden in values(runs, "BM_LoraLayerUnmerged", "hidden"):
@@ -135,10 +147,11 @@ def main():
               ["hidden", "rank", "len", "ours_us", "openblas_us", "ours/openblas"], rows)
 
     rows = []
-    for (base, args), (us, b) in sorted(runs.items()):
+    for (base, args), (us, b) in sorted(runs.items(), key=lambda kv: str(kv[0])):
         if base == "BM_MergeUnmerge":
             a = dict(args)
-            gbs = b.get("bytes_per_second", 0) / 1e9
+            # bytes_per_second is per wall-clock second; rescale to the compared time
+            gbs = b.get("bytes_per_second", 0) * b["real_time"] / b[time_key] / 1e9
             rows.append([a.get("out"), a.get("in"), a.get("rank"), f"{us / 1e3:.1f}",
                          f"{gbs:.2f}", int(b.get("residual_bytes", 0)),
                          int(b.get("exceptions", 0))])

@@ -13,24 +13,27 @@
 namespace lorasched::kernels::cpu {
 namespace {
 
-// Cut-overs, measured with bench_kernels_cpu (BM_Lora{Shrink,Expand}Segment{Ours,Blas}) on a
-// 2-core AMD EPYC (Zen 4), OpenBLAS 0.3.21 (DYNAMIC_ARCH, Cooperlake kernels), 1 thread:
-//  - 1-2 tokens: the hand loops win or tie everywhere (sgemm packs the whole A / B panel for a
-//    product with one or two rows; sgemv pays one call per token).
-//  - shrink (m = len, n = rank, k = in), >= 3 tokens: sgemm wins while OpenBLAS takes its
-//    unpacked small-matrix kernel, i.e. m * n * k <= 100^3; above that its packed path is 2-6x
-//    slower than the hand loop for short segments, and only catches up at about 64 tokens.
-//  - expand (m = len, n = out, k = rank): sgemm packs B on every call and wins from about 12
-//    tokens on.
-// Without AVX2 the portable hand loops are only used for 1-2 tokens.
+// Cut-overs, measured with bench_kernels_cpu (BM_Lora{Shrink,Expand}Segment{Ours,Blas}, CPU
+// time) on a 2-core AMD EPYC (Zen 4), OpenBLAS 0.3.21 (DYNAMIC_ARCH, Cooperlake kernels),
+// 1 thread, hidden 4096, ranks 8 / 16 / 64:
+//  - shrink (m = len, n = rank, k = in): 1 token: the hand loop takes 0.93-0.98x of sgemm's
+//    time. From 2 tokens sgemm wins by ~10% while OpenBLAS takes its unpacked small-matrix
+//    kernel, i.e. m * n * k <= 100^3; above that its packed path is 2-5x slower than the hand
+//    loop for short segments (e.g. rank 64, 4 tokens: 0.21x) and only catches up at ~64 tokens.
+//  - expand (m = len, n = out, k = rank): sgemm packs B on every call; the hand loop takes
+//    0.14-0.2x of its time at 1 token, 0.64-0.78x at 8 (1.03x at rank 64) and ties at 16.
+// Without AVX2 the portable loops are only used for single tokens.
 bool shrink_uses_gemm(int len, int rank, int in) {
-  if (len < 3) return false;
+  if (len < 2) return false;
   if (!detail::use_avx2()) return true;
   const int64_t macs = static_cast<int64_t>(len) * rank * in;
   return macs <= 1'000'000 || len >= 64;
 }
 
-bool expand_uses_gemm(int len) { return detail::use_avx2() ? len >= 12 : len >= 3; }
+bool expand_uses_gemm(int len, int rank) {
+  if (!detail::use_avx2()) return len >= 2;
+  return len >= 12 || (len >= 8 && rank >= 48);
+}
 
 }  // namespace
 
@@ -61,7 +64,7 @@ void lora_expand(const float* t, std::span<const LoraSegment> segments, int out,
     offset += static_cast<size_t>(s.len) * static_cast<size_t>(s.rank);
     if (out <= 0) continue;
     float* ys = y + static_cast<size_t>(s.start) * ldy;
-    if (expand_uses_gemm(s.len)) {
+    if (expand_uses_gemm(s.len, s.rank)) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.len, out, s.rank, s.scale, ts, s.rank,
                   s.B, s.rank, 1.0f, ys, ldy);
     } else {

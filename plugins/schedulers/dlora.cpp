@@ -38,11 +38,12 @@ class Dlora : public Scheduler {
           "dlora needs max_adapters_per_batch >= 2 with several adapters (with 1 an unmerged "
           "batch is a one-adapter active list, which the artifact cannot run)");
     if (threshold_ == nullptr) throw std::invalid_argument("dlora needs a threshold plugin");
-    // Credit constants of Scheduler.__init__ (L102-125).
+    // Credit constants of Scheduler.__init__ (L102-125), in units of credit_unit (10000).
     const double n = static_cast<double>(N_);
-    credit_right_ = 10000.0 * n;
-    credit_left_ = credit_right_ - 5000.0;
-    credit_.assign(static_cast<size_t>(N_), 10000.0 * (n - 1.0));
+    const double unit = args.params.real("credit_unit");
+    credit_right_ = unit * n;
+    credit_left_ = credit_right_ - unit / 2;
+    credit_.assign(static_cast<size_t>(N_), unit * (n - 1.0));
     order_.resize(static_cast<size_t>(N_));
     for (int32_t m = 0; m < N_; ++m) order_[static_cast<size_t>(m)] = m;
     const double speed_rate = merge_time_ / unmerge_time_;
@@ -269,7 +270,12 @@ PluginInfo info() {
                       "merged batches (1 / (merge_time/unmerge_time x B))",
                       1e-6, 10.0),
            param_real("unmerge_time", 0.027, "unmerged iteration time (s) of the artifact's profile",
-                      1e-6, 10.0)}};
+                      1e-6, 10.0),
+           param_real("credit_unit", 10000.0,
+                      "credit scale: adapters start at unit x (N-1), enter credit priority at unit x N "
+                      "and keep it down to unit x N - unit/2 (the artifact's 10000 makes credits "
+                      "practically inert; smaller values make them bite)",
+                      1e-9, 1e12)}};
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Loading HF Llama checkpoints: the fixture model (single file and sharded), config variants,
 // and tables of bad config.json files and bad weights.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -36,6 +37,47 @@ void expect_matches_summary(const std::vector<float>& v, const nlohmann::json& s
   EXPECT_NEAR(sum, s["sum"].get<double>(), 1e-9 * s["abs_sum"].get<double>() + 1e-12);
   EXPECT_EQ(v.front(), s["first"].get<float>());
   EXPECT_EQ(v.back(), s["last"].get<float>());
+}
+
+// The fixture's logits file is what expected.json says: every listed tensor exists with the
+// right shape, and each generation step's argmax is the recorded token.
+TEST(Fixture, LogitsMatchGeneratedTokens) {
+  const auto& e = expected();
+  const auto f =
+      checkpoint::SafetensorsFile::open(fixture_dir() / e["logits_file"].get<std::string>());
+  const int64_t V = 256, steps = e["max_new_tokens"].get<int64_t>();
+  const auto& prompts = e["prompts"];
+  size_t checked = 0;
+  auto check = [&](const nlohmann::json& run, const std::string& what) {
+    SCOPED_TRACE(what);
+    ASSERT_EQ(run["generated"].size(), prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const auto logits = f.read_f32(run["logits"][i].get<std::string>(), {steps, V});
+      const auto& gen = run["generated"][i];
+      ASSERT_EQ(gen.size(), static_cast<size_t>(steps));
+      for (int64_t s = 0; s < steps; ++s) {
+        const auto row = logits.begin() + s * V;
+        EXPECT_EQ(std::max_element(row, row + V) - row, gen[static_cast<size_t>(s)].get<int64_t>());
+      }
+      ++checked;
+    }
+  };
+  auto check_prefill = [&](const nlohmann::json& names) {
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_EQ(
+          f.read_f32(names[i].get<std::string>(), {static_cast<int64_t>(prompts[i].size()), V})
+              .size(),
+          prompts[i].size() * V);
+  };
+  check(e["base"], "base");
+  check_prefill(e["base"]["prefill_logits"]);
+  for (auto it = e["adapters"].begin(); it != e["adapters"].end(); ++it) {
+    check(it.value()["unmerged"], it.key() + " unmerged");
+    check(it.value()["merged"], it.key() + " merged");
+    check_prefill(it.value()["prefill_logits"]);
+  }
+  EXPECT_EQ(checked, 3u * 11u);
+  EXPECT_EQ(f.tensors().size(), 3u * (2u + 5u * 3u));
 }
 
 TEST(HfConfig, ReadsTheFixtureConfig) {

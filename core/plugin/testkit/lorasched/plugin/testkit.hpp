@@ -1,0 +1,164 @@
+// Test kit for plugin authors: build a replica or cluster view by hand, create a policy
+// with its default parameters, call it, and check its plan with the engine's own rules.
+// Header-only; needs no GPU, no engine and no loader.
+//
+//   lorasched::testkit::ReplicaBuilder b(/*num_adapters=*/4);
+//   b.add(/*adapter=*/1, /*arrival=*/0.0).add(2, 0.1);
+//   auto fixed = lorasched::testkit::make_policy<MyThreshold>(info_function());
+//   auto sched = lorasched::testkit::make_policy<MyScheduler>(my_info(), {}, fixed.get());
+//   auto plan = sched->plan(b.view());
+//   EXPECT_TRUE(lorasched::testkit::check_plan(b.view(), plan).is_ok());
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lorasched/plugin/api.hpp"
+
+namespace lorasched::testkit {
+
+// The parameters a plugin would get from an experiment file that sets `overrides` (by
+// name) and leaves the rest at their declared defaults. Unknown names throw.
+inline api::Params params_for(const api::PluginInfo& info,
+                              const std::map<std::string, api::ParamValue>& overrides = {}) {
+  api::Params p;
+  for (const auto& s : info.params) p.set(s.name, s.default_value);
+  for (const auto& [k, v] : overrides) {
+    if (!p.has(k)) throw std::invalid_argument("unknown parameter '" + k + "' for " + info.name);
+    p.set(k, v);
+  }
+  return p;
+}
+
+// Creates policy class T (the class a plugin exports) as the engine would: guarded, so its
+// checked_* functions work, with CreateArgs built from the info's defaults + overrides.
+template <class T>
+std::unique_ptr<api::PolicyBase<T>> make_policy(const api::PluginInfo& info,
+                                                const std::map<std::string, api::ParamValue>& overrides = {},
+                                                api::Threshold* threshold = nullptr,
+                                                int32_t num_adapters = 4,
+                                                api::ReplicaLimits limits = {}) {
+  api::CreateArgs args;
+  args.params = params_for(info, overrides);
+  args.seed = 1;
+  args.replica = 0;
+  args.num_adapters = num_adapters;
+  if (limits.max_adapters_per_batch == 0) limits.max_adapters_per_batch = num_adapters;
+  args.limits = limits;
+  args.threshold = threshold;
+  return std::unique_ptr<api::PolicyBase<T>>(new api::Guarded<T>(args));
+}
+
+// The engine's validity rules for a plan (same function the engine calls).
+inline api::Status check_plan(const api::ReplicaView& view, const api::IterationPlan& plan) {
+  return api::validate_plan(view, plan);
+}
+
+// A replica's state, built by hand. Requests get ids 0, 1, 2, ... in the order added;
+// view() lists them in the engine's FCFS order (arrival, ties by state waiting < ready <
+// swapped, then by order added).
+class ReplicaBuilder {
+ public:
+  explicit ReplicaBuilder(int32_t num_adapters, int32_t max_batch_size = 16) {
+    limits_.max_batch_size = max_batch_size;
+    limits_.max_adapters_per_batch = num_adapters;
+    adapters_.resize(static_cast<size_t>(num_adapters));
+    for (int32_t a = 0; a < num_adapters; ++a) adapters_[static_cast<size_t>(a)] = {a, 16, 0, true, 0};
+  }
+  ReplicaBuilder& add(api::AdapterId adapter, double arrival, int32_t prompt = 32, int32_t output = 16,
+                      api::RequestState state = api::RequestState::waiting, int32_t generated = 0) {
+    api::RequestView r;
+    r.id = next_id_++;
+    r.adapter = adapter;
+    r.arrival = arrival;
+    r.prompt_tokens = prompt;
+    r.output_tokens = output;
+    r.generated = generated;
+    r.state = state;
+    r.kv_blocks = state == api::RequestState::waiting ? 0 : (prompt + generated + 15) / 16;
+    requests_.push_back(r);
+    adapters_.at(static_cast<size_t>(adapter)).unfinished += 1;
+    return *this;
+  }
+  // n requests of one adapter arriving at t0, t0 + dt, ...
+  ReplicaBuilder& add_many(api::AdapterId adapter, int n, double t0, double dt = 0.001) {
+    for (int i = 0; i < n; ++i) add(adapter, t0 + i * dt);
+    return *this;
+  }
+  ReplicaBuilder& merged(api::AdapterId adapter) {
+    mode_ = adapter == api::kNoAdapter ? api::Mode::unmerged : api::Mode::merged;
+    merged_ = adapter;
+    return *this;
+  }
+  ReplicaBuilder& now(double t) {
+    now_ = t;
+    return *this;
+  }
+  ReplicaBuilder& iteration(int64_t i) {
+    iteration_ = i;
+    return *this;
+  }
+  ReplicaBuilder& kv(int64_t total, int64_t free) {
+    kv_total_ = total;
+    kv_free_ = free;
+    return *this;
+  }
+  ReplicaBuilder& limits(const api::ReplicaLimits& l) {
+    limits_ = l;
+    return *this;
+  }
+  ReplicaBuilder& adapter(api::AdapterId id, int32_t rank, int64_t bytes, bool resident) {
+    auto& a = adapters_.at(static_cast<size_t>(id));
+    a.rank = rank;
+    a.bytes = bytes;
+    a.resident = resident;
+    return *this;
+  }
+  // Drops requests (e.g. the ones a plan ran to completion).
+  ReplicaBuilder& remove(api::RequestId id) {
+    auto it = std::find_if(requests_.begin(), requests_.end(),
+                           [&](const api::RequestView& r) { return r.id == id; });
+    if (it != requests_.end()) {
+      adapters_.at(static_cast<size_t>(it->adapter)).unfinished -= 1;
+      requests_.erase(it);
+    }
+    return *this;
+  }
+
+  const api::ReplicaView& view() {
+    sorted_ = requests_;
+    std::stable_sort(sorted_.begin(), sorted_.end(), [](const api::RequestView& a, const api::RequestView& b) {
+      if (a.arrival != b.arrival) return a.arrival < b.arrival;
+      return static_cast<int>(a.state) < static_cast<int>(b.state);
+    });
+    view_.replica = 0;
+    view_.now = now_;
+    view_.iteration = iteration_;
+    view_.num_adapters = static_cast<int32_t>(adapters_.size());
+    view_.limits = limits_;
+    view_.mode = mode_;
+    view_.merged_adapter = merged_;
+    view_.queued = sorted_;
+    view_.adapters = adapters_;
+    view_.kv_blocks_total = kv_total_;
+    view_.kv_blocks_free = kv_free_;
+    return view_;
+  }
+
+ private:
+  api::ReplicaLimits limits_;
+  std::vector<api::RequestView> requests_, sorted_;
+  std::vector<api::AdapterView> adapters_;
+  api::Mode mode_ = api::Mode::unmerged;
+  api::AdapterId merged_ = api::kNoAdapter;
+  double now_ = 0;
+  int64_t iteration_ = 0;
+  int64_t kv_total_ = 1024, kv_free_ = 1024;
+  api::RequestId next_id_ = 0;
+  api::ReplicaView view_;
+};
+
+}  // namespace lorasched::testkit
