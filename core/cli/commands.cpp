@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <iostream>
 
+#include "core/checkpoint/hf_model.hpp"
+#include "core/checkpoint/peft_adapter.hpp"
 #include "core/cluster/simulation.hpp"
+#include "core/model/generate.hpp"
 #include "core/common/error.hpp"
 #include "core/config/experiment.hpp"
 #include "core/config/plugin_params.hpp"
@@ -124,6 +127,44 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
   writer.commit();
   print_summary_table(std::cout, table, /*csv=*/false);
   fmt::print("results: {}\n", output.string());
+  return 0;
+}
+
+int cmd_generate(const GenerateOptions& opts) {
+  if (opts.prompt_ids.empty()) throw InputError("generate: give at least one --prompt-ids 1,2,3");
+  if (opts.adapters.size() > opts.prompt_ids.size())
+    throw InputError(fmt::format("generate: {} adapters for {} prompts: each adapter pairs with one prompt",
+                                 opts.adapters.size(), opts.prompt_ids.size()));
+  const ModelWeights weights = load_hf_model(opts.model);
+  std::vector<LoraAdapterWeights> adapters;
+  adapters.reserve(opts.adapters.size());
+  for (const auto& dir : opts.adapters) adapters.push_back(load_peft_adapter(dir, weights.shape));
+  std::vector<GenerateRequest> requests;
+  for (size_t i = 0; i < opts.prompt_ids.size(); ++i) {
+    GenerateRequest r;
+    const std::string& text = opts.prompt_ids[i];
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t comma = text.find(',', start);
+      if (comma == std::string::npos) comma = text.size();
+      const std::string item = text.substr(start, comma - start);
+      try {
+        size_t used = 0;
+        const long v = std::stol(item, &used);
+        if (used != item.size()) throw std::invalid_argument(item);
+        r.prompt.push_back(static_cast<int32_t>(v));
+      } catch (const std::exception&) {
+        throw InputError(fmt::format("generate: --prompt-ids '{}': '{}' is not a token id", text, item));
+      }
+      start = comma + 1;
+    }
+    r.adapter = i < adapters.size() ? &adapters[i] : nullptr;
+    requests.push_back(std::move(r));
+  }
+  const bool merged = opts.mode == "merged";
+  const auto result = greedy_generate(weights, requests, opts.max_new_tokens, merged, !opts.logits_out.empty());
+  for (const auto& t : result.tokens) fmt::print("{}\n", fmt::join(t, ","));
+  if (!opts.logits_out.empty()) write_logits_npy(opts.logits_out, result);
   return 0;
 }
 

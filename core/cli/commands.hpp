@@ -27,6 +27,16 @@ struct PluginsOptions {
   std::vector<std::string> paths;
 };
 
+struct GenerateOptions {
+  std::string model;                        // HF model directory
+  std::vector<std::string> adapters;        // PEFT adapter directories, paired with prompts
+  std::vector<std::string> prompt_ids;      // "1,2,3" per prompt
+  int max_new_tokens = 16;
+  std::string mode = "unmerged";
+  std::string logits_out;
+};
+
+int cmd_generate(const GenerateOptions& opts);
 int cmd_run(const RunOptions& opts, bool require_sweep);
 int cmd_validate(const ValidateOptions& opts);
 int cmd_report(const ReportOptions& opts);

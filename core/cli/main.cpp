@@ -42,6 +42,22 @@ int main(int argc, char** argv) {
   plugins->add_option("--describe", plugins_opts.describe, "show one plugin's parameters in full");
   plugins->add_option("--path", plugins_opts.paths, "extra directory to search (repeatable)");
 
+  GenerateOptions gen_opts;
+  auto* generate = app.add_subcommand(
+      "generate", "greedy decoding with an HF model and PEFT adapters (the conformance path)");
+  generate->add_option("--model", gen_opts.model, "HF Llama model directory")->required();
+  generate->add_option("--adapter", gen_opts.adapters,
+                       "PEFT adapter directory; the i-th pairs with the i-th prompt (repeatable)");
+  generate->add_option("--prompt-ids", gen_opts.prompt_ids, "comma-separated token ids (repeatable)")
+      ->required();
+  generate->add_option("--max-new-tokens", gen_opts.max_new_tokens, "tokens to generate")
+      ->check(CLI::Range(1, 1 << 20));
+  generate->add_option("--mode", gen_opts.mode,
+                       "unmerged: one mixed batch; merged: each adapter merged in turn")
+      ->check(CLI::IsMember({"unmerged", "merged"}));
+  generate->add_option("--logits-out", gen_opts.logits_out,
+                       "write every step's logits as float32 .npy [prompts, steps, vocab]");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -52,6 +68,7 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(run_opts, /*require_sweep=*/false);
     if (*sweep) return cmd_run(run_opts, /*require_sweep=*/true);
     if (*validate) return cmd_validate(validate_opts);
+    if (*generate) return cmd_generate(gen_opts);
     if (*report) return cmd_report(report_opts);
     if (*plugins) return cmd_plugins(plugins_opts);
   } catch (const Error& e) {

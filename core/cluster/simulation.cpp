@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "core/adapters/synthetic.hpp"
+#include "core/checkpoint/hf_model.hpp"
+#include "core/checkpoint/peft_adapter.hpp"
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
 #include "core/config/plugin_params.hpp"
@@ -47,10 +49,8 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
     throw InputError(fmt::format("{}: executor \"cuda\" is not available in this build "
                                  "(built without a CUDA device backend); use \"cpu\" or \"costmodel\"",
                                  e.path.string()));
-  if (!e.model.path.empty())
-    throw InputError(fmt::format("{}: [model] path (HF checkpoints) is not supported yet",
-                                 e.path.string()));
-  shape_ = model_preset(e.model.preset);
+  shape_ = e.model.path.empty() ? model_preset(e.model.preset)
+                                 : read_hf_config(e.model.path / "config.json");
 
   std::shared_ptr<const CostModel> cost_model;
   if (!real) cost_model = make_cost_model(e.cluster.costmodel, shape_);
@@ -62,19 +62,28 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   std::shared_ptr<std::vector<LoraAdapterWeights>> weights;
   if (materialise) weights = std::make_shared<std::vector<LoraAdapterWeights>>();
   for (int32_t i = 0; i < N; ++i) {
-    const int rank = e.adapters.ranks[static_cast<size_t>(i) % e.adapters.ranks.size()];
-    const double alpha = e.adapters.lora_alpha > 0 ? e.adapters.lora_alpha : rank;
     AdapterInfo info;
     info.id = i;
-    info.name = fmt::format("adapter-{}", i);
-    info.rank = rank;
-    info.num_parameters = lora_parameters(shape_, rank);
+    if (e.adapters.source == "peft") {
+      // PEFT directories: real ranks (rank_pattern included) and sizes.
+      LoraAdapterWeights a = load_peft_adapter(e.adapters.paths[static_cast<size_t>(i)], shape_);
+      info.name = e.adapters.paths[static_cast<size_t>(i)].filename().string();
+      info.rank = a.rank;
+      info.num_parameters = static_cast<int64_t>(a.num_parameters());
+      if (materialise) weights->push_back(std::move(a));
+    } else {
+      const int rank = e.adapters.ranks[static_cast<size_t>(i) % e.adapters.ranks.size()];
+      const double alpha = e.adapters.lora_alpha > 0 ? e.adapters.lora_alpha : rank;
+      info.name = fmt::format("adapter-{}", i);
+      info.rank = rank;
+      info.num_parameters = lora_parameters(shape_, rank);
+      if (materialise)
+        weights->push_back(synthetic_adapter(shape_, rank, alpha, e.adapters.use_rslora,
+                                             e.run.seed * 1000003ULL + static_cast<uint64_t>(i),
+                                             info.name));
+    }
     info.bytes = info.num_parameters * elem;
     adapters_.push_back(info);
-    if (materialise)
-      weights->push_back(synthetic_adapter(shape_, rank, alpha, e.adapters.use_rslora,
-                                           e.run.seed * 1000003ULL + static_cast<uint64_t>(i),
-                                           info.name));
   }
 
   // The pool: KV blocks (and adapters, with unified paging).
@@ -132,7 +141,9 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   limits.max_batched_tokens = e.engine.max_batched_tokens;
   limits.block_size = e.engine.block_size;
   limits.max_adapters_per_batch = e.engine.max_adapters_per_batch > 0 ? e.engine.max_adapters_per_batch : N;
-  limits.prompt_limit = std::min(e.engine.max_model_len, e.engine.max_batched_tokens);
+  // vLLM takes max_model_len from the model's config; the experiment may lower it.
+  const int32_t max_model_len = std::min(e.engine.max_model_len, shape_.max_position);
+  limits.prompt_limit = std::min(max_model_len, e.engine.max_batched_tokens);
 
   // Workload.
   const auto specs = generate_workload(e.workload, N, e.run.seed);
@@ -168,7 +179,9 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   if (real) {
     set_cpu_threads(e.cluster.threads);
     base = std::make_shared<ModelWeights>(
-        synthetic_model(shape_, e.model.seed ? e.model.seed : e.run.seed * 7919ULL + 17ULL));
+        e.model.path.empty()
+            ? synthetic_model(shape_, e.model.seed ? e.model.seed : e.run.seed * 7919ULL + 17ULL)
+            : load_hf_model(e.model.path));
   }
   link_bandwidth_ = e.cluster.link_gbps * 1e9;
   for (int32_t r = 0; r < e.cluster.replicas; ++r) {
@@ -188,7 +201,7 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
     ReplicaConfig rc;
     rc.id = r;
     rc.limits = limits;
-    rc.max_model_len = e.engine.max_model_len;
+    rc.max_model_len = max_model_len;
     rc.watermark = e.engine.watermark;
     rc.swap_preemption = e.engine.preemption == "swap";
     rc.pool_blocks = pool_blocks_;

@@ -1,0 +1,115 @@
+#include "core/model/generate.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <fstream>
+
+#include "core/common/error.hpp"
+
+namespace lorasched {
+
+namespace {
+
+constexpr int kBlock = 16;
+
+// Decodes one batch of requests (indices into `requests`) together on `model`.
+void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
+                  const std::vector<size_t>& which, int max_new_tokens, bool keep_logits,
+                  GenerateResult& out) {
+  const int V = model.shape().vocab_size;
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<int32_t>> blocks;
+  int32_t next_block = 0;
+  for (size_t i : which) {
+    tokens.push_back(requests[i].prompt);
+    const int need = static_cast<int>((requests[i].prompt.size() + max_new_tokens + kBlock - 1) / kBlock);
+    std::vector<int32_t> b;
+    for (int k = 0; k < need; ++k) b.push_back(next_block++);
+    blocks.push_back(std::move(b));
+  }
+  std::vector<float> logits;
+  for (int step = 0; step < max_new_tokens; ++step) {
+    std::vector<ForwardEntry> entries;
+    for (size_t j = 0; j < which.size(); ++j) {
+      const auto& t = tokens[j];
+      const int start = step == 0 ? 0 : static_cast<int>(t.size()) - 1;
+      entries.push_back({requests[which[j]].adapter,
+                         std::span<const int32_t>(t).subspan(static_cast<size_t>(start)), start,
+                         blocks[j]});
+    }
+    model.forward(entries, logits);
+    for (size_t j = 0; j < which.size(); ++j) {
+      const float* row = logits.data() + j * static_cast<size_t>(V);
+      const int32_t next = static_cast<int32_t>(std::max_element(row, row + V) - row);
+      tokens[j].push_back(next);
+      out.tokens[which[j]].push_back(next);
+      if (keep_logits) out.logits[which[j]].emplace_back(row, row + V);
+    }
+  }
+}
+
+}  // namespace
+
+GenerateResult greedy_generate(const ModelWeights& weights, std::span<const GenerateRequest> requests,
+                               int max_new_tokens, bool merged, bool keep_logits) {
+  GenerateResult out;
+  out.tokens.resize(requests.size());
+  if (keep_logits) out.logits.resize(requests.size());
+  if (requests.empty() || max_new_tokens <= 0) return out;
+  int64_t blocks = 0;
+  for (const auto& r : requests) {
+    if (r.prompt.empty()) throw InputError("generate: a prompt has no token ids");
+    for (int32_t t : r.prompt)
+      if (t < 0 || t >= weights.shape.vocab_size)
+        throw InputError(fmt::format("generate: token id {} is outside the vocabulary (0..{})", t,
+                                     weights.shape.vocab_size - 1));
+    blocks += (static_cast<int64_t>(r.prompt.size()) + max_new_tokens + kBlock - 1) / kBlock;
+  }
+  LlamaModel model(weights, blocks, kBlock);
+  if (!merged) {
+    std::vector<size_t> all(requests.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    decode_batch(model, requests, all, max_new_tokens, keep_logits, out);
+    return out;
+  }
+  std::vector<const LoraAdapterWeights*> groups;
+  for (const auto& r : requests)
+    if (std::find(groups.begin(), groups.end(), r.adapter) == groups.end()) groups.push_back(r.adapter);
+  for (const LoraAdapterWeights* a : groups) {
+    std::vector<size_t> which;
+    for (size_t i = 0; i < requests.size(); ++i)
+      if (requests[i].adapter == a) which.push_back(i);
+    if (a) model.merge(*a);
+    decode_batch(model, requests, which, max_new_tokens, keep_logits, out);
+    if (a) model.unmerge();
+  }
+  return out;
+}
+
+void write_logits_npy(const std::filesystem::path& path, const GenerateResult& result) {
+  const size_t n = result.logits.size();
+  const size_t steps = n ? result.logits[0].size() : 0;
+  const size_t vocab = steps ? result.logits[0][0].size() : 0;
+  std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
+                                   n, steps, vocab);
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  const std::filesystem::path tmp = path.string() + ".partial";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    if (!f) throw InputError(fmt::format("{}: cannot write logits", path.string()));
+    f.write("\x93NUMPY\x01\x00", 8);
+    const uint16_t len = static_cast<uint16_t>(header.size());
+    f.put(static_cast<char>(len & 0xff));
+    f.put(static_cast<char>(len >> 8));
+    f.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (const auto& req : result.logits)
+      for (const auto& row : req)
+        f.write(reinterpret_cast<const char*>(row.data()), static_cast<std::streamsize>(row.size() * sizeof(float)));
+    if (!f) throw Error(ExitCode::runtime, fmt::format("{}: write failed", path.string()));
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace lorasched
