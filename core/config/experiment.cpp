@@ -189,7 +189,7 @@ LengthSpec read_length_spec(TableReader& parent, const char* key, LengthSpec spe
   spec.max = static_cast<int32_t>(r.get_int("max", spec.kind == "fixed" ? spec.value : 4096, 1, 1 << 20));
   spec.median = r.get_real("median", spec.median, 0, 1 << 20, true);
   spec.sigma = r.get_real("sigma", spec.sigma, 0, 10);
-  if (auto p = r.opt_string("trace")) spec.trace = *p;
+  if (auto p = r.opt_path("trace")) spec.trace = *p;
   if (spec.min > spec.max) r.fail_table(fmt::format("[workload.{}] min ({}) must be <= max ({})", key, spec.min, spec.max));
   if (spec.kind == "trace" && spec.trace.empty())
     r.fail_table(fmt::format("[workload.{}] kind = \"trace\" needs trace = \"path to an Azure LLM trace\"", key));
@@ -215,7 +215,7 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
                            {"poisson", "gamma", "trace", "adapter-trace", "artifact"});
   w.rate = r.get_real("rate", w.rate, 0, 1e9, true);
   w.cv = r.get_real("cv", w.cv, 0, 1e3, true);
-  if (auto p = r.opt_string("trace")) {
+  if (auto p = r.opt_path("trace")) {
     w.trace = *p;
     check_file(r, "trace", w.trace, "trace file");
   }
@@ -251,7 +251,7 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
   if (const toml::table* at = r.opt_table("artifact")) {
     TableReader a(*at, "workload.artifact", ctx.hints);
     ArtifactSpec& s = w.artifact;
-    if (auto p = a.opt_string("function_counts")) {
+    if (auto p = a.opt_path("function_counts")) {
       s.function_counts = *p;
       check_file(a, "function_counts", s.function_counts, "function counts file");
     }
@@ -326,7 +326,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     e.run.name = s.get_string("name", fs::path(ctx.file).stem().string());
     if (e.run.name.empty()) s.fail_table("[run] name must not be empty");
     e.run.seed = static_cast<uint64_t>(s.get_int("seed", 1, 0, 9e18));
-    e.run.output = s.get_string("output", "results/" + e.run.name + ".h5");
+    e.run.output = s.opt_path("output").value_or("results/" + e.run.name + ".h5");
     if (e.run.output.extension() != ".h5")
       s.fail_at(*s.node("output"), "output", "must end in .h5");
     s.finish();
@@ -336,7 +336,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     TableReader s(t ? *t : empty, "model", ctx.hints);
     e.model.preset = s.get_string("preset", e.model.preset,
                                   {"tiny", "small", "llama2-7b", "llama2-13b", "llama2-70b"});
-    if (auto p = s.opt_string("path")) {
+    if (auto p = s.opt_path("path")) {
       e.model.path = *p;
       check_file(s, "path", e.model.path / "config.json", "model directory (config.json)");
     }
@@ -354,7 +354,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     }
     e.adapters.lora_alpha = s.get_real("lora_alpha", 0, 0, 1e6);
     e.adapters.use_rslora = s.get_bool("use_rslora", false);
-    if (auto v = s.opt_string_list("paths")) {
+    if (auto v = s.opt_path_list("paths")) {
       for (const auto& p : *v) {
         e.adapters.paths.emplace_back(p);
         check_file(s, "paths", fs::path(p) / "adapter_config.json", "PEFT adapter directory");
@@ -418,7 +418,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
   {
     const toml::table* t = r.opt_table("plugins");
     TableReader s(t ? *t : empty, "plugins", ctx.hints);
-    if (auto v = s.opt_string_list("paths"))
+    if (auto v = s.opt_path_list("paths"))
       for (const auto& p : *v) e.plugin_paths.emplace_back(p);
     s.finish();
   }

@@ -1,6 +1,7 @@
 #include "core/config/toml_reader.hpp"
 
 #include <cmath>
+#include <cstdlib>
 #include <fmt/format.h>
 
 #include "core/common/strings.hpp"
@@ -140,6 +141,44 @@ std::optional<std::string> TableReader::opt_string(std::string_view key,
     fail_at(n, key,
             fmt::format("must be one of {}, got \"{}\"{}", join(choices, ", "), v,
                         did_you_mean(v, choices)));
+  return v;
+}
+
+std::string TableReader::expand(const toml::node& n, std::string_view key,
+                                const std::string& text) const {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t start = text.find("${", i);
+    if (start == std::string::npos) {
+      out += text.substr(i);
+      break;
+    }
+    out += text.substr(i, start - i);
+    const size_t end = text.find('}', start);
+    if (end == std::string::npos) fail_at(n, key, fmt::format("has an unclosed ${{ in \"{}\"", text));
+    const std::string inner = text.substr(start + 2, end - start - 2);
+    const size_t dflt = inner.find(":-");
+    const std::string name = inner.substr(0, dflt);
+    const char* value = name.empty() ? nullptr : std::getenv(name.c_str());
+    if (value && *value) out += value;
+    else if (dflt != std::string::npos) out += inner.substr(dflt + 2);
+    else fail_at(n, key, fmt::format("uses ${{{}}}, but the environment variable {} is not set", name, name));
+    i = end + 1;
+  }
+  return out;
+}
+
+std::optional<std::string> TableReader::opt_path(std::string_view key) {
+  auto s = opt_string(key);
+  if (!s) return s;
+  return expand(*table_.get(key), key, *s);
+}
+
+std::optional<std::vector<std::string>> TableReader::opt_path_list(std::string_view key) {
+  auto v = opt_string_list(key);
+  if (!v) return v;
+  for (auto& s : *v) s = expand(*table_.get(key), key, s);
   return v;
 }
 

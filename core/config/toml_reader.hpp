@@ -39,6 +39,11 @@ class TableReader {
   std::optional<bool> opt_bool(std::string_view key);
   std::optional<std::string> opt_string(std::string_view key,
                                         const std::vector<std::string>& choices = {});
+  // A path: a string in which ${NAME} and ${NAME:-default} expand from the environment
+  // (e.g. "${LORASCHED_TRACES:-../shared/traces}/conv.csv"); an unset NAME without a
+  // default is an error at the key.
+  std::optional<std::string> opt_path(std::string_view key);
+  std::optional<std::vector<std::string>> opt_path_list(std::string_view key);
   std::optional<std::vector<int64_t>> opt_int_list(std::string_view key, double min, double max);
   std::optional<std::vector<std::string>> opt_string_list(std::string_view key);
 
@@ -72,6 +77,7 @@ class TableReader {
 
  private:
   const toml::node& need(std::string_view key);
+  std::string expand(const toml::node& n, std::string_view key, const std::string& text) const;
   const toml::table& table_;
   std::string dotted_;
   const PositionHints& hints_;

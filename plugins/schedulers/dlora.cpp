@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "lorasched/plugin/api.hpp"
@@ -66,8 +65,8 @@ class Dlora : public Scheduler {
 
     // scheduled_by_fcfs and the per-adapter queues (model_req_mapping), FCFS order.
     const size_t nfcfs = std::min(queued.size(), static_cast<size_t>(B_));
-    in_fcfs_.clear();
-    for (size_t i = 0; i < nfcfs; ++i) in_fcfs_.insert(queued[i].id);
+    base_ = queued.data();
+    nfcfs_ = nfcfs;
     for (auto& q : map_) q.clear();
     for (const RequestView& r : queued) map_[static_cast<size_t>(r.adapter)].push_back(&r);
 
@@ -157,13 +156,13 @@ class Dlora : public Scheduler {
     } else if (num_to_schedule == 0) {
       adjust_credit(queued, nfcfs, scheduled, credit_cost_);
     } else {
-      std::unordered_set<RequestId> taken;
-      for (const RequestView* r : scheduled) taken.insert(r->id);
+      mark(scheduled, true);
       for (size_t i = 0; i < nfcfs && num_to_schedule > 0; ++i)
-        if (!taken.count(queued[i].id)) {
+        if (!flag_[i]) {
           scheduled.push_back(&queued[i]);
           --num_to_schedule;
         }
+      mark(scheduled, false);
       adjust_credit(queued, nfcfs, scheduled, credit_cost_);
     }
 
@@ -201,26 +200,37 @@ class Dlora : public Scheduler {
   // _adjust_credit (L237-253): zero-sum transfers when the batch differs from FCFS.
   void adjust_credit(std::span<const RequestView> queued, size_t nfcfs,
                      const std::vector<const RequestView*>& batch_in, double cost) {
+    // The batch sorted so that members of the FCFS batch come first (stable).
     std::vector<const RequestView*> batch;
     batch.reserve(batch_in.size());
     for (const RequestView* r : batch_in)
-      if (in_fcfs_.count(r->id)) batch.push_back(r);
+      if (in_fcfs(r)) batch.push_back(r);
     for (const RequestView* r : batch_in)
-      if (!in_fcfs_.count(r->id)) batch.push_back(r);
+      if (!in_fcfs(r)) batch.push_back(r);
     if (nfcfs == batch.size()) {
       for (size_t i = 0; i < nfcfs; ++i)
-        if (!in_fcfs_.count(batch[i]->id)) {
+        if (!in_fcfs(batch[i])) {
           credit_[static_cast<size_t>(batch[i]->adapter)] -= cost;
           credit_[static_cast<size_t>(queued[i].adapter)] += cost;
         }
     } else {
-      std::unordered_set<RequestId> in_batch;
-      for (const RequestView* r : batch) in_batch.insert(r->id);
+      mark(batch, true);
       for (size_t i = 0; i < nfcfs; ++i)
-        if (!in_batch.count(queued[i].id)) {
+        if (!flag_[i]) {
           credit_[static_cast<size_t>(batch[0]->adapter)] -= cost / 2;
           credit_[static_cast<size_t>(queued[i].adapter)] += cost / 2;
         }
+      mark(batch, false);
+    }
+  }
+
+  // Requests are pointers into this iteration's queue: membership by position.
+  bool in_fcfs(const RequestView* r) const { return static_cast<size_t>(r - base_) < nfcfs_; }
+  void mark(const std::vector<const RequestView*>& rs, bool on) {
+    for (const RequestView* r : rs) {
+      const auto i = static_cast<size_t>(r - base_);
+      if (i >= flag_.size()) flag_.resize(i + 1, 0);
+      flag_[i] = on;
     }
   }
 
@@ -257,7 +267,9 @@ class Dlora : public Scheduler {
   AdapterId max_model_ = kNoAdapter;
   AdapterId active_single_ = kNoAdapter;  // active list of one adapter (merged), else none
   std::vector<std::vector<const RequestView*>> map_;
-  std::unordered_set<RequestId> in_fcfs_;
+  const RequestView* base_ = nullptr;  // this iteration's queue
+  size_t nfcfs_ = 0;
+  std::vector<uint8_t> flag_;         // per queue position, cleared after each use
 };
 
 PluginInfo info() {
