@@ -113,6 +113,7 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
       attrs.host = host_name();
       attrs.extra = {{"overrides", fmt::format("{}", fmt::join(opts.overrides, " "))},
                      {"wall_seconds", fmt::format("{:.3f}", result.wall_seconds)}};
+      if (e.file_text != e.text) attrs.extra.emplace_back("experiment_file_toml", e.file_text);
       writer.write_run(fmt::format("{:03d}", e.index), attrs, result.records, summary,
                        e.metrics.log_batches);
       table.emplace_back(e.label.empty() ? e.run.name : e.label, summary);
@@ -188,6 +189,7 @@ int cmd_report(const ReportOptions& opts) {
   std::vector<std::pair<std::string, Summary>> table;
   for (const auto& r : runs) table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
   print_summary_table(std::cout, table, opts.csv);
+  if (!opts.csv) print_fidelity(std::cout, runs);  // only when a file holds cpu + costmodel runs
   return 0;
 }
 

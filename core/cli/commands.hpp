@@ -1,6 +1,7 @@
 // The subcommands of `lorasched`, callable from tests as functions returning exit codes.
 #pragma once
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,31 @@ struct GenerateOptions {
   std::string mode = "unmerged";
   std::string logits_out;
 };
+
+// `lorasched profile` (core/cli/profile.cpp).
+struct ProfileOptions {
+  std::string model = "tiny";         // tiny | small
+  std::vector<int> ranks = {8, 16, 64};
+  int threads = 0;                    // BLAS threads (0 = all cores, as [cluster] threads)
+  bool quick = false;                 // a small grid (seconds), for tests
+  int repeats = 0;                    // timed runs per point (0 = the grid's default)
+  std::string output;                 // FILE.json
+};
+int cmd_profile(const ProfileOptions& opts);
+
+// The fidelity section of `report`: for each costmodel run of the file with a cpu run of the
+// same workload, the error of its headline figures (core/cli/profile.cpp).
+struct StoredRun;
+void print_fidelity(std::ostream& out, const std::vector<StoredRun>& runs);
+
+// `lorasched new-plugin` (core/cli/new_plugin.cpp): scaffolds an out-of-tree plugin in `dir`.
+struct NewPluginOptions {
+  std::string kind;  // scheduler | threshold | migration | dispatcher
+  std::string name;  // lowercase letters, digits, '-'
+  std::string dir;   // must be empty or new unless force
+  bool force = false;
+};
+int cmd_new_plugin(const NewPluginOptions& opts);
 
 int cmd_generate(const GenerateOptions& opts);
 int cmd_run(const RunOptions& opts, bool require_sweep);

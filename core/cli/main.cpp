@@ -58,6 +58,34 @@ int main(int argc, char** argv) {
   generate->add_option("--logits-out", gen_opts.logits_out,
                        "write every step's logits as float32 .npy [prompts, steps, vocab]");
 
+  ProfileOptions profile_opts;
+  auto* profile = app.add_subcommand(
+      "profile", "measure a cost-model profile of the cpu executor on this machine (docs/costmodel.md)");
+  profile->add_option("--model", profile_opts.model, "model preset to profile")
+      ->check(CLI::IsMember({"tiny", "small"}));
+  profile->add_option("--adapters-ranks", profile_opts.ranks, "adapter ranks to measure, e.g. 8,16,64")
+      ->delimiter(',');
+  profile->add_option("--threads", profile_opts.threads, "BLAS threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024));
+  profile->add_flag("--quick", profile_opts.quick, "a small grid (seconds), for tests");
+  profile->add_option("--repeats", profile_opts.repeats, "timed runs per point (median)")
+      ->check(CLI::Range(1, 1000));
+  profile->add_option("-o,--output", profile_opts.output, "profile file to write (.json)")->required();
+
+  NewPluginOptions new_plugin_opts;
+  auto* new_plugin = app.add_subcommand(
+      "new-plugin",
+      "scaffold a working out-of-tree plugin: policy, CMake build, unit test, experiment");
+  new_plugin
+      ->add_option("--kind", new_plugin_opts.kind, "scheduler, threshold, migration or dispatcher")
+      ->required();
+  new_plugin
+      ->add_option("--name", new_plugin_opts.name, "plugin name: lowercase letters, digits, '-'")
+      ->required();
+  new_plugin->add_option("dir", new_plugin_opts.dir, "directory to write (new or empty)")
+      ->required();
+  new_plugin->add_flag("--force", new_plugin_opts.force, "write into a non-empty directory");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,6 +99,8 @@ int main(int argc, char** argv) {
     if (*generate) return cmd_generate(gen_opts);
     if (*report) return cmd_report(report_opts);
     if (*plugins) return cmd_plugins(plugins_opts);
+    if (*new_plugin) return cmd_new_plugin(new_plugin_opts);
+    if (*profile) return cmd_profile(profile_opts);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::cerr << e.what() << "\n";

@@ -34,6 +34,17 @@ constexpr double kCpuDefaultPoolGiB = 0.25;
 // The cpu executor allocates its pool for real; refuse sizes that cannot be meant.
 constexpr double kCpuMaxPoolGiB = 16.0;
 
+// Creates a plugin; a factory refusing its parameters is bad input at the plugin's table.
+template <class T>
+PluginInstance<T> create(const std::shared_ptr<const PluginLibrary>& lib, const api::CreateArgs& args,
+                         const PluginConfig& pc) {
+  try {
+    return instantiate<T>(lib, args);
+  } catch (const PluginArgumentError& e) {
+    throw InputError(fmt::format("{}: [{}] plugin '{}': {}", pc.pos.str(), pc.table, lib->info.name, e.what()));
+  }
+}
+
 std::string plugin_text(const PluginLibrary& lib) {
   return fmt::format("{} api={} path={}", lib.info.name, lib.info.api_version, lib.path.string());
 }
@@ -96,6 +107,8 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
     pool_blocks_ = static_cast<int64_t>(*e.engine.pool_gib * kGiB / static_cast<double>(block_bytes_));
   } else if (real) {
     pool_blocks_ = static_cast<int64_t>(kCpuDefaultPoolGiB * kGiB / static_cast<double>(block_bytes_));
+  } else if (cost_model->default_pool_bytes() > 0) {  // a profile: the profiled executor's default
+    pool_blocks_ = static_cast<int64_t>(cost_model->default_pool_bytes() / static_cast<double>(block_bytes_));
   } else {
     const double avail = cost_model->device_memory_bytes() * e.engine.gpu_memory_utilization - weight_bytes;
     if (avail <= 0)
@@ -166,11 +179,11 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   if (dry_run) {
     // Create each plugin once so a factory failure shows before any work.
     api::CreateArgs targs{thr_params, e.run.seed, 0, N, limits, nullptr};
-    auto thr = instantiate<api::Threshold>(thr_lib, targs);
+    auto thr = create<api::Threshold>(thr_lib, targs, e.threshold);
     api::CreateArgs sargs{sched_params, e.run.seed, 0, N, limits, thr.get()};
-    (void)instantiate<api::Scheduler>(sched_lib, sargs);
-    (void)instantiate<api::Dispatcher>(disp_lib, {disp_params, e.run.seed, -1, N, limits, nullptr});
-    (void)instantiate<api::Migration>(mig_lib, {mig_params, e.run.seed, -1, N, limits, nullptr});
+    (void)create<api::Scheduler>(sched_lib, sargs, e.scheduler);
+    (void)create<api::Dispatcher>(disp_lib, {disp_params, e.run.seed, -1, N, limits, nullptr}, e.dispatcher);
+    (void)create<api::Migration>(mig_lib, {mig_params, e.run.seed, -1, N, limits, nullptr}, e.migration);
     return;
   }
 
@@ -184,7 +197,9 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
             : load_hf_model(e.model.path));
   }
   link_bandwidth_ = e.cluster.link_gbps * 1e9;
+  place_adapters();  // dLoRA's placement decides each replica's adapter slots (cluster.cpp)
   for (int32_t r = 0; r < e.cluster.replicas; ++r) {
+    const api::ReplicaLimits rlimits = replica_limits(limits, r);
     std::unique_ptr<Executor> exec;
     if (real) {
       exec = std::make_unique<CpuExecutor>(*base, weights, pool_blocks_, e.engine.block_size);
@@ -194,13 +209,13 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
       exec = std::move(cm);
     }
     if (r == 0) device_ = exec->device();
-    api::CreateArgs targs{thr_params, e.run.seed, r, N, limits, nullptr};
-    auto thr = instantiate<api::Threshold>(thr_lib, targs);
-    api::CreateArgs sargs{sched_params, e.run.seed, r, N, limits, thr.get()};
-    auto sched = instantiate<api::Scheduler>(sched_lib, sargs);
+    api::CreateArgs targs{thr_params, e.run.seed, r, N, rlimits, nullptr};
+    auto thr = create<api::Threshold>(thr_lib, targs, e.threshold);
+    api::CreateArgs sargs{sched_params, e.run.seed, r, N, rlimits, thr.get()};
+    auto sched = create<api::Scheduler>(sched_lib, sargs, e.scheduler);
     ReplicaConfig rc;
     rc.id = r;
-    rc.limits = limits;
+    rc.limits = rlimits;
     rc.max_model_len = max_model_len;
     rc.watermark = e.engine.watermark;
     rc.swap_preemption = e.engine.preemption == "swap";
@@ -213,16 +228,14 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
                                                   std::move(thr), requests_, records_));
   }
   api::CreateArgs cargs{disp_params, e.run.seed, -1, N, limits, nullptr};
-  dispatcher_ = instantiate<api::Dispatcher>(disp_lib, cargs);
+  dispatcher_ = create<api::Dispatcher>(disp_lib, cargs, e.dispatcher);
   api::CreateArgs margs{mig_params, e.run.seed, -1, N, limits, nullptr};
-  migration_ = instantiate<api::Migration>(mig_lib, margs);
+  migration_ = create<api::Migration>(mig_lib, margs, e.migration);
   migration_enabled_ = mig_lib->info.name != "none" && e.cluster.replicas > 1;
 
-  // Placement: every replica hosts every adapter; adapters are preloaded in id order while
-  // they take at most half of the pool (the rest load on demand).
-  hosted_.assign(static_cast<size_t>(e.cluster.replicas), {});
-  for (auto& h : hosted_)
-    for (int32_t a = 0; a < N; ++a) h.push_back(a);
+  // Placement (place_adapters above, dLoRA's greedy): each replica preloads the adapters
+  // placed on it, in id order, while they take at most half of the pool (the rest load on
+  // demand). Migration state: docs/cluster.md.
   for (auto& rep : replicas_) {
     int64_t used = 0;
     for (AdapterId a : hosted_[static_cast<size_t>(rep->id())]) {
@@ -232,65 +245,15 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
       used += blocks;
     }
   }
+  ready_at_.assign(replicas_.size(), 0.0);
+  kv_transfer_ = e.cluster.migration_kv == "transfer";
 
   adapter_bytes_.resize(adapters_.size());
   for (size_t a = 0; a < adapters_.size(); ++a) adapter_bytes_[a] = adapters_[a].bytes;
   adapter_exec_time_.assign(adapters_.size(), std::numeric_limits<double>::quiet_NaN());
 }
 
-void Simulation::dispatch(RequestId id, double now) {
-  Replica* target = replicas_.front().get();
-  if (replicas_.size() > 1) {
-    states_.resize(replicas_.size());
-    for (size_t r = 0; r < replicas_.size(); ++r) {
-      const Replica& rep = *replicas_[r];
-      api::ReplicaState& s = states_[r];
-      s.replica = rep.id();
-      s.kv_blocks_total = rep.pool().total();
-      s.kv_blocks_used = rep.pool().used();
-      s.adapter_slots = rep.config().limits.max_adapters_per_batch;
-      s.hosted = hosted_[r];
-      s.unfinished_per_adapter = rep.unfinished_per_adapter();
-      s.unfinished = rep.unfinished();
-      s.requests = {};
-    }
-    api::ClusterView view;
-    view.now = now;
-    view.num_adapters = static_cast<int32_t>(adapters_.size());
-    view.limits = replicas_.front()->config().limits;
-    view.replicas = states_;
-    view.adapter_bytes = adapter_bytes_;
-    view.adapter_mean_exec_time = adapter_exec_time_;
-    view.kv_block_bytes = block_bytes_;
-    view.link_bandwidth = link_bandwidth_;
-    const Request& r = requests_[static_cast<size_t>(id)];
-    api::DispatchRequest dr{id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens, r.spec.output_tokens};
-    auto d = dispatcher_->checked_dispatch(view, dr);
-    if (!d) throw PluginError(dispatcher_.describe() + " failed: " + d.error());
-    const int32_t to = d.value().replica;
-    if (to < 0 || to >= static_cast<int32_t>(replicas_.size()))
-      throw PluginError(fmt::format("{} sent request {} to replica {}, but replicas are 0..{}",
-                                    dispatcher_.describe(), id, to, replicas_.size() - 1));
-    auto& hosted = hosted_[static_cast<size_t>(to)];
-    if (std::find(hosted.begin(), hosted.end(), r.spec.adapter) == hosted.end()) {
-      if (d.value().evict != api::kNoAdapter) {
-        auto it = std::find(hosted.begin(), hosted.end(), d.value().evict);
-        if (it == hosted.end())
-          throw PluginError(fmt::format("{} evicts adapter {} from replica {}, which does not host it",
-                                        dispatcher_.describe(), d.value().evict, to));
-        hosted.erase(it);
-      }
-      hosted.insert(std::upper_bound(hosted.begin(), hosted.end(), r.spec.adapter), r.spec.adapter);
-    }
-    target = replicas_[static_cast<size_t>(to)].get();
-  }
-  target->add(id, now);
-}
-
-void Simulation::migrate(double /*now*/) {
-  // Cluster-level migration is applied by the cluster work (issue: co-migration); the
-  // "none" policy never gets here.
-}
+// dispatch() and migrate(): core/cluster/cluster.cpp.
 
 void Simulation::deadlock(double now) {
   for (const auto& rep : replicas_) {
@@ -355,9 +318,9 @@ RunResult Simulation::run(const ProgressFn& progress) {
       continue;
     }
     if (t_mig <= t) {
-      migrate(now);
+      migrate(now);  // may delay replicas that receive copies (ready_at_)
       std::fill(stalled.begin(), stalled.end(), 0);
-      for (size_t r = 0; r < R; ++r) free_at[r] = std::max(free_at[r], now);
+      for (size_t r = 0; r < R; ++r) free_at[r] = std::max({free_at[r], now, ready_at_[r]});
       next_migration = now + e_.cluster.migration_interval_s;
       continue;
     }

@@ -39,6 +39,12 @@ class Simulation {
 
   RunResult run(const ProgressFn& progress = {});
 
+  // Adapters placed on each replica, ascending (dLoRA's placement at the start; changed by
+  // dispatch and migration), and each replica's adapter slots (the artifact's
+  // engine_lora_capacity: the count placed initially).
+  const std::vector<std::vector<api::AdapterId>>& placement() const { return hosted_; }
+  const std::vector<int32_t>& adapter_slots() const { return adapter_slots_; }
+
   const ModelShape& shape() const { return shape_; }
   const std::vector<AdapterInfo>& adapters() const { return adapters_; }
   int64_t num_requests() const { return static_cast<int64_t>(requests_.size()); }
@@ -47,6 +53,13 @@ class Simulation {
  private:
   void dispatch(api::RequestId id, double now);
   void migrate(double now);
+  // core/cluster/cluster.cpp: placement, cluster views, migration plans.
+  void place_adapters();
+  api::ReplicaLimits replica_limits(const api::ReplicaLimits& base, int32_t replica) const;
+  const api::ClusterView& cluster_view(double now, bool with_requests);
+  void validate_migration(const api::MigrationPlan& plan, double now) const;
+  void apply_migration(const api::MigrationPlan& plan, double now);
+  void refill_placement();
   [[noreturn]] void deadlock(double now);
 
   const Experiment& e_;
@@ -69,6 +82,14 @@ class Simulation {
   std::vector<std::vector<api::RequestView>> state_requests_;
   std::vector<int64_t> adapter_bytes_;
   std::vector<double> adapter_exec_time_;
+  // cluster state (core/cluster/cluster.cpp)
+  std::vector<int32_t> adapter_slots_;   // per replica: adapters placed initially
+  std::vector<double> placement_avail_;  // the placement greedy's memory per replica
+  std::vector<double> expected_;         // dLoRA's expected_lora_distribution
+  std::vector<double> ready_at_;         // per replica: no iteration starts before (copies)
+  bool kv_transfer_ = false;             // [cluster] migration_kv = "transfer"
+  std::vector<std::vector<int32_t>> state_counts_;  // per replica adapter counts of a view
+  api::ClusterView view_;
 };
 
 }  // namespace lorasched

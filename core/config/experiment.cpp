@@ -508,7 +508,20 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
         }
       }
       Experiment e = read_experiment(root, ctx);
-      e.text = text;
+      e.file_text = text;
+      if (shape.axes.empty() && shape.variants == 0 && overrides.empty()) {
+        e.text = text;
+      } else {
+        // The point's own file: running it reproduces this point alone.
+        root.erase("sweep");
+        std::ostringstream os;
+        os << "# " << file << (label.empty() ? "" : ", sweep point: " + join(label, " "))
+           << (overrides.empty() ? "" : ", --set " + join(overrides, " --set ")) << "\n"
+           << toml::toml_formatter(root, toml::toml_formatter::default_flags &
+                                             ~toml::format_flags::allow_literal_strings)
+           << "\n";
+        e.text = os.str();
+      }
       e.label = join(label, " ");
       e.index = index++;
       out.push_back(std::move(e));

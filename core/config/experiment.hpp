@@ -87,7 +87,9 @@ struct MetricsSection {
 
 struct Experiment {
   std::filesystem::path path;  // the experiment file
-  std::string text;            // its full text (stored with the results)
+  std::string text;       // this run's own TOML: the file with its sweep point and --set
+                          // overrides applied (the file's text itself without either)
+  std::string file_text;  // the experiment file as written
   std::string label;           // the sweep point ("" without a sweep)
   int32_t index = 0;           // position in the sweep
   RunSection run;

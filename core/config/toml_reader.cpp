@@ -40,7 +40,7 @@ std::string range_text(double min, double max, bool min_exclusive) {
   const bool has_min = std::isfinite(min) && min > -1e17;
   const bool has_max = std::isfinite(max) && max < 1e17;
   if (has_min && has_max)
-    return fmt::format("{} {} and <= {}", min_exclusive ? "> " : ">= ", fmt_num(min),
+    return fmt::format("{} {} and <= {}", min_exclusive ? ">" : ">=", fmt_num(min),
                        fmt_num(max));
   if (has_min) return fmt::format("{} {}", min_exclusive ? ">" : ">=", fmt_num(min));
   if (has_max) return fmt::format("<= {}", fmt_num(max));

@@ -35,7 +35,9 @@ Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
             cfg.host_blocks),
       unfinished_per_adapter_(adapters.size(), 0),
       exec_time_(adapters.size(), {0, 0.0}),
-      pinned_(adapters.size(), 0) {}
+      pinned_(adapters.size(), 0),
+      is_resident_(adapters.size(), 0),
+      resident_blocks_(adapters.size(), 0) {}
 
 void Replica::event(double time, EventKind kind, AdapterId adapter, RequestId request,
                     double duration, int64_t bytes, double value, double value2) {
@@ -61,12 +63,59 @@ void Replica::erase_from(std::vector<RequestId>& list, RequestId id) {
 // ---- pool ---------------------------------------------------------------------------------------
 
 int64_t Replica::kv_free() const {
-  int64_t free = pool_.free();
-  if (cfg_.unified_pool)
-    for (const auto& [a, res] : resident_)
-      if (a != merged_ && !pinned_[static_cast<size_t>(a)])
-        free += static_cast<int64_t>(res.blocks.size());
-  return free;
+#ifndef NDEBUG
+  int64_t walked = 0;
+  for (const auto& [a, res] : resident_)
+    if (evictable(a)) walked += static_cast<int64_t>(res.blocks.size());
+  LORASCHED_CHECK(walked == evictable_blocks_, "evictable blocks {} but counted {}", walked,
+                  evictable_blocks_);
+#endif
+  return pool_.free() + (cfg_.unified_pool ? evictable_blocks_ : 0);
+}
+
+void Replica::add_resident(AdapterId a, Residency res) {
+  const auto i = static_cast<size_t>(a);
+  if (is_resident_[i] && evictable(a)) evictable_blocks_ -= resident_blocks_[i];
+  resident_blocks_[i] = static_cast<int64_t>(res.blocks.size());
+  if (evictable(a)) evictable_blocks_ += resident_blocks_[i];
+  resident_[a] = std::move(res);
+  is_resident_[i] = 1;
+}
+
+void Replica::erase_resident(AdapterId a) {
+  const auto i = static_cast<size_t>(a);
+  if (!is_resident_[i]) return;
+  if (evictable(a)) evictable_blocks_ -= resident_blocks_[i];
+  resident_.erase(a);
+  is_resident_[i] = 0;
+  resident_blocks_[i] = 0;
+}
+
+// resident_blocks_ is 0 for adapters that are not resident, so no residency test is needed.
+void Replica::pin(AdapterId a) {
+  const auto i = static_cast<size_t>(a);
+  if (pinned_[i]) return;
+  if (evictable(a)) evictable_blocks_ -= resident_blocks_[i];
+  pinned_[i] = 1;
+  pinned_list_.push_back(a);
+}
+
+void Replica::unpin_all() {
+  for (AdapterId a : pinned_list_) {
+    pinned_[static_cast<size_t>(a)] = 0;
+    if (evictable(a)) evictable_blocks_ += resident_blocks_[static_cast<size_t>(a)];
+  }
+  pinned_list_.clear();
+}
+
+void Replica::set_merged(AdapterId a) {
+  auto blocks = [&](AdapterId x) -> int64_t {
+    if (x == api::kNoAdapter || pinned_[static_cast<size_t>(x)]) return 0;
+    return resident_blocks_[static_cast<size_t>(x)];
+  };
+  if (a == merged_) return;
+  evictable_blocks_ += blocks(merged_) - blocks(a);
+  merged_ = a;
 }
 
 // Frees pool blocks until `blocks` are free by evicting the least recently used adapters
@@ -82,7 +131,7 @@ void Replica::make_room(int64_t blocks, double time) {
       }
     LORASCHED_CHECK(victim != api::kNoAdapter, "no adapter to evict for {} blocks", blocks);
     pool_.release_adapter(resident_[victim].blocks);
-    resident_.erase(victim);
+    erase_resident(victim);
     executor_->evict_adapter(victim);
     event(time, EventKind::adapter_evict, victim, -1, 0, adapters_[static_cast<size_t>(victim)].bytes);
   }
@@ -115,24 +164,31 @@ bool Replica::preload(AdapterId adapter) {
     res.blocks = pool_.allocate_adapter(bytes);
   }
   executor_->load_adapter(adapter);
-  resident_[adapter] = std::move(res);
+  add_resident(adapter, std::move(res));
   return true;
 }
 
 // Makes `adapter` resident for the batch being formed, evicting idle adapters (LRU) when
 // the pool needs room. The load is a real copy (cpu) or a predicted transfer (costmodel),
 // paid before the batch runs.
-bool Replica::ensure_resident(AdapterId adapter, double now, double& cost) {
+bool Replica::ensure_resident(AdapterId adapter, double now, double& cost, bool& swapped_out) {
   auto it = resident_.find(adapter);
   if (it != resident_.end()) {
     it->second.last_used = iteration_;
-    pinned_[static_cast<size_t>(adapter)] = 1;
+    pin(adapter);
     return true;
   }
   const int64_t bytes = adapters_[static_cast<size_t>(adapter)].bytes;
   Residency res;
   if (cfg_.unified_pool) {
     const int64_t need = pool_.blocks_for_bytes(bytes);
+    // KV caches of requests waiting for other adapters may fill the pool: preempt the
+    // last ready ones (as vLLM picks victims) until the adapter fits, or give up.
+    while (kv_free() < need && !ready_.empty()) {
+      const RequestId victim = ready_.back();
+      ready_.pop_back();
+      preempt(victim, now, cost, swapped_out);
+    }
     if (kv_free() < need) return false;
     make_room(need, now + cost);
     res.blocks = pool_.allocate_adapter(bytes);
@@ -141,8 +197,8 @@ bool Replica::ensure_resident(AdapterId adapter, double now, double& cost) {
   event(now + cost, EventKind::adapter_load, adapter, -1, step.seconds, step.bytes);
   cost += step.seconds;
   res.last_used = iteration_;
-  resident_[adapter] = std::move(res);
-  pinned_[static_cast<size_t>(adapter)] = 1;
+  add_resident(adapter, std::move(res));
+  pin(adapter);
   return true;
 }
 
@@ -173,6 +229,25 @@ void Replica::remove(RequestId id) {
   r.state = RequestState::waiting;
   --unfinished_;
   --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+}
+
+std::span<const int32_t> Replica::insert_with_kv(RequestId id, int64_t blocks, double now) {
+  Request& r = req(id);
+  LORASCHED_CHECK(r.block_table.empty() && r.host_blocks == 0,
+                  "request {} joins replica {} still holding KV blocks", id, cfg_.id);
+  LORASCHED_CHECK(allocate_kv(r, blocks, now), "replica {} has no room for the {} KV blocks of request {}",
+                  cfg_.id, blocks, id);
+  r.state = RequestState::ready;
+  r.record.replica = cfg_.id;
+  ready_.push_back(id);
+  ++unfinished_;
+  ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+  api::RequestView v{r.spec.id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
+                     r.spec.output_tokens, r.generated, r.state,
+                     static_cast<int32_t>(r.block_table.size())};
+  if (auto st = scheduler_->checked_on_arrival(v, now); !st)
+    throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
+  return r.block_table;
 }
 
 std::vector<RequestId> Replica::unfinished_requests() const {
@@ -237,17 +312,42 @@ api::ReplicaView Replica::build_view(double now) {
     }
   };
   push(waiting_);
+  const auto w = static_cast<std::ptrdiff_t>(view_requests_.size());
   push(ready_);
+  const auto wr = static_cast<std::ptrdiff_t>(view_requests_.size());
   push(swapped_);
-  // dLoRA's FCFS: oldest arrival first, ties keep the order waiting, ready, swapped.
-  std::stable_sort(view_requests_.begin(), view_requests_.end(),
-                   [](const api::RequestView& a, const api::RequestView& b) {
-                     return a.arrival < b.arrival;
-                   });
+  // dLoRA's FCFS: oldest arrival first, ties keep the order waiting, ready, swapped, i.e. a
+  // stable sort of the three queues one after the other. Each queue is usually in arrival
+  // order already, so: stable-sort each one if it is not, then merge them stably (same
+  // order as one stable sort, without its buffer allocation on every iteration).
+  auto by_arrival = [](const api::RequestView& a, const api::RequestView& b) {
+    return a.arrival < b.arrival;
+  };
+  auto& v0 = view_requests_;
+  if (!std::is_sorted(v0.begin(), v0.end(), by_arrival)) {
+    for (auto [b, e] : {std::pair{std::ptrdiff_t(0), w}, std::pair{w, wr},
+                        std::pair{wr, static_cast<std::ptrdiff_t>(v0.size())}})
+      if (!std::is_sorted(v0.begin() + b, v0.begin() + e, by_arrival))
+        std::stable_sort(v0.begin() + b, v0.begin() + e, by_arrival);
+    view_merge_.resize(static_cast<size_t>(wr));
+    std::merge(v0.begin(), v0.begin() + w, v0.begin() + w, v0.begin() + wr, view_merge_.begin(), by_arrival);
+    view_sorted_.resize(v0.size());
+    std::merge(view_merge_.begin(), view_merge_.end(), v0.begin() + wr, v0.end(), view_sorted_.begin(),
+               by_arrival);
+    v0.swap(view_sorted_);
+  }
+#ifndef NDEBUG
+  std::vector<api::RequestView> check;
+  for (const auto* list : {&waiting_, &ready_, &swapped_})
+    for (RequestId id : *list) check.push_back({id, 0, req(id).spec.arrival, 0, 0, 0, {}, 0});
+  std::stable_sort(check.begin(), check.end(), by_arrival);
+  for (size_t i = 0; i < check.size(); ++i)
+    LORASCHED_CHECK(check[i].id == v0[i].id, "FCFS order differs from a stable sort at {}", i);
+#endif
   view_adapters_.resize(adapters_.size());
   for (size_t a = 0; a < adapters_.size(); ++a)
     view_adapters_[a] = {static_cast<AdapterId>(a), adapters_[a].rank, adapters_[a].bytes,
-                         resident_.count(static_cast<AdapterId>(a)) != 0, unfinished_per_adapter_[a]};
+                         is_resident_[a] != 0, unfinished_per_adapter_[a]};
   api::ReplicaView v;
   v.replica = cfg_.id;
   v.now = now;
@@ -263,6 +363,54 @@ api::ReplicaView Replica::build_view(double now) {
   return v;
 }
 
+// api::validate_plan's rules with flags instead of hash sets (it allocated them on every
+// iteration); the engine calls api::validate_plan for the message when this says no.
+bool Replica::plan_valid(const api::ReplicaView& view, const api::IterationPlan& plan) {
+  if (plan.mode == Mode::merged) {
+    if (plan.merged_adapter < 0 || plan.merged_adapter >= view.num_adapters) return false;
+  } else if (plan.merged_adapter != api::kNoAdapter) {
+    return false;
+  }
+  if (request_mark_.size() < requests_.size()) request_mark_.resize(requests_.size(), 0);
+  if (adapter_mark_.size() < static_cast<size_t>(view.num_adapters))
+    adapter_mark_.resize(static_cast<size_t>(view.num_adapters), 0);
+  for (const auto& r : view.queued) request_mark_[static_cast<size_t>(r.id)] = 1;  // queued here
+  bool ok = true;
+  size_t distinct = 0;
+  marked_adapters_.clear();
+  for (RequestId id : plan.requests) {
+    if (id < 0 || static_cast<size_t>(id) >= request_mark_.size() ||
+        request_mark_[static_cast<size_t>(id)] != 1) {  // not queued here, or listed twice
+      ok = false;
+      break;
+    }
+    request_mark_[static_cast<size_t>(id)] = 2;
+    const AdapterId a = req(id).spec.adapter;
+    if (plan.mode == Mode::merged && a != plan.merged_adapter) {
+      ok = false;
+      break;
+    }
+    if (a >= 0 && static_cast<size_t>(a) < adapter_mark_.size()) {
+      if (!adapter_mark_[static_cast<size_t>(a)]) {
+        adapter_mark_[static_cast<size_t>(a)] = 1;
+        marked_adapters_.push_back(a);
+        ++distinct;
+      }
+    } else {
+      ok = false;
+      break;
+    }
+  }
+  for (const auto& r : view.queued) request_mark_[static_cast<size_t>(r.id)] = 0;
+  for (AdapterId a : marked_adapters_) adapter_mark_[static_cast<size_t>(a)] = 0;
+  const int32_t cap = view.limits.max_adapters_per_batch;
+  if (ok && plan.mode == Mode::unmerged && cap > 0 && static_cast<int32_t>(distinct) > cap) ok = false;
+#ifndef NDEBUG
+  LORASCHED_CHECK(!ok || api::validate_plan(view, plan), "plan_valid accepted an invalid plan");
+#endif
+  return ok;
+}
+
 // Admission of the plan's candidates, in order, under the batch limit, the token budget
 // and the KV pool (vLLM 0.1.4's _prepare_scheduleroutputs as dLoRA's artifact runs it).
 std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, double now,
@@ -271,10 +419,10 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
   const int32_t B = cfg_.limits.max_batch_size;
   const int64_t bs = cfg_.limits.block_size;
   int64_t prompt_tokens = 0, gen_tokens = 0;
-  std::fill(pinned_.begin(), pinned_.end(), 0);
+  unpin_all();
   if (plan.mode == Mode::merged) {
     // The merged adapter's weights are folded in before the batch: it must be resident.
-    if (!ensure_resident(plan.merged_adapter, now, cost)) return batch;
+    if (!ensure_resident(plan.merged_adapter, now, cost, swapped_out)) return batch;
   }
   for (RequestId id : plan.requests) {
     Request& r = req(id);
@@ -298,11 +446,13 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
           ready_.push_back(id);
           return batch;
         }
-        if (!ensure_resident(r.spec.adapter, now, cost)) {
+        // With unified paging, loading its adapter may take the block the check above
+        // found: then it cannot run this iteration and goes back to `ready`.
+        const int64_t need = ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
+        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out) || kv_free() < need) {
           ready_.push_back(id);
           continue;
         }
-        const int64_t need = ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
         LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
         batch.push_back({id, false, 1});
         gen_tokens += 1;
@@ -312,7 +462,8 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         if (swapped_out) continue;  // vLLM: no swap-in in a call that swapped out
         if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) continue;
         if (static_cast<int32_t>(batch.size()) >= B) return batch;
-        if (!ensure_resident(r.spec.adapter, now, cost)) continue;
+        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) continue;
+        if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) continue;  // the adapter took blocks
         erase_from(swapped_, id);
         const int32_t host = r.host_blocks;
         LORASCHED_CHECK(allocate_kv(r, host, now + cost), "swap-in allocation failed for request {}", id);
@@ -340,7 +491,7 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         if (kv_free() - need < pool_.watermark()) continue;
         if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens) continue;
         if (static_cast<int32_t>(batch.size()) >= B) return batch;
-        if (!ensure_resident(r.spec.adapter, now, cost)) continue;
+        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) continue;
         if (kv_free() - need < pool_.watermark()) continue;  // the adapter took blocks
         erase_from(waiting_, id);
         LORASCHED_CHECK(allocate_kv(r, need, now + cost), "allocation failed for request {}", id);
@@ -355,7 +506,29 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
   return batch;
 }
 
+bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, bool& swapped_out) {
+  const int64_t bs = cfg_.limits.block_size;
+  for (RequestId id : plan.requests) {
+    const Request& r = req(id);
+    if (r.state != RequestState::waiting && r.state != RequestState::swapped) continue;
+    int64_t need = r.state == RequestState::waiting ? ceil_div(r.context_tokens(), bs) : r.host_blocks + 1;
+    if (cfg_.unified_pool && !resident(r.spec.adapter))
+      need += pool_.blocks_for_bytes(adapters_[static_cast<size_t>(r.spec.adapter)].bytes);
+    if (need > pool_.total() - pool_.watermark()) return false;  // can never fit
+    bool preempted = false;
+    while (kv_free() - need < pool_.watermark() && !ready_.empty()) {
+      const RequestId victim = ready_.back();
+      ready_.pop_back();
+      preempt(victim, now, cost, swapped_out);
+      preempted = true;
+    }
+    return preempted;
+  }
+  return false;
+}
+
 std::optional<double> Replica::step(double now) {
+  inflight_.clear();
   if (!has_queued()) return std::nullopt;
 
   auto thresholds_before = threshold_->checked_current();
@@ -369,13 +542,22 @@ std::optional<double> Replica::step(double now) {
       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   if (!planned) throw PluginError(scheduler_.describe() + " failed to plan: " + planned.error());
   const api::IterationPlan& plan = planned.value();
-  if (auto st = api::validate_plan(view, plan); !st)
-    throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
+  if (!plan_valid(view, plan)) {
+    if (auto st = api::validate_plan(view, plan); !st)
+      throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
+  }
   const int32_t queued = static_cast<int32_t>(view.queued.size());
 
   double cost = 0;  // time paid before the batch runs: loads, swaps, switches
   bool swapped_in = false, swapped_out = false;
   std::vector<Admitted> batch = admit(plan, now, cost, swapped_in, swapped_out);
+  // Nothing fits while requests the plan does not run hold the KV cache (e.g. a merged
+  // batch whose waiting requests are blocked by other adapters' ready ones): preempt those
+  // so the head of the plan can run, instead of waiting forever.
+  if (batch.empty() && relieve(plan, now, cost, swapped_out)) {
+    batch = admit(plan, now, cost, swapped_in, swapped_out);
+    if (batch.empty()) return now + cost;  // state changed: plan again at once
+  }
   if (swapped_in && swapped_out)  // the artifact asserts on this; we record it and go on
     event(now, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
   if (batch.empty()) {
@@ -391,7 +573,7 @@ std::optional<double> Replica::step(double now) {
       event(now + cost, s.kind, s.adapter, -1, s.seconds, s.bytes);
       cost += s.seconds;
     }
-    merged_ = target;
+    set_merged(target);
   }
 
   ExecBatch eb;
@@ -429,6 +611,7 @@ std::optional<double> Replica::step(double now) {
   }
   IterationResult result = executor_->run(eb);
   const double end = now + cost + result.seconds;
+  inflight_end_ = end;
 
   // Update: every request got one token; all return to `ready` in batch order.
   std::vector<RequestId> batch_ids;
@@ -449,6 +632,8 @@ std::optional<double> Replica::step(double now) {
       ready_.push_back(r.spec.id);
     }
   }
+
+  inflight_ = batch_ids;
 
   IterationRecord rec;
   rec.replica = cfg_.id;

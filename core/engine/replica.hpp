@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "core/adapters/adapter.hpp"
@@ -47,7 +48,10 @@ class Replica {
   // Makes an adapter resident before the run (no cost recorded, like the artifact's
   // initial placement). Returns false when it does not fit.
   bool preload(api::AdapterId adapter);
-  bool resident(api::AdapterId adapter) const { return resident_.count(adapter) != 0; }
+  bool resident(api::AdapterId adapter) const {
+    return adapter >= 0 && static_cast<size_t>(adapter) < is_resident_.size() &&
+           is_resident_[static_cast<size_t>(adapter)];
+  }
 
   // A request joins the waiting queue (arrival, dispatch or migration) at `now`.
   void add(api::RequestId id, double now);
@@ -67,6 +71,21 @@ class Replica {
   // Throws PluginError when a plugin fails or returns an invalid plan.
   std::optional<double> step(double now);
 
+  // ---- cluster level (migration) ----
+  // The requests of the iteration in flight at `now` (started at or before `now`, ends
+  // after it). The engine applies an iteration's outcome (token, finish) when the iteration
+  // starts, so these already show it; at `now` they are running and must not move.
+  std::span<const api::RequestId> in_flight(double now) const {
+    if (inflight_end_ > now) return inflight_;
+    return {};
+  }
+  // KV blocks a request could get now: free pool blocks plus those of idle adapters.
+  int64_t kv_blocks_available() const { return kv_free(); }
+  // A migrated request joins `ready` with its KV cache (transfer mode): `blocks` device
+  // blocks are allocated here (evicting idle adapters when needed) and returned; the caller
+  // copies the KV data into them. The caller checked that they fit.
+  std::span<const int32_t> insert_with_kv(api::RequestId id, int64_t blocks, double now);
+
   int64_t iterations() const { return iteration_; }
   // Mean (switch + execution) time of the iterations a finished request was in, per
   // adapter: [count, sum] accumulated on this replica.
@@ -83,7 +102,8 @@ class Replica {
   std::vector<Admitted> admit(const api::IterationPlan& plan, double now, double& cost,
                               bool& swapped_in, bool& swapped_out);
   void preempt(api::RequestId id, double now, double& cost, bool& swapped_out);
-  bool ensure_resident(api::AdapterId adapter, double now, double& cost);
+  bool relieve(const api::IterationPlan& plan, double now, double& cost, bool& swapped_out);
+  bool ensure_resident(api::AdapterId adapter, double now, double& cost, bool& swapped_out);
   int64_t kv_free() const;
   void make_room(int64_t blocks, double time);
   bool allocate_kv(Request& r, int64_t blocks, double time);
@@ -111,12 +131,33 @@ class Replica {
     std::vector<int32_t> blocks;
     int64_t last_used = -1;
   };
+  // Change resident_, pinned_ and merged_ only through add_resident / erase_resident / pin /
+  // unpin_all / set_merged: they keep evictable_blocks_ = the blocks of resident adapters
+  // that are neither merged nor pinned, which kv_free() adds to the pool's free blocks
+  // (it used to walk resident_ on every admission check: the simulator's hot spot).
   std::map<api::AdapterId, Residency> resident_;
   std::vector<uint8_t> pinned_;  // adapters the batch being formed needs
+  std::vector<api::AdapterId> pinned_list_;
+  std::vector<uint8_t> is_resident_;     // resident_ as flags by adapter id (for views)
+  std::vector<int64_t> resident_blocks_; // pool blocks of each resident adapter
   api::AdapterId merged_ = api::kNoAdapter;
+  int64_t evictable_blocks_ = 0;
+  void add_resident(api::AdapterId a, Residency res);
+  void erase_resident(api::AdapterId a);
+  void pin(api::AdapterId a);
+  void unpin_all();
+  void set_merged(api::AdapterId a);
+  bool evictable(api::AdapterId a) const { return a != merged_ && !pinned_[static_cast<size_t>(a)]; }
   int64_t iteration_ = 0;
+  std::vector<api::RequestId> inflight_;  // batch of the last iteration
+  double inflight_end_ = -1;              // its end time
+
+  bool plan_valid(const api::ReplicaView& view, const api::IterationPlan& plan);
 
   // reused buffers
+  std::vector<api::RequestView> view_merge_, view_sorted_;
+  std::vector<uint8_t> request_mark_, adapter_mark_;
+  std::vector<api::AdapterId> marked_adapters_;
   std::vector<api::RequestView> view_requests_;
   std::vector<api::AdapterView> view_adapters_;
 };

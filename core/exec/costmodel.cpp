@@ -1,9 +1,14 @@
 #include "core/exec/costmodel.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <fmt/format.h>
+#include <system_error>
 
 #include "core/common/error.hpp"
 #include "core/common/strings.hpp"
+#include "core/exec/presets.hpp"
+#include "core/exec/profile.hpp"
 
 namespace lorasched {
 
@@ -11,7 +16,10 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
   BatchFeatures f;
   f.mode = batch.mode;
   f.entries = static_cast<int32_t>(batch.entries.size());
-  std::vector<api::AdapterId> seen;
+  // Distinct LoRA adapters: a batch is small, so a linear scan of a short list wins.
+  api::AdapterId seen_small[64];
+  std::vector<api::AdapterId> seen_more;
+  int32_t distinct = 0;
   for (const auto& e : batch.entries) {
     if (e.prefill) {
       f.prefill_tokens += e.new_tokens;
@@ -22,13 +30,42 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
     }
     const bool lora = batch.mode == api::Mode::unmerged || e.adapter != batch.merged_adapter;
     if (lora) {
-      f.lora_token_rank += static_cast<int64_t>(e.new_tokens) *
-                           adapters[static_cast<size_t>(e.adapter)].rank;
-      if (std::find(seen.begin(), seen.end(), e.adapter) == seen.end()) seen.push_back(e.adapter);
+      const int64_t rank = adapters[static_cast<size_t>(e.adapter)].rank;
+      f.lora_tokens += e.new_tokens;
+      f.lora_token_rank += static_cast<int64_t>(e.new_tokens) * rank;
+      const int32_t small = std::min<int32_t>(distinct, 64);
+      bool found = std::find(seen_small, seen_small + small, e.adapter) != seen_small + small;
+      if (!found && distinct > 64)
+        found = std::find(seen_more.begin(), seen_more.end(), e.adapter) != seen_more.end();
+      if (!found) {
+        if (distinct < 64)
+          seen_small[distinct] = e.adapter;
+        else
+          seen_more.push_back(e.adapter);
+        ++distinct;
+        f.lora_adapter_rank += rank;
+      }
     }
   }
-  f.distinct_adapters = static_cast<int32_t>(seen.size());
+  f.distinct_adapters = distinct;
   return f;
+}
+
+std::string shape_difference(const ModelShape& a, const ModelShape& b) {
+  std::string out;
+  auto diff = [](const char* field, auto x, auto y) {
+    return x == y ? std::string() : fmt::format("{} {} vs {}", field, x, y);
+  };
+  for (const std::string& d :
+       {diff("vocab_size", a.vocab_size, b.vocab_size), diff("hidden_size", a.hidden_size, b.hidden_size),
+        diff("intermediate_size", a.intermediate_size, b.intermediate_size),
+        diff("num_layers", a.num_layers, b.num_layers), diff("num_heads", a.num_heads, b.num_heads),
+        diff("num_kv_heads", a.num_kv_heads, b.num_kv_heads), diff("head_dim", a.head_dim, b.head_dim),
+        diff("tie_word_embeddings", a.tie_word_embeddings, b.tie_word_embeddings),
+        diff("max_position", a.max_position, b.max_position),
+        diff("rms_norm_eps", a.rms_norm_eps, b.rms_norm_eps), diff("rope_theta", a.rope_theta, b.rope_theta)})
+    if (!d.empty()) out += (out.empty() ? "" : ", ") + d;
+  return out;
 }
 
 namespace {
@@ -54,7 +91,7 @@ class ArtifactCostModel final : public CostModel {
     return s;
   }
   double load(int64_t) const override { return 0; }
-  double swap(int64_t) const override { return 0; }
+  double swap(int64_t, bool) const override { return 0; }
   double device_memory_bytes() const override { return 80.0 * (1ull << 30); }  // A100-80GB
   int bytes_per_element() const override { return 2; }
   const ModelShape& shape() const override { return shape_; }
@@ -66,11 +103,19 @@ class ArtifactCostModel final : public CostModel {
 
 }  // namespace
 
-std::vector<std::string> cost_model_presets() { return {"dlora-artifact"}; }
+std::vector<std::string> cost_model_presets() {
+  std::vector<std::string> out = {"dlora-artifact"};
+  for (auto& p : hardware_preset_names()) out.push_back(p);
+  return out;
+}
 
 std::unique_ptr<CostModel> make_cost_model(const std::string& spec, const ModelShape& shape) {
   if (spec == "dlora-artifact") return std::make_unique<ArtifactCostModel>(shape);
-  throw InputError(fmt::format("unknown cost model '{}'{} (presets: {}; or a profile file)", spec,
+  if (auto preset = make_hardware_preset(spec, shape)) return preset;
+  std::error_code ec;
+  if (spec.ends_with(".json") || std::filesystem::exists(spec, ec))
+    return profile_cost_model(read_profile(spec), spec, shape);
+  throw InputError(fmt::format("unknown cost model '{}'{} (presets: {}; or a profile file, *.json)", spec,
                                did_you_mean(spec, cost_model_presets()),
                                join(cost_model_presets(), ", ")));
 }
@@ -99,12 +144,12 @@ CostStep CostModelExecutor::load_adapter(api::AdapterId adapter) {
 
 CostStep CostModelExecutor::swap_out(api::RequestId, std::span<const int32_t> blocks) {
   const int64_t bytes = static_cast<int64_t>(blocks.size()) * block_bytes_;
-  return {EventKind::preempt_swap, api::kNoAdapter, model_->swap(bytes), bytes};
+  return {EventKind::preempt_swap, api::kNoAdapter, model_->swap(bytes, false), bytes};
 }
 
 CostStep CostModelExecutor::swap_in(api::RequestId, std::span<const int32_t> blocks) {
   const int64_t bytes = static_cast<int64_t>(blocks.size()) * block_bytes_;
-  return {EventKind::swap_in, api::kNoAdapter, model_->swap(bytes), bytes};
+  return {EventKind::swap_in, api::kNoAdapter, model_->swap(bytes, true), bytes};
 }
 
 }  // namespace lorasched

@@ -22,7 +22,10 @@ struct BatchFeatures {
   int32_t decode_seqs = 0;
   int64_t decode_context = 0;     // sum of context lengths of decode entries
   int32_t distinct_adapters = 0;  // LoRA segments in the batch (0 when merged)
+  int64_t lora_tokens = 0;        // tokens computed with a LoRA term (not on merged weights)
   int64_t lora_token_rank = 0;    // sum over tokens computed unmerged of their adapter's rank
+  int64_t lora_adapter_rank = 0;  // sum over the distinct LoRA adapters of their rank
+  int32_t prefill_seqs() const { return entries - decode_seqs; }
   int64_t tokens() const { return prefill_tokens + decode_seqs; }
 };
 
@@ -36,15 +39,24 @@ class CostModel {
   // The steps (unmerge of from, merge of to) of a weight switch and their predicted times.
   virtual std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to) const = 0;
   virtual double load(int64_t bytes) const = 0;
-  virtual double swap(int64_t bytes) const = 0;
+  // KV cache to host memory (to_device = false) or back.
+  virtual double swap(int64_t bytes, bool to_device) const = 0;
   // Device memory for weights + pool, and bytes per element on the device.
   virtual double device_memory_bytes() const = 0;
+  // The pool the modelled executor gets when the experiment sets none, in bytes; 0: device
+  // memory x gpu_memory_utilization - weights (a profile of the cpu executor: its default).
+  virtual double default_pool_bytes() const { return 0; }
   virtual int bytes_per_element() const = 0;
   // The model shape the model was built for (for checks against the experiment's model).
   virtual const ModelShape& shape() const = 0;
 };
 
-// Creates the cost model named by [cluster] costmodel: a preset name or a profile file.
+// "" when a and b are the same model shape (the name aside), else the fields that differ,
+// e.g. "hidden_size 1024 vs 256, num_layers 8 vs 4".
+std::string shape_difference(const ModelShape& a, const ModelShape& b);
+
+// Creates the cost model named by [cluster] costmodel: "dlora-artifact", a hardware preset
+// "<model>@<gpu>" (core/exec/presets.hpp) or a profile file (core/exec/profile.hpp).
 // Throws InputError for an unknown preset, a bad profile, or one taken on another model.
 std::unique_ptr<CostModel> make_cost_model(const std::string& spec, const ModelShape& shape);
 std::vector<std::string> cost_model_presets();

@@ -32,10 +32,15 @@ std::string describe_plugin(const PluginLibrary& lib) {
 
 std::vector<fs::path> plugin_search_path(const std::vector<fs::path>& extra) {
   std::vector<fs::path> dirs;
-  dirs.emplace_back(LORASCHED_PLUGIN_BUILD_DIR);
   boost::dll::fs::error_code ec;
   fs::path exe = boost::dll::program_location(ec).string();
-  if (!ec) dirs.push_back(exe.parent_path().parent_path() / LORASCHED_PLUGIN_INSTALL_SUBDIR);
+  fs::path installed;
+  if (!ec) installed = exe.parent_path().parent_path() / LORASCHED_PLUGIN_INSTALL_SUBDIR;
+  // A binary in an install tree uses that tree's plugins, not those of the build it came from.
+  std::error_code fec;
+  if (installed.empty() || !fs::is_directory(installed, fec))
+    dirs.emplace_back(LORASCHED_PLUGIN_BUILD_DIR);
+  if (!installed.empty()) dirs.push_back(installed);
   if (const char* env = std::getenv("LORASCHED_PLUGIN_PATH")) {
     std::string s(env);
     size_t start = 0;

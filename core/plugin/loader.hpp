@@ -54,9 +54,10 @@ class PluginInstance {
   std::unique_ptr<T> obj_;
 };
 
-// The directories searched, in order: the build tree's plugin dir, the install tree's
-// (relative to the executable), each entry of $LORASCHED_PLUGIN_PATH (colon separated),
-// then `extra` (from the experiment file).
+// The directories searched, in order: the build tree's plugin dir (left out when the
+// executable runs from an install tree), the install tree's (relative to the executable),
+// each entry of $LORASCHED_PLUGIN_PATH (colon separated), then `extra` (from the experiment
+// file).
 std::vector<std::filesystem::path> plugin_search_path(
     const std::vector<std::filesystem::path>& extra = {});
 

@@ -1,0 +1,143 @@
+// What dLoRA's migration policies share (artifact vllm/engine/engine_manager.py
+// migration_schedule and vllm/engine/migration_ilp.py; docs/cluster.md): the trigger that
+// picks the replicas to balance, the per-request cost and the makespan objective. Header
+// only, used by the migration plugins and by bench/bench_migration.cpp.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lorasched/plugin/api.hpp"
+
+namespace lorasched::dlora {
+
+using api::AdapterId;
+using api::ClusterView;
+using api::RequestView;
+
+struct TriggerParams {
+  double mem_threshold = 0.9;  // share of a replica's KV blocks (trigger 1)
+  double load_threshold = 16;  // requests above the mean (trigger 2, migration_req_thres)
+};
+
+struct Trigger {
+  std::string kind;           // "memory", "load", "" (no migration)
+  std::vector<int32_t> pair;  // replica ids, ascending
+};
+
+// KV blocks of a request as the artifact counts them: its logical blocks,
+// ceil((prompt + generated) / block_size), whatever its state (waiting requests too).
+inline int64_t logical_blocks(const RequestView& r, int32_t block_size) {
+  const int64_t len = r.context_tokens();
+  return (len + block_size - 1) / block_size;
+}
+
+// Trigger 1 (memory): replicas sorted by the blocks of their requests, ascending (stable);
+// if the last uses >= mem_threshold of its blocks and the first < mem_threshold of its
+// blocks, balance those two. Else trigger 2 (load): the artifact's loop over replicas
+// sorted by request count, which fires iff max - mean >= load_threshold and then pairs
+// the most loaded (highest id on ties) with the least loaded (lowest id on ties).
+inline Trigger dlora_trigger(const ClusterView& v, const TriggerParams& p) {
+  Trigger t;
+  const size_t R = v.replicas.size();
+  if (R < 2) return t;
+  std::vector<std::pair<int32_t, int64_t>> blocks;
+  for (const auto& s : v.replicas) {
+    int64_t b = 0;
+    for (const auto& r : s.requests) b += logical_blocks(r, v.limits.block_size);
+    blocks.push_back({s.replica, b});
+  }
+  std::vector<size_t> order(R);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return blocks[a].second < blocks[b].second; });
+  const size_t most = order.back(), least = order.front();
+  if (static_cast<double>(blocks[most].second) >=
+          p.mem_threshold * static_cast<double>(v.replicas[most].kv_blocks_total) &&
+      static_cast<double>(blocks[least].second) <
+          p.mem_threshold * static_cast<double>(v.replicas[least].kv_blocks_total)) {
+    t.kind = "memory";
+    t.pair = {std::min(blocks[most].first, blocks[least].first),
+              std::max(blocks[most].first, blocks[least].first)};
+    return t;
+  }
+  std::vector<std::pair<int32_t, double>> cnt;  // (replica, requests), sorted ascending
+  double num_reqs = 0;
+  for (const auto& s : v.replicas) {
+    cnt.push_back({s.replica, static_cast<double>(s.requests.size())});
+    num_reqs += static_cast<double>(s.requests.size());
+  }
+  std::stable_sort(cnt.begin(), cnt.end(),
+                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  while (!cnt.empty()) {
+    const double avg = num_reqs / static_cast<double>(cnt.size());
+    const auto [most_id, most_cnt] = cnt.back();
+    cnt.pop_back();
+    num_reqs -= most_cnt;
+    double delta = most_cnt - avg;
+    if (delta < p.load_threshold) return t;
+    int32_t matched = -1;
+    for (const auto& [id, c] : cnt) {
+      if (delta <= 0 || matched >= 0) break;
+      const double to_fill = avg - c;
+      if (to_fill <= 0) break;
+      matched = id;
+      delta -= std::min(to_fill, delta);
+    }
+    if (matched >= 0) {
+      t.kind = "load";
+      t.pair = {std::min(most_id, matched), std::max(most_id, matched)};
+      return t;
+    }
+  }
+  return t;
+}
+
+// Per-adapter cost of a request: the mean execution time of the adapter's finished
+// requests, `default_exec_time` when none finished yet.
+inline std::vector<double> adapter_costs(const ClusterView& v, double default_exec_time) {
+  std::vector<double> e(static_cast<size_t>(v.num_adapters), default_exec_time);
+  for (size_t a = 0; a < e.size() && a < v.adapter_mean_exec_time.size(); ++a)
+    if (std::isfinite(v.adapter_mean_exec_time[a])) e[a] = v.adapter_mean_exec_time[a];
+  return e;
+}
+
+// KV blocks per second over the link (the artifact: PCIe 32 GiB/s / KV block bytes).
+inline double blocks_per_second(const ClusterView& v) {
+  if (v.kv_block_bytes <= 0 || v.link_bandwidth <= 0) return 1e30;
+  return v.link_bandwidth / static_cast<double>(v.kv_block_bytes);
+}
+
+// The artifact's objective for an assignment of the requests of the view: for every
+// replica, sum of its requests' costs + per_move_cost per request moved in + KV overflow
+// (blocks - replica blocks) / blocks_per_second; the maximum over replicas. `dest` maps a
+// request id to its replica after the moves (absent: it stays).
+inline double cluster_objective(const ClusterView& v, const std::vector<double>& cost,
+                                const std::unordered_map<api::RequestId, int32_t>& dest,
+                                double per_move_cost) {
+  const size_t R = v.replicas.size();
+  std::vector<double> t(R, 0.0), blocks(R, 0.0);
+  std::unordered_map<int32_t, size_t> index;
+  for (size_t j = 0; j < R; ++j) index[v.replicas[j].replica] = j;
+  const double bw = blocks_per_second(v);
+  for (size_t j = 0; j < R; ++j)
+    for (const auto& r : v.replicas[j].requests) {
+      size_t to = j;
+      if (auto it = dest.find(r.id); it != dest.end()) to = index.at(it->second);
+      t[to] += cost[static_cast<size_t>(r.adapter)] + (to != j ? per_move_cost : 0.0);
+      blocks[to] += static_cast<double>(logical_blocks(r, v.limits.block_size));
+    }
+  double worst = 0;
+  for (size_t j = 0; j < R; ++j)
+    worst = std::max(
+        worst,
+        t[j] + std::max(0.0, blocks[j] - static_cast<double>(v.replicas[j].kv_blocks_total)) / bw);
+  return worst;
+}
+
+}  // namespace lorasched::dlora

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Plots of a lorasched results file (docs/results-format.md).
+
+usage: scripts/plot.py FILE.h5 [--out DIR]
+
+Writes into DIR (default: results/<file stem>/):
+  latency_cdf.png  CDF of the latency per output token (dLoRA's metric), one line per run,
+                   labelled with the run's `label` attribute
+  timeline.png     one panel per run: the batch size of every iteration over virtual time,
+                   coloured by mode (merged / unmerged), the alpha/beta thresholds on a twin
+                   axis when the run had them, and merge/unmerge events marked
+  throughput.png   only when the runs differ in their workload rate: completed requests per
+                   second against the offered rate, one line per other sweep setting
+
+Refuses a `.partial` file and any file whose status is not "complete" (exit code 2).
+Needs python3 with h5py, numpy and matplotlib (Agg backend, no display).
+"""
+
+import argparse
+import pathlib
+import sys
+
+EXIT_INPUT = 2
+EXIT_RUNTIME = 1
+
+
+def die(message, code=EXIT_INPUT):
+    print(f"plot.py: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def text(value):
+    """An HDF5 string attribute as str (h5py gives str or bytes depending on the type)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def enum_map(h5py, dtype, field, default):
+    """name -> value of an enum field of a compound dtype."""
+    try:
+        mapping = h5py.check_enum_dtype(dtype[field])
+    except (KeyError, TypeError):
+        mapping = None
+    return dict(mapping) if mapping else dict(default)
+
+
+def run_rate(run):
+    """The workload rate a run used: from its label ("workload.rate=2 ...") when the sweep
+    set it, else from [workload] rate of its experiment text, else None."""
+    label = text(run.attrs.get("label", ""))
+    for token in label.split():
+        if token.startswith("workload.rate="):
+            try:
+                return float(token.split("=", 1)[1])
+            except ValueError:
+                return None
+    try:
+        import tomllib
+    except ImportError:  # python < 3.11
+        return None
+    try:
+        doc = tomllib.loads(text(run.attrs.get("experiment_toml", "")))
+    except (tomllib.TOMLDecodeError, ValueError):
+        return None
+    rate = doc.get("workload", {}).get("rate")
+    return float(rate) if isinstance(rate, (int, float)) else None
+
+
+def label_without_rate(label):
+    return " ".join(t for t in label.split() if not t.startswith("workload.rate=")) or "runs"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="plot.py", description="Latency CDF, mode timeline and throughput plots of a lorasched results file.")
+    parser.add_argument("file", help="results file (.h5) written by `lorasched run`")
+    parser.add_argument("--out", help="output directory (default: results/<file stem>/)")
+    args = parser.parse_args(argv)
+
+    path = pathlib.Path(args.file)
+    if path.name.endswith(".partial"):
+        die(f"{path} is an incomplete run (.partial): the run was killed or failed; rerun it "
+            "(open it with h5py for a post-mortem)")
+    if not path.exists():
+        die(f"{path}: no such file")
+
+    try:
+        import h5py
+        import numpy as np
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        die(f"needs h5py, numpy and matplotlib ({e}); install python3-h5py python3-matplotlib",
+            EXIT_RUNTIME)
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        die(f"{path} is not an HDF5 file (expected a lorasched results file)")
+
+    with f:
+        if text(f.attrs.get("format", "")) != "lorasched-results":
+            die(f"{path} is not a lorasched results file (no root attribute format = \"lorasched-results\")")
+        status = text(f.attrs.get("status", "(none)"))
+        if status != "complete":
+            die(f"{path} has status \"{status}\", not \"complete\": rerun the experiment")
+        if "runs" not in f or len(f["runs"]) == 0:
+            die(f"{path} holds no runs")
+
+        out = pathlib.Path(args.out) if args.out else pathlib.Path("results") / path.stem
+        out.mkdir(parents=True, exist_ok=True)
+
+        runs = []
+        for group in sorted(f["runs"].keys()):
+            run = f["runs"][group]
+            label = text(run.attrs.get("label", "")) or group
+            runs.append((group, label, run))
+        written = []
+
+        # ---- latency per output token, CDF ---------------------------------------------------
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for group, label, run in runs:
+            r = run["requests"][:]
+            done = np.isin(r["status"], [1, 3]) & np.isfinite(r["finish"]) & np.isfinite(r["arrival"])
+            if not np.any(done):
+                ax.plot([], [], label=f"{label} (nothing completed)")
+                continue
+            per_token = (r["finish"][done] - r["arrival"][done]) / np.maximum(r["output_tokens"][done], 1)
+            x = np.sort(per_token)
+            y = np.arange(1, x.size + 1) / x.size
+            ax.step(x, y, where="post", label=label)
+        ax.set_xlabel("latency per output token (s)")
+        ax.set_ylabel("fraction of completed requests")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        ax.set_title(f"{path.name}: latency per output token")
+        fig.tight_layout()
+        fig.savefig(out / "latency_cdf.png", dpi=120)
+        plt.close(fig)
+        written.append(out / "latency_cdf.png")
+
+        # ---- mode timeline ---------------------------------------------------------------------
+        fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs) + 0.6), squeeze=False)
+        for (group, label, run), ax in zip(runs, axes[:, 0]):
+            it = run["iterations"][:]
+            ev = run["events"][:]
+            ax.set_title(label, fontsize="medium")
+            ax.set_ylabel("batch size")
+            if it.size == 0:
+                ax.text(0.5, 0.5, "no iterations", transform=ax.transAxes, ha="center")
+                continue
+            modes = enum_map(h5py, it.dtype, "mode", {"unmerged": 0, "merged": 1})
+            merged = it["mode"] == modes.get("merged", 1)
+            ax.scatter(it["start"][~merged], it["batch_size"][~merged], s=6, color="tab:blue",
+                       label="unmerged")
+            ax.scatter(it["start"][merged], it["batch_size"][merged], s=6, color="tab:orange",
+                       label="merged")
+            kinds = enum_map(h5py, ev.dtype, "kind", {"merge": 0, "unmerge": 1})
+            switch = np.isin(ev["kind"], [kinds.get("merge", 0), kinds.get("unmerge", 1)]) if ev.size else []
+            if ev.size and np.any(switch):
+                ax.vlines(ev["time"][switch], 0, 1, transform=ax.get_xaxis_transform(), colors="grey",
+                          alpha=0.35, linewidth=0.6, label="merge/unmerge")
+            ax.set_ylim(0, max(1, int(it["batch_size"].max())) * 1.1)
+            handles, labels = ax.get_legend_handles_labels()
+            alpha = it["alpha"] if "alpha" in it.dtype.names else np.array([])
+            beta = it["beta"] if "beta" in it.dtype.names else np.array([])
+            if np.any(np.isfinite(alpha)) or np.any(np.isfinite(beta)):
+                tw = ax.twinx()
+                order = np.argsort(it["start"], kind="stable")
+                tw.step(it["start"][order], alpha[order], where="post", color="tab:red", linewidth=1,
+                        label="alpha")
+                tw.step(it["start"][order], beta[order], where="post", color="tab:green", linewidth=1,
+                        label="beta")
+                tw.set_ylabel("threshold")
+                h2, l2 = tw.get_legend_handles_labels()
+                handles, labels = handles + h2, labels + l2
+            ax.legend(handles, labels, fontsize="x-small", loc="upper right", markerscale=2)
+        axes[-1, 0].set_xlabel("virtual time (s)")
+        fig.tight_layout()
+        fig.savefig(out / "timeline.png", dpi=120)
+        plt.close(fig)
+        written.append(out / "timeline.png")
+
+        # ---- throughput vs offered rate (only when the runs differ in rate) -------------------
+        rates = [(run_rate(run), label, run) for _, label, run in runs]
+        distinct = {r for r, _, _ in rates if r is not None}
+        if len(distinct) > 1:
+            series = {}
+            for rate, label, run in rates:
+                if rate is None:
+                    continue
+                tput = float(run["summary"].attrs.get("throughput_rps", np.nan))
+                series.setdefault(label_without_rate(label), []).append((rate, tput))
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for name, points in sorted(series.items()):
+                points.sort()
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+            lo, hi = min(distinct), max(distinct)
+            ax.plot([lo, hi], [lo, hi], linestyle=":", color="grey", label="offered")
+            ax.set_xlabel("offered rate (requests/s)")
+            ax.set_ylabel("throughput (completed requests/s)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+            fig.tight_layout()
+            fig.savefig(out / "throughput.png", dpi=120)
+            plt.close(fig)
+            written.append(out / "throughput.png")
+
+    for p in written:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
