@@ -112,9 +112,11 @@ function(lorasched_scaffold)
 endfunction()
 
 # lorasched_api_version(<var>): kApiVersion, read from the plugin API headers.
+# CMake reconfigures when the header changes, so a version bump reaches the tests.
 function(lorasched_api_version var)
-  file(STRINGS "${LORASCHED_SCAFFOLD_TEMPLATE_DIR}/../../plugin/api/lorasched/plugin/types.hpp" _line
-       REGEX "^inline constexpr int kApiVersion = [0-9]+")
+  set(_header "${LORASCHED_SCAFFOLD_TEMPLATE_DIR}/../../plugin/api/lorasched/plugin/types.hpp")
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${_header}")
+  file(STRINGS "${_header}" _line REGEX "^inline constexpr int kApiVersion = [0-9]+")
   string(REGEX REPLACE "^.*kApiVersion = ([0-9]+).*$" "\\1" _v "${_line}")
   if(NOT _v MATCHES "^[0-9]+$")
     message(FATAL_ERROR "cannot read kApiVersion from lorasched/plugin/types.hpp")

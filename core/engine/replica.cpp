@@ -420,7 +420,7 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
   const int64_t bs = cfg_.limits.block_size;
   int64_t prompt_tokens = 0, gen_tokens = 0;
   unpin_all();
-  if (plan.mode == Mode::merged) {
+  if (api::has_merged_weights(plan.mode)) {
     // The merged adapter's weights are folded in before the batch: it must be resident.
     if (!ensure_resident(plan.merged_adapter, now, cost, swapped_out)) return batch;
   }
@@ -567,7 +567,7 @@ std::optional<double> Replica::step(double now) {
   }
 
   // Weights: fold in the plan's adapter, or restore the clean base weights.
-  const AdapterId target = plan.mode == Mode::merged ? plan.merged_adapter : api::kNoAdapter;
+  const AdapterId target = api::has_merged_weights(plan.mode) ? plan.merged_adapter : api::kNoAdapter;
   if (target != merged_) {
     for (const CostStep& s : executor_->switch_weights(merged_, target)) {
       event(now + cost, s.kind, s.adapter, -1, s.seconds, s.bytes);

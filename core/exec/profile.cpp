@@ -1,6 +1,8 @@
 #include "core/exec/profile.hpp"
 
 #include <algorithm>
+#include <array>
+#include <initializer_list>
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
@@ -14,6 +16,7 @@
 
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
+#include "core/adapters/adapter.hpp"
 #include "core/exec/interp.hpp"
 
 namespace fs = std::filesystem;
@@ -55,6 +58,7 @@ ProfileGrid default_profile_grid(const ModelShape& shape, bool quick, std::vecto
     g.swap_blocks = {1, 16};
     g.mixed = {{16, 1, 4, 64, {}}, {64, 2, 16, 16, {}}};
     g.max_kv_tokens = 8192;
+    g.adapter_rotation = 8;
     g.repeats = 2;
     g.warmup = 1;
     return g;
@@ -74,13 +78,19 @@ ProfileGrid default_profile_grid(const ModelShape& shape, bool quick, std::vecto
   // KV slots for the largest points: 256 MiB of fp32 KV cache (64 Ki tokens on tiny).
   g.max_kv_tokens = std::max<int64_t>(
       4096, static_cast<int64_t>((256.0 * 1024 * 1024) / static_cast<double>(shape.kv_bytes_per_token(4))));
+  // Rotation: twice the largest batch's adapters, as far as 128 MiB of fp32 weights of the
+  // largest rank allow (32 on tiny: 4.7 MB each at rank 64; 16 on small).
+  const int32_t max_d = *std::max_element(g.prefill_seqs.begin(), g.prefill_seqs.end());
+  const double largest = 4.0 * static_cast<double>(lora_parameters(shape, g.ranks.empty() ? 1 : g.ranks.back()));
+  g.adapter_rotation =
+      std::clamp(static_cast<int32_t>(128.0 * 1024 * 1024 / largest), max_d, 2 * max_d);
   g.repeats = 5;
   g.warmup = 1;
   return g;
 }
 
 int32_t profile_adapters_per_rank(const ProfileGrid& grid) {
-  int32_t d = 1;
+  int32_t d = grid.adapter_rotation;
   for (int32_t k : grid.prefill_seqs) d = std::max(d, k);
   return d + 1;  // + one to load and evict
 }
@@ -140,47 +150,59 @@ class Profiler {
       for (size_t i = 0; i + 1 < list.size(); ++i) exec_.load_adapter(list[i].id);
     const AdapterId base = by_rank_.at(g_.ranks.front()).front().id;
 
-    // Base weights (merged mode): prefill, decode, mixed.
-    set_merged(base);
+    // The batches: on the base weights (merged mode: the merged adapter's requests, no
+    // LoRA term) prefill, decode and mixed batches; unmerged, the prefill layouts again with
+    // each sequence on its own adapter (run i of a point takes the adapters i*D .. i*D+D-1,
+    // mod the rotation, of its rank).
     auto t0 = Clock::now();
+    std::vector<Job> prefill, decode, mixed, lora;
     for (int32_t P : g_.prefill_tokens)
-      for (int32_t k : g_.prefill_seqs) {
-        if (k > P) continue;
-        auto seqs = prefill_seqs(P, k, [&](int32_t) { return base; });
-        if (auto m = measure_batch(api::Mode::merged, base, seqs)) p.prefill.push_back({P, k, *m});
-      }
-    part("prefill", p.prefill.size(), t0);
-    t0 = Clock::now();
+      for (int32_t k : g_.prefill_seqs)
+        if (k <= P) add_job(prefill, api::Mode::merged, base, prefill_seqs(P, k, [&](int32_t) { return base; }), {P, k});
     for (int32_t B : g_.decode_batch)
-      for (int32_t C : g_.decode_context) {
-        std::vector<Seq> seqs(static_cast<size_t>(B), Seq{base, false, 1, C});
-        if (auto m = measure_batch(api::Mode::merged, base, seqs)) p.decode.push_back({B, C, *m});
-      }
-    part("decode", p.decode.size(), t0);
-    t0 = Clock::now();
+      for (int32_t C : g_.decode_context)
+        add_job(decode, api::Mode::merged, base, std::vector<Seq>(static_cast<size_t>(B), Seq{base, false, 1, C}),
+                {B, C});
     for (const MixedPoint& x : g_.mixed) {
       auto seqs = prefill_seqs(x.prefill_tokens, x.prefill_seqs, [&](int32_t) { return base; });
       for (int32_t i = 0; i < x.decode_batch; ++i) seqs.push_back({base, false, 1, x.decode_context});
-      if (auto m = measure_batch(api::Mode::merged, base, seqs)) {
-        MixedPoint y = x;
-        y.m = *m;
-        p.mixed.push_back(y);
-      }
+      add_job(mixed, api::Mode::merged, base, seqs, {x.prefill_tokens, x.prefill_seqs, x.decode_batch, x.decode_context});
     }
-    part("mixed", p.mixed.size(), t0);
+    for (const Job& pj : prefill)
+      for (int32_t r : g_.ranks) {
+        const int32_t P = pj.key[0], D = pj.key[1];
+        const auto& list = by_rank_.at(r);
+        const auto rotation = static_cast<size_t>(std::max<int32_t>(g_.adapter_rotation, D));
+        auto pick = [&list, rotation, D](size_t run, size_t i) {
+          return list[(run * static_cast<size_t>(D) + i) % rotation].id;
+        };
+        add_job(lora, api::Mode::unmerged, api::kNoAdapter,
+                prefill_seqs(P, D, [&](int32_t i) { return pick(0, static_cast<size_t>(i)); }), {P, D, r});
+        if (rotation > static_cast<size_t>(D))
+          lora.back().vary = [pick](ExecBatch& b, int run) {
+            for (size_t i = 0; i < b.entries.size(); ++i) b.entries[i].adapter = pick(static_cast<size_t>(run), i);
+          };
+      }
 
-    // Unmerged: the prefill layouts again, each sequence with its own adapter.
-    set_merged(api::kNoAdapter);
-    t0 = Clock::now();
-    for (int32_t r : g_.ranks) {
-      const auto& list = by_rank_.at(r);
-      for (const PrefillPoint& pp : p.prefill) {
-        auto seqs = prefill_seqs(pp.tokens, pp.seqs, [&](int32_t i) { return list[static_cast<size_t>(i)].id; });
-        if (auto m = measure_batch(api::Mode::unmerged, api::kNoAdapter, seqs))
-          p.lora.push_back({pp.tokens, pp.seqs, r, *m});
-      }
+    // Rounds: every point runs once per round (warm-up rounds first), the base points, then
+    // the unmerged ones; a point's median is over the rounds. So a point's runs follow other
+    // batches, as an iteration follows other batches in serving (the caches hold what the
+    // previous batch used, not this one), and a point and its base are measured in the
+    // same minutes, so a change of the machine's load moves both.
+    for (int i = 0; i < g_.warmup + g_.repeats; ++i) {
+      set_merged(base);
+      for (auto* table : {&prefill, &decode, &mixed}) run_round(*table, i);
+      set_merged(api::kNoAdapter);
+      run_round(lora, i);
+      if (log && i + 1 < g_.warmup + g_.repeats)
+        log(fmt::format("round {}/{} {:6.1f} s", i + 1, g_.warmup + g_.repeats,
+                        std::chrono::duration<double>(Clock::now() - t0).count()));
     }
-    part("lora", p.lora.size(), t0);
+    for (const Job& j : prefill) p.prefill.push_back({j.key[0], j.key[1], finish(j)});
+    for (const Job& j : decode) p.decode.push_back({j.key[0], j.key[1], finish(j)});
+    for (const Job& j : mixed) p.mixed.push_back({j.key[0], j.key[1], j.key[2], j.key[3], finish(j)});
+    for (const Job& j : lora) p.lora.push_back({j.key[0], j.key[1], j.key[2], finish(j)});
+    part("batches", p.prefill.size() + p.decode.size() + p.mixed.size() + p.lora.size(), t0);
 
     // Merge and unmerge of one adapter of each rank.
     t0 = Clock::now();
@@ -258,19 +280,29 @@ class Profiler {
     return seqs;
   }
 
-  // The median time of the batch, or nothing when it needs more KV slots than the grid
-  // allows or the pool holds.
-  std::optional<Measurement> measure_batch(api::Mode mode, AdapterId merged, const std::vector<Seq>& seqs) {
+  // One point of a table: its batch, what varies from run to run, its samples.
+  struct Job {
+    std::array<int32_t, 4> key{};
+    ExecBatch batch;
+    std::function<void(ExecBatch&, int)> vary;  // before run i (adapters of the rotation)
+    Measurement m;
+  };
+
+  // Adds the point's job, or nothing (false) when the batch needs more KV slots than the
+  // grid allows or the pool holds. The points of a table share the pool's first blocks.
+  bool add_job(std::vector<Job>& jobs, api::Mode mode, AdapterId merged, const std::vector<Seq>& seqs,
+               std::initializer_list<int32_t> key) {
     const int64_t bs = t_.block_size;
     int64_t need_blocks = 0, need_tokens = 0;
     for (const Seq& s : seqs) {
       need_blocks += (s.context + bs - 1) / bs;
       need_tokens += s.context;
     }
-    if (need_blocks > t_.kv_blocks || need_tokens > g_.max_kv_tokens) return std::nullopt;
-    ExecBatch b;
-    b.mode = mode;
-    b.merged_adapter = merged;
+    if (need_blocks > t_.kv_blocks || need_tokens > g_.max_kv_tokens) return false;
+    Job j;
+    std::copy(key.begin(), key.end(), j.key.begin());
+    j.batch.mode = mode;
+    j.batch.merged_adapter = merged;
     size_t block = 0, token = 0;
     int64_t id = 0;
     for (const Seq& s : seqs) {
@@ -285,16 +317,21 @@ class Profiler {
       block += nb;
       e.tokens = std::span<const int32_t>(tokens_.data() + token, static_cast<size_t>(s.new_tokens));
       token += static_cast<size_t>(s.new_tokens);
-      b.entries.push_back(e);
+      j.batch.entries.push_back(e);
     }
-    Measurement m;
-    for (int i = 0; i < g_.warmup + g_.repeats; ++i) {
-      const double t = exec_.run(b).seconds;
-      if (i >= g_.warmup) m.samples.push_back(t);
-    }
-    m.seconds = median(m.samples);
-    return m;
+    jobs.push_back(std::move(j));
+    return true;
   }
+
+  // Runs every job of a table once; run i < warmup is not timed.
+  void run_round(std::vector<Job>& jobs, int i) {
+    for (Job& j : jobs) {
+      if (j.vary) j.vary(j.batch, i);
+      const double t = exec_.run(j.batch).seconds;
+      if (i >= g_.warmup) j.m.samples.push_back(t);
+    }
+  }
+  static Measurement finish(const Job& j) { return {median(j.m.samples), j.m.samples}; }
 
   const ProfileTarget& t_;
   const ProfileGrid& g_;
@@ -485,6 +522,7 @@ std::string profile_to_json(const Profile& p) {
   g["ranks"] = ints(p.grid.ranks);
   g["swap_blocks"] = ints(p.grid.swap_blocks);
   g["max_kv_tokens"] = p.grid.max_kv_tokens;
+  g["adapter_rotation"] = p.grid.adapter_rotation;
   g["repeats"] = p.grid.repeats;
   g["warmup"] = p.grid.warmup;
   j["grid"] = g;
@@ -562,6 +600,7 @@ Profile profile_from_json(const std::string& text, const std::string& source) {
   p.grid.ranks = r.ints(g, "grid", "ranks");
   p.grid.swap_blocks = r.ints(g, "grid", "swap_blocks");
   p.grid.max_kv_tokens = r.integer(g, "grid", "max_kv_tokens", 1);
+  p.grid.adapter_rotation = static_cast<int32_t>(r.integer(g, "grid", "adapter_rotation", 1, INT32_MAX));
   p.grid.repeats = static_cast<int>(r.integer(g, "grid", "repeats", 1, 1 << 20));
   p.grid.warmup = static_cast<int>(r.integer(g, "grid", "warmup", 0, 1 << 20));
 

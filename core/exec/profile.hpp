@@ -67,13 +67,18 @@ struct ProfileGrid {
   std::vector<int32_t> swap_blocks;
   std::vector<MixedPoint> mixed;        // the mixed batches (m unused)
   int64_t max_kv_tokens = 0;            // points needing more KV slots are skipped
+  // Adapters of each rank the LoRA points cycle through, D at a time, from one run of a
+  // point to the next: in serving, consecutive unmerged batches hold other adapters, whose
+  // weights are not in the caches (at least the largest prefill_seqs).
+  int32_t adapter_rotation = 1;
   int repeats = 5;                      // timed runs per point (median)
   int warmup = 1;                       // untimed runs first
 };
 
 // The default grid for a model shape (--quick: a small one for tests, seconds).
 ProfileGrid default_profile_grid(const ModelShape& shape, bool quick, std::vector<int32_t> ranks);
-// Adapters of each rank the grid needs (distinct adapters in a batch, plus one to load).
+// Adapters of each rank the grid needs (the rotation, at least the most distinct adapters
+// in a batch, plus one to load).
 int32_t profile_adapters_per_rank(const ProfileGrid& grid);
 
 struct MachineInfo {

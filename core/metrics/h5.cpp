@@ -35,7 +35,7 @@ static_assert(sizeof(BatchLogRecord) == 32, "BatchLogRecord changed: update h5.c
 constexpr hsize_t kChunkRows = 4096;
 constexpr int kDeflateLevel = 4;
 
-const char* const kModeNames[] = {"unmerged", "merged"};
+const char* const kModeNames[] = {"unmerged", "merged", "mixed"};
 const char* const kStatusNames[] = {"unfinished", "finished", "ignored", "length_capped"};
 
 H5::EnumType make_enum(const char* const* names, int count) {
@@ -48,7 +48,7 @@ H5::EnumType make_enum(const char* const* names, int count) {
 }
 
 const H5::EnumType& mode_enum() {
-  static const H5::EnumType t = make_enum(kModeNames, 2);
+  static const H5::EnumType t = make_enum(kModeNames, 3);
   return t;
 }
 const H5::EnumType& status_enum() {
@@ -345,7 +345,7 @@ void ResultsWriter::write_run(const std::string& group, const RunAttributes& att
   check_range(
       records.requests, [](const RequestRecord& r) { return int(r.status); }, 4, "requests.status");
   check_range(
-      records.iterations, [](const IterationRecord& r) { return int(r.mode); }, 2,
+      records.iterations, [](const IterationRecord& r) { return int(r.mode); }, 3,
       "iterations.mode");
   check_range(
       records.events, [](const EventRecord& r) { return int(r.kind); }, kNumEventKinds,

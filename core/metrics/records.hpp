@@ -42,7 +42,7 @@ struct IterationRecord {
   double start = 0;        // virtual time the iteration began (switches included)
   double switch_time = 0;  // merge / unmerge / adapter loads / swaps paid before the batch
   double duration = 0;     // execution of the batch
-  int8_t mode = 0;         // 0 unmerged, 1 merged
+  int8_t mode = 0;         // 0 unmerged, 1 merged, 2 mixed
   int32_t merged_adapter = -1;
   int32_t batch_size = 0;
   int32_t prefill_tokens = 0;

@@ -31,7 +31,7 @@ RUN_ATTRS = ["label", "experiment_path", "experiment_toml", "version", "git_revi
              "executor", "device", "host", "plugin.scheduler", "plugin.threshold",
              "plugin.dispatcher", "plugin.migration"]
 STATUS = {"unfinished": 0, "finished": 1, "ignored": 2, "length_capped": 3}
-MODE = {"unmerged": 0, "merged": 1}
+MODE = {"unmerged": 0, "merged": 1, "mixed": 2}
 KINDS = ["merge", "unmerge", "adapter_load", "adapter_evict", "preempt_swap", "preempt_recompute",
          "swap_in", "migrate_request", "migrate_adapter", "threshold_change", "migration_decision",
          "warning", "request_ignored"]

@@ -471,7 +471,7 @@ assert h5py.check_enum_dtype(req.dtype["status"]) == {
     "unfinished": 0, "finished": 1, "ignored": 2, "length_capped": 3}
 it = run["iterations"]
 assert it.dtype.names[:6] == ("replica", "iteration", "start", "switch_time", "duration", "mode")
-assert h5py.check_enum_dtype(it.dtype["mode"]) == {"unmerged": 0, "merged": 1}
+assert h5py.check_enum_dtype(it.dtype["mode"]) == {"unmerged": 0, "merged": 1, "mixed": 2}
 ev = run["events"]
 kinds = h5py.check_enum_dtype(ev.dtype["kind"])
 assert kinds["merge"] == 0 and kinds["migrate_request"] == 7 and kinds["request_ignored"] == 12

@@ -17,7 +17,8 @@ namespace lorasched::api {
 // Version of the plugin API (these headers). A plugin built against another version is
 // refused by the loader. Bump it on any change to a type or virtual function in
 // lorasched/plugin/*.hpp (see docs/plugin-guide.md, "API evolution").
-inline constexpr int kApiVersion = 1;
+// History: 1 first release; 2 added Mode::mixed.
+inline constexpr int kApiVersion = 2;
 
 using RequestId = int64_t;
 using AdapterId = int32_t;
@@ -26,10 +27,21 @@ inline constexpr AdapterId kNoAdapter = -1;
 // How an iteration runs its LoRA adapters (dLoRA's terms): merged = one adapter's
 // weights are folded into the base weights and the batch holds only its requests;
 // unmerged = base weights stay clean and every request's LoRA term is computed beside
-// the base GEMM (Punica/S-LoRA style), so a batch can mix adapters.
-enum class Mode : uint8_t { unmerged = 0, merged = 1 };
+// the base GEMM (Punica/S-LoRA style), so a batch can mix adapters; mixed = one adapter
+// merged, and requests of other adapters run beside it through the unmerged path with
+// the merged adapter's term subtracted (y = W'x + s_i B_i A_i x - s_h B_h A_h x).
+enum class Mode : uint8_t { unmerged = 0, merged = 1, mixed = 2 };
 
-inline const char* to_string(Mode m) { return m == Mode::merged ? "merged" : "unmerged"; }
+inline const char* to_string(Mode m) {
+  switch (m) {
+    case Mode::unmerged: return "unmerged";
+    case Mode::merged: return "merged";
+    case Mode::mixed: return "mixed";
+  }
+  return "?";
+}
+// Whether the weights hold a merged adapter in this mode.
+inline bool has_merged_weights(Mode m) { return m != Mode::unmerged; }
 
 enum class PluginKind : uint8_t { scheduler = 0, threshold = 1, migration = 2, dispatcher = 3 };
 

@@ -11,13 +11,16 @@
 namespace lorasched::api {
 
 // A plan is valid when: every candidate is a queued request of this replica, listed once;
-// merged mode names an existing adapter and lists only its requests; unmerged mode names
-// no merged adapter and lists requests of at most limits.max_adapters_per_batch adapters.
+// merged mode names an existing adapter and lists only its requests; mixed mode names an
+// existing adapter and lists requests of it and of at most limits.max_adapters_per_batch
+// others; unmerged mode names no merged adapter and lists requests of at most
+// limits.max_adapters_per_batch adapters.
 inline Status validate_plan(const ReplicaView& view, const IterationPlan& plan) {
-  if (plan.mode == Mode::merged) {
+  if (has_merged_weights(plan.mode)) {
     if (plan.merged_adapter < 0 || plan.merged_adapter >= view.num_adapters)
-      return Status::error("merged plan names adapter " + std::to_string(plan.merged_adapter) +
-                           ", but adapters are 0.." + std::to_string(view.num_adapters - 1));
+      return Status::error(std::string(to_string(plan.mode)) + " plan names adapter " +
+                           std::to_string(plan.merged_adapter) + ", but adapters are 0.." +
+                           std::to_string(view.num_adapters - 1));
   } else if (plan.merged_adapter != kNoAdapter) {
     return Status::error("unmerged plan names merged adapter " +
                          std::to_string(plan.merged_adapter));
@@ -39,13 +42,16 @@ inline Status validate_plan(const ReplicaView& view, const IterationPlan& plan) 
       return Status::error("merged plan on adapter " + std::to_string(plan.merged_adapter) +
                            " lists request " + std::to_string(id) + " of adapter " +
                            std::to_string(it->second));
-    adapters.insert(it->second);
+    if (plan.mode != Mode::mixed || it->second != plan.merged_adapter) adapters.insert(it->second);
   }
+  // Adapters computed through the unmerged path (all in unmerged mode, the others in
+  // mixed mode) are limited per batch.
   const int32_t cap = view.limits.max_adapters_per_batch;
-  if (plan.mode == Mode::unmerged && cap > 0 && static_cast<int32_t>(adapters.size()) > cap)
-    return Status::error("unmerged plan holds requests of " + std::to_string(adapters.size()) +
-                         " adapters, over the limit of " + std::to_string(cap) +
-                         " adapters per batch");
+  if (plan.mode != Mode::merged && cap > 0 && static_cast<int32_t>(adapters.size()) > cap)
+    return Status::error(std::string(to_string(plan.mode)) + " plan holds requests of " +
+                         std::to_string(adapters.size()) + " adapters" +
+                         (plan.mode == Mode::mixed ? " besides the merged one" : "") +
+                         ", over the limit of " + std::to_string(cap) + " adapters per batch");
   return Status::ok();
 }
 

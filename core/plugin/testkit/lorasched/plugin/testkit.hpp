@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -159,6 +160,99 @@ class ReplicaBuilder {
   int64_t kv_total_ = 1024, kv_free_ = 1024;
   api::RequestId next_id_ = 0;
   api::ReplicaView view_;
+};
+
+// A cluster's state, built by hand, for migration and dispatcher policies. Replicas are
+// 0, 1, ...; requests get ids 0, 1, ... in the order added.
+class ClusterBuilder {
+ public:
+  ClusterBuilder(int32_t replicas, int32_t num_adapters, int64_t kv_blocks_per_replica = 1024) {
+    limits_.max_adapters_per_batch = num_adapters;
+    reps_.resize(static_cast<size_t>(replicas));
+    for (int32_t r = 0; r < replicas; ++r) {
+      Rep& rep = reps_[static_cast<size_t>(r)];
+      rep.state.replica = r;
+      rep.state.kv_blocks_total = kv_blocks_per_replica;
+      rep.state.adapter_slots = num_adapters;
+      rep.per_adapter.assign(static_cast<size_t>(num_adapters), 0);
+    }
+    bytes_.assign(static_cast<size_t>(num_adapters), 1 << 20);
+    exec_.assign(static_cast<size_t>(num_adapters), std::numeric_limits<double>::quiet_NaN());
+  }
+  // Adapter `a` placed on replica `r`.
+  ClusterBuilder& host(int32_t r, api::AdapterId a) {
+    auto& h = reps_.at(static_cast<size_t>(r)).hosted;
+    if (std::find(h.begin(), h.end(), a) == h.end()) {
+      h.push_back(a);
+      std::sort(h.begin(), h.end());
+    }
+    return *this;
+  }
+  // An unfinished request of adapter `a` on replica `r` holding `kv_blocks` blocks.
+  ClusterBuilder& add(int32_t r, api::AdapterId a, int32_t kv_blocks = 4, double arrival = 0,
+                      api::RequestState state = api::RequestState::ready) {
+    Rep& rep = reps_.at(static_cast<size_t>(r));
+    api::RequestView v;
+    v.id = next_id_++;
+    v.adapter = a;
+    v.arrival = arrival;
+    v.prompt_tokens = 16 * kv_blocks;
+    v.output_tokens = 16;
+    v.state = state;
+    v.kv_blocks = kv_blocks;
+    rep.requests.push_back(v);
+    rep.per_adapter.at(static_cast<size_t>(a)) += 1;
+    rep.state.kv_blocks_used += kv_blocks;
+    return host(r, a);
+  }
+  ClusterBuilder& adapter_slots(int32_t r, int32_t slots) {
+    reps_.at(static_cast<size_t>(r)).state.adapter_slots = slots;
+    return *this;
+  }
+  ClusterBuilder& mean_exec_time(api::AdapterId a, double seconds) {
+    exec_.at(static_cast<size_t>(a)) = seconds;
+    return *this;
+  }
+  ClusterBuilder& now(double t) {
+    now_ = t;
+    return *this;
+  }
+
+  const api::ClusterView& view() {
+    states_.clear();
+    for (Rep& rep : reps_) {
+      rep.state.hosted = rep.hosted;
+      rep.state.unfinished_per_adapter = rep.per_adapter;
+      rep.state.unfinished = static_cast<int32_t>(rep.requests.size());
+      rep.state.requests = rep.requests;
+      states_.push_back(rep.state);
+    }
+    view_.now = now_;
+    view_.num_adapters = static_cast<int32_t>(bytes_.size());
+    view_.limits = limits_;
+    view_.replicas = states_;
+    view_.adapter_bytes = bytes_;
+    view_.adapter_mean_exec_time = exec_;
+    view_.kv_block_bytes = 1 << 20;
+    view_.link_bandwidth = 32e9;
+    return view_;
+  }
+
+ private:
+  struct Rep {
+    api::ReplicaState state;
+    std::vector<api::AdapterId> hosted;
+    std::vector<int32_t> per_adapter;
+    std::vector<api::RequestView> requests;
+  };
+  api::ReplicaLimits limits_;
+  std::vector<Rep> reps_;
+  std::vector<api::ReplicaState> states_;
+  std::vector<int64_t> bytes_;
+  std::vector<double> exec_;
+  double now_ = 0;
+  api::RequestId next_id_ = 0;
+  api::ClusterView view_;
 };
 
 }  // namespace lorasched::testkit
