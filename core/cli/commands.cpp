@@ -169,6 +169,16 @@ int cmd_generate(const GenerateOptions& opts) {
   return 0;
 }
 
+int cmd_workload(const WorkloadOptions& opts) {
+  const auto exps = load_experiments(opts.file, opts.overrides);
+  const Experiment& e = exps.front();
+  const auto requests = generate_workload(e.workload, e.adapters.count, e.run.seed);
+  write_adapter_trace(opts.output, requests);
+  fmt::print("{}: {} requests of {} adapters -> {}\n", opts.file, requests.size(), e.adapters.count,
+             opts.output);
+  return 0;
+}
+
 int cmd_validate(const ValidateOptions& opts) {
   const auto exps = load_experiments(opts.file, opts.overrides);
   PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));

@@ -62,7 +62,15 @@ struct NewPluginOptions {
 };
 int cmd_new_plugin(const NewPluginOptions& opts);
 
+struct WorkloadOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string output;
+};
+
 int cmd_generate(const GenerateOptions& opts);
+// Writes an experiment's workload (its first sweep point) as an adapter trace CSV.
+int cmd_workload(const WorkloadOptions& opts);
 int cmd_run(const RunOptions& opts, bool require_sweep);
 int cmd_validate(const ValidateOptions& opts);
 int cmd_report(const ReportOptions& opts);

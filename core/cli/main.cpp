@@ -86,6 +86,13 @@ int main(int argc, char** argv) {
       ->required();
   new_plugin->add_flag("--force", new_plugin_opts.force, "write into a non-empty directory");
 
+  WorkloadOptions wl_opts;
+  auto* workload = app.add_subcommand(
+      "workload", "write an experiment's requests as an adapter trace CSV (replayable exactly)");
+  workload->add_option("file", wl_opts.file, "experiment file (TOML)")->required();
+  workload->add_option("--set", wl_opts.overrides, "override a value: dotted.key=value");
+  workload->add_option("-o,--output", wl_opts.output, "CSV to write")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -97,6 +104,7 @@ int main(int argc, char** argv) {
     if (*sweep) return cmd_run(run_opts, /*require_sweep=*/true);
     if (*validate) return cmd_validate(validate_opts);
     if (*generate) return cmd_generate(gen_opts);
+    if (*workload) return cmd_workload(wl_opts);
     if (*report) return cmd_report(report_opts);
     if (*plugins) return cmd_plugins(plugins_opts);
     if (*new_plugin) return cmd_new_plugin(new_plugin_opts);

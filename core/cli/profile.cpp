@@ -59,16 +59,19 @@ std::string utc_now() {
 
 int cmd_profile(const ProfileOptions& opts) {
   if (opts.model != "tiny" && opts.model != "small")
-    throw InputError(fmt::format("profile: --model {}: the cpu executor profiles 'tiny' or 'small' "
-                                 "(the Llama-2 shapes have hardware presets: see docs/costmodel.md)",
-                                 opts.model));
+    throw InputError(
+        fmt::format("profile: --model {}: the cpu executor profiles 'tiny' or 'small' "
+                    "(the Llama-2 shapes have hardware presets: see docs/costmodel.md)",
+                    opts.model));
   if (opts.ranks.empty()) throw InputError("profile: --adapters-ranks lists no rank");
   for (int r : opts.ranks)
-    if (r < 1 || r > 1024) throw InputError(fmt::format("profile: --adapters-ranks: rank {} is not in 1..1024", r));
+    if (r < 1 || r > 1024)
+      throw InputError(fmt::format("profile: --adapters-ranks: rank {} is not in 1..1024", r));
   if (opts.output.empty()) throw InputError("profile: -o FILE.json is required");
 
   const ModelShape shape = model_preset(opts.model);
-  ProfileGrid grid = default_profile_grid(shape, opts.quick, {opts.ranks.begin(), opts.ranks.end()});
+  ProfileGrid grid =
+      default_profile_grid(shape, opts.quick, {opts.ranks.begin(), opts.ranks.end()});
   if (opts.repeats > 0) grid.repeats = opts.repeats;
   const int threads = set_cpu_threads(opts.threads);
   constexpr int32_t kBlock = 16;
@@ -92,7 +95,8 @@ int cmd_profile(const ProfileOptions& opts) {
       a.rank = r;
       a.num_parameters = lora_parameters(shape, r);
       a.bytes = a.num_parameters * kElem;
-      host->push_back(synthetic_adapter(shape, r, r, false, seed + 1 + static_cast<uint64_t>(a.id), a.name));
+      host->push_back(
+          synthetic_adapter(shape, r, r, false, seed + 1 + static_cast<uint64_t>(a.id), a.name));
       target.adapters.push_back(a);
     }
   int32_t max_seqs = 1;
@@ -101,9 +105,11 @@ int cmd_profile(const ProfileOptions& opts) {
   CpuExecutor exec(std::move(weights), host, target.kv_blocks, kBlock);
   target.executor = &exec;
 
-  fmt::print(stderr, "profiling the cpu executor: model {}, {} thread{}, ranks {}, {} grid\n", shape.name,
-             threads, threads == 1 ? "" : "s", fmt::join(grid.ranks, ","), opts.quick ? "quick" : "full");
-  Profile p = run_profile(target, grid, [](std::string_view line) { fmt::print(stderr, "  {}\n", line); });
+  fmt::print(stderr, "profiling the cpu executor: model {}, {} thread{}, ranks {}, {} grid\n",
+             shape.name, threads, threads == 1 ? "" : "s", fmt::join(grid.ranks, ","),
+             opts.quick ? "quick" : "full");
+  Profile p =
+      run_profile(target, grid, [](std::string_view line) { fmt::print(stderr, "  {}\n", line); });
   p.machine.hostname = hostname();
   p.machine.cpu_model = cpu_model();
   p.machine.threads = threads;
@@ -154,9 +160,11 @@ void print_fidelity(std::ostream& out, const std::vector<StoredRun>& runs) {
       used[r] = true;
       const StoredRun& cpu = runs[r];
       const StoredRun& cm = runs[c];
-      auto name = [](const StoredRun& s) { return s.attrs.label.empty() ? s.group : s.attrs.label; };
-      out << fmt::format("\nfidelity: costmodel run '{}' against cpu run '{}' ({} requests)\n", name(cm),
-                         name(cpu), cpu.records.requests.size());
+      auto name = [](const StoredRun& s) {
+        return s.attrs.label.empty() ? s.group : s.attrs.label;
+      };
+      out << fmt::format("\nfidelity: costmodel run '{}' against cpu run '{}' ({} requests)\n",
+                         name(cm), name(cpu), cpu.records.requests.size());
       out << fmt::format("  {:<28} {:>12} {:>12} {:>9}\n", "figure", "cpu", "costmodel", "error");
       auto row = [&](const char* what, double a, double b, double scale) {
         const std::string err = std::isfinite(a) && std::isfinite(b) && a != 0

@@ -15,7 +15,8 @@ using namespace lorasched::api;
 
 class MergedOnly : public Scheduler {
  public:
-  explicit MergedOnly(const CreateArgs& args) : drain_(args.params.string("switch_rule") == "drain") {}
+  explicit MergedOnly(const CreateArgs& args)
+      : drain_(args.params.string("switch_rule") == "drain") {}
 
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan p;

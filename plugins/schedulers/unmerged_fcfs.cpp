@@ -38,7 +38,9 @@ class UnmergedFcfs : public Scheduler {
 };
 
 PluginInfo info() {
-  return {kApiVersion, PluginKind::scheduler, "unmerged-fcfs",
+  return {kApiVersion,
+          PluginKind::scheduler,
+          "unmerged-fcfs",
           "S-LoRA/Punica baseline: always unmerged, oldest requests first across adapters (dLoRA "
           "artifact `fcfs`)",
           {}};

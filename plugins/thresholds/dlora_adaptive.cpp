@@ -36,7 +36,8 @@ class DloraAdaptive : public Threshold {
         mul_(args.params.real("aimd_mul")),
         ewma_(args.params.real("ewma")) {
     t_.alpha = args.params.real("alpha");
-    t_.beta = args.params.real("beta") >= 0 ? args.params.real("beta") : merge_time_ / unmerge_time_;
+    t_.beta =
+        args.params.real("beta") >= 0 ? args.params.real("beta") : merge_time_ / unmerge_time_;
     if (!(t_.beta < t_.alpha))
       throw std::invalid_argument("initial beta (" + std::to_string(t_.beta) +
                                   ") must be below alpha (" + std::to_string(t_.alpha) + ")");
@@ -70,11 +71,15 @@ class DloraAdaptive : public Threshold {
     const double tput_merge = s.merge_batch_cnt / t_merge;
     const double tput_unmerge = s.unmerge_batch_cnt / t_unmerge;
     if (s.merged) {
-      if (tput_merge > tput_unmerge && t_.alpha - add_ > t_.beta) t_.alpha -= add_;
-      else if (tput_merge < tput_unmerge) t_.alpha *= mul_;
+      if (tput_merge > tput_unmerge && t_.alpha - add_ > t_.beta)
+        t_.alpha -= add_;
+      else if (tput_merge < tput_unmerge)
+        t_.alpha *= mul_;
     } else {
-      if (tput_unmerge > tput_merge && t_.beta + add_ < t_.alpha) t_.beta += add_;
-      else if (tput_unmerge < tput_merge) t_.beta /= mul_;
+      if (tput_unmerge > tput_merge && t_.beta + add_ < t_.alpha)
+        t_.beta += add_;
+      else if (tput_unmerge < tput_merge)
+        t_.beta /= mul_;
     }
     return t_;
   }
@@ -88,22 +93,27 @@ class DloraAdaptive : public Threshold {
 };
 
 PluginInfo info() {
-  return {kApiVersion,
-          PluginKind::threshold,
-          "dlora-adaptive",
-          "dLoRA's adaptive alpha/beta: AIMD steps at each mode switch from merged vs. unmerged "
-          "throughput estimates",
-          {param_choice("estimate", "measured", {"measured", "constants"},
-                        "measured: iteration and switch times from this run (EWMA); constants: the "
-                        "artifact's 15/27/20 ms"),
-           param_real("merge_time", 0.015, "merged iteration time (s): the constant, or the EWMA's start", 1e-6, 100),
-           param_real("unmerge_time", 0.027, "unmerged iteration time (s): the constant, or the EWMA's start", 1e-6, 100),
-           param_real("switch_cost", 0.020, "time of one switch (s): the constant, or the EWMA's start", 0, 100),
-           param_real("aimd_add", 0.05, "additive step towards the other threshold", 0, 10),
-           param_real("aimd_mul", 1.1, "multiplicative step away from the other threshold", 1, 10),
-           param_real("ewma", 0.2, "weight of the newest measurement in the running estimates", 0, 1),
-           param_real("alpha", 1.0, "initial alpha (enter merged mode)", 0, 100),
-           param_real("beta", -1.0, "initial beta (stay merged); -1: merge_time / unmerge_time", -1, 100)}};
+  return {
+      kApiVersion,
+      PluginKind::threshold,
+      "dlora-adaptive",
+      "dLoRA's adaptive alpha/beta: AIMD steps at each mode switch from merged vs. unmerged "
+      "throughput estimates",
+      {param_choice("estimate", "measured", {"measured", "constants"},
+                    "measured: iteration and switch times from this run (EWMA); constants: the "
+                    "artifact's 15/27/20 ms"),
+       param_real("merge_time", 0.015,
+                  "merged iteration time (s): the constant, or the EWMA's start", 1e-6, 100),
+       param_real("unmerge_time", 0.027,
+                  "unmerged iteration time (s): the constant, or the EWMA's start", 1e-6, 100),
+       param_real("switch_cost", 0.020, "time of one switch (s): the constant, or the EWMA's start",
+                  0, 100),
+       param_real("aimd_add", 0.05, "additive step towards the other threshold", 0, 10),
+       param_real("aimd_mul", 1.1, "multiplicative step away from the other threshold", 1, 10),
+       param_real("ewma", 0.2, "weight of the newest measurement in the running estimates", 0, 1),
+       param_real("alpha", 1.0, "initial alpha (enter merged mode)", 0, 100),
+       param_real("beta", -1.0, "initial beta (stay merged); -1: merge_time / unmerge_time", -1,
+                  100)}};
 }
 
 }  // namespace
