@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "core/checkpoint/hf_model.hpp"
@@ -78,6 +79,40 @@ class Progress {
   int last_pct_ = -1;
 };
 
+// Groups runs by the values of `keys` among their sweep coordinates, in first-seen order.
+std::vector<RunGroup> group_runs(
+    const std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>>& runs,
+    const std::vector<std::string>& keys) {
+  std::vector<RunGroup> groups;
+  for (const auto& [coords, summary] : runs) {
+    std::vector<std::string> parts;
+    for (const auto& k : keys) {
+      auto it = std::find_if(coords.begin(), coords.end(), [&](const auto& c) { return c.first == k; });
+      parts.push_back(k == "variant" ? (it == coords.end() ? "-" : it->second)
+                                     : k + "=" + (it == coords.end() ? "-" : it->second));
+    }
+    const std::string label = fmt::format("{}", fmt::join(parts, " "));
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const RunGroup& x) { return x.label == label; });
+    if (g == groups.end()) {
+      groups.push_back({label, {}});
+      g = groups.end() - 1;
+    }
+    g->runs.push_back(summary);
+  }
+  return groups;
+}
+
+// Runs scripts/plot.py on a results file when python3 with h5py and matplotlib is there.
+void plot_results(const fs::path& results) {
+  const fs::path script = fs::path(LORASCHED_SOURCE_DIR) / "scripts/plot.py";
+  if (!fs::exists(script) || !fs::exists("/usr/bin/python3")) {
+    fmt::print("plots skipped: {} or /usr/bin/python3 not found\n", script.string());
+    return;
+  }
+  const std::string cmd = fmt::format("/usr/bin/python3 '{}' '{}'", script.string(), results.string());
+  if (std::system(cmd.c_str()) != 0) fmt::print("plots skipped: {} failed\n", script.string());
+}
+
 }  // namespace
 
 int cmd_run(const RunOptions& opts, bool require_sweep) {
@@ -114,6 +149,7 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
       attrs.extra = {{"overrides", fmt::format("{}", fmt::join(opts.overrides, " "))},
                      {"wall_seconds", fmt::format("{:.3f}", result.wall_seconds)}};
       if (e.file_text != e.text) attrs.extra.emplace_back("experiment_file_toml", e.file_text);
+      for (const auto& [key, value] : e.coords) attrs.extra.emplace_back("sweep." + key, value);
       writer.write_run(fmt::format("{:03d}", e.index), attrs, result.records, summary,
                        e.metrics.log_batches);
       table.emplace_back(e.label.empty() ? e.run.name : e.label, summary);
@@ -127,7 +163,15 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
   }
   writer.commit();
   print_summary_table(std::cout, table, /*csv=*/false);
+  const ReportSection& report = exps.front().report;
+  if (!report.group_by.empty()) {
+    std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>> coords;
+    for (size_t i = 0; i < exps.size(); ++i) coords.emplace_back(exps[i].coords, table[i].second);
+    fmt::print("\n");
+    print_group_table(std::cout, group_runs(coords, report.group_by), /*csv=*/false);
+  }
   fmt::print("results: {}\n", output.string());
+  if (report.plot) plot_results(output);
   return 0;
 }
 
@@ -196,6 +240,24 @@ int cmd_validate(const ValidateOptions& opts) {
 
 int cmd_report(const ReportOptions& opts) {
   const auto runs = read_results(opts.file);
+  if (!opts.group_by.empty()) {
+    std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>> coords;
+    for (const auto& r : runs) {
+      std::vector<std::pair<std::string, std::string>> c;
+      for (const auto& [k, v] : r.attrs.extra)
+        if (k.rfind("sweep.", 0) == 0) c.emplace_back(k.substr(6), v);
+      coords.emplace_back(c, r.summary);
+    }
+    for (const auto& g : opts.group_by) {
+      const bool known = std::any_of(coords.begin(), coords.end(), [&](const auto& run) {
+        return std::any_of(run.first.begin(), run.first.end(), [&](const auto& c) { return c.first == g; });
+      });
+      if (!known)
+        throw InputError(fmt::format("{}: --group-by {}: no run has that sweep coordinate", opts.file, g));
+    }
+    print_group_table(std::cout, group_runs(coords, opts.group_by), opts.csv);
+    return 0;
+  }
   std::vector<std::pair<std::string, Summary>> table;
   for (const auto& r : runs) table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
   print_summary_table(std::cout, table, opts.csv);

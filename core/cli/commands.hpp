@@ -22,6 +22,7 @@ struct ValidateOptions {
 struct ReportOptions {
   std::string file;
   bool csv = false;
+  std::vector<std::string> group_by;  // sweep coordinates: mean ± 95% CI per group
 };
 struct PluginsOptions {
   std::string describe;
@@ -39,12 +40,12 @@ struct GenerateOptions {
 
 // `lorasched profile` (core/cli/profile.cpp).
 struct ProfileOptions {
-  std::string model = "tiny";         // tiny | small
+  std::string model = "tiny";  // tiny | small
   std::vector<int> ranks = {8, 16, 64};
-  int threads = 0;                    // BLAS threads (0 = all cores, as [cluster] threads)
-  bool quick = false;                 // a small grid (seconds), for tests
-  int repeats = 0;                    // timed runs per point (0 = the grid's default)
-  std::string output;                 // FILE.json
+  int threads = 0;     // BLAS threads (0 = all cores, as [cluster] threads)
+  bool quick = false;  // a small grid (seconds), for tests
+  int repeats = 0;     // timed runs per point (0 = the grid's default)
+  std::string output;  // FILE.json
 };
 int cmd_profile(const ProfileOptions& opts);
 

@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   auto* report = app.add_subcommand("report", "print the results table of a results file");
   report->add_option("file", report_opts.file, "results file (.h5)")->required();
   report->add_flag("--csv", report_opts.csv, "CSV instead of an aligned table");
+  report->add_option("--group-by", report_opts.group_by,
+                     "group runs by sweep coordinates (variant, or a swept key such as "
+                     "workload.rate): mean ± 95% CI over each group's runs")
+      ->delimiter(',');
 
   PluginsOptions plugins_opts;
   auto* plugins = app.add_subcommand("plugins", "list the plugins found and their parameters");
@@ -60,17 +64,19 @@ int main(int argc, char** argv) {
 
   ProfileOptions profile_opts;
   auto* profile = app.add_subcommand(
-      "profile", "measure a cost-model profile of the cpu executor on this machine (docs/costmodel.md)");
+      "profile",
+      "measure a cost-model profile of the cpu executor on this machine (docs/costmodel.md)");
   profile->add_option("--model", profile_opts.model, "model preset to profile")
       ->check(CLI::IsMember({"tiny", "small"}));
-  profile->add_option("--adapters-ranks", profile_opts.ranks, "adapter ranks to measure, e.g. 8,16,64")
+  profile->add_option("--adapters-ranks", profile_opts.ranks, "adapter ranks, e.g. 8,16,64")
       ->delimiter(',');
   profile->add_option("--threads", profile_opts.threads, "BLAS threads (0 = all cores)")
       ->check(CLI::Range(0, 1024));
   profile->add_flag("--quick", profile_opts.quick, "a small grid (seconds), for tests");
   profile->add_option("--repeats", profile_opts.repeats, "timed runs per point (median)")
       ->check(CLI::Range(1, 1000));
-  profile->add_option("-o,--output", profile_opts.output, "profile file to write (.json)")->required();
+  profile->add_option("-o,--output", profile_opts.output, "profile file to write (.json)")
+      ->required();
 
   NewPluginOptions new_plugin_opts;
   auto* new_plugin = app.add_subcommand(

@@ -416,6 +416,13 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     s.finish();
   }
   {
+    const toml::table* t = r.opt_table("report");
+    TableReader s(t ? *t : empty, "report", ctx.hints);
+    if (auto v = s.opt_string_list("group_by")) e.report.group_by = *v;
+    e.report.plot = s.get_bool("plot", false);
+    s.finish();
+  }
+  {
     const toml::table* t = r.opt_table("plugins");
     TableReader s(t ? *t : empty, "plugins", ctx.hints);
     if (auto v = s.opt_path_list("paths"))
@@ -472,6 +479,7 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
       toml::table root = parse_text(text, file);
       apply_overrides(root, overrides, ctx.hints.origins);
       std::vector<std::string> label;
+      std::vector<std::pair<std::string, std::string>> coords;
       if (root.contains("sweep")) {
         toml::table sweep_src = parse_text(text, file);  // positions of the sweep entries
         const toml::table& src = *sweep_src.get("sweep")->as_table();
@@ -499,12 +507,14 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
             }
           }
           label.push_back(vname);
+          coords.emplace_back("variant", vname);
         }
         for (size_t a = 0; a < shape.axes.size(); ++a) {
           const toml::node* v = sweep_value(src, shape.axes[a], idx[a]);
           set_dotted(root, shape.axes[a].key, *v, node_pos(*v, file));
           ctx.hints.origins.emplace_back(shape.axes[a].key, node_pos(*v, file));
           label.push_back(shape.axes[a].key + "=" + value_text(*v));
+          coords.emplace_back(shape.axes[a].key, value_text(*v));
         }
       }
       Experiment e = read_experiment(root, ctx);
@@ -523,6 +533,15 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
         e.text = os.str();
       }
       e.label = join(label, " ");
+      e.coords = coords;
+      for (const auto& g : e.report.group_by) {
+        const bool known = std::any_of(coords.begin(), coords.end(),
+                                       [&](const auto& c) { return c.first == g; });
+        if (!known && !coords.empty())
+          throw InputError(fmt::format("{}: [report] group_by names '{}', which is not a sweep "
+                                       "coordinate (variant or a swept key)",
+                                       file, g));
+      }
       e.index = index++;
       out.push_back(std::move(e));
       // next point of the cross product

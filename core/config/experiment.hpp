@@ -85,12 +85,22 @@ struct MetricsSection {
   bool log_batches = false;
 };
 
+// How `lorasched run` summarises a sweep beyond one row per run.
+struct ReportSection {
+  // Sweep coordinates to group runs by ("variant" or a swept dotted key); runs that differ
+  // only in the other coordinates (e.g. run.seed) form one row: mean ± 95% CI.
+  std::vector<std::string> group_by;
+  bool plot = false;  // draw scripts/plot.py's figures after the run (needs python3 + h5py)
+};
+
 struct Experiment {
   std::filesystem::path path;  // the experiment file
   std::string text;       // this run's own TOML: the file with its sweep point and --set
                           // overrides applied (the file's text itself without either)
   std::string file_text;  // the experiment file as written
   std::string label;           // the sweep point ("" without a sweep)
+  // The sweep point's coordinates: ("variant", name) and (dotted key, value text).
+  std::vector<std::pair<std::string, std::string>> coords;
   int32_t index = 0;           // position in the sweep
   RunSection run;
   ModelSection model;
@@ -103,6 +113,7 @@ struct Experiment {
   PluginConfig migration{"migration", "none", {}, {}};
   PluginConfig dispatcher{"dispatcher", "least-loaded", {}, {}};
   MetricsSection metrics;
+  ReportSection report;
   std::vector<std::filesystem::path> plugin_paths;  // [plugins] paths
 };
 

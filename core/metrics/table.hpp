@@ -20,3 +20,22 @@ void print_summary_table(std::ostream& out,
                          const std::vector<std::pair<std::string, Summary>>& runs, bool csv);
 
 }  // namespace lorasched
+
+namespace lorasched {
+
+// Runs grouped by their sweep coordinates (e.g. policy x workload, over seeds).
+struct RunGroup {
+  std::string label;
+  std::vector<Summary> runs;
+};
+
+// Mean and half-width of the 95% confidence interval (Student's t) of a sample; NaN values
+// are left out; half-width NaN with fewer than two values.
+std::pair<double, double> mean_ci95(const std::vector<double>& values);
+
+// One row per group: runs, then mean ± 95% CI over its runs of throughput (req/s), latency
+// per output token mean and P90 (s/token), latency mean and P90 (s), TTFT mean, merges.
+// csv = true: columns <name>_mean and <name>_ci95 at full precision.
+void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, bool csv);
+
+}  // namespace lorasched
