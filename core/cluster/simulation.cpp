@@ -107,8 +107,9 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
     pool_blocks_ = static_cast<int64_t>(*e.engine.pool_gib * kGiB / static_cast<double>(block_bytes_));
   } else if (real) {
     pool_blocks_ = static_cast<int64_t>(kCpuDefaultPoolGiB * kGiB / static_cast<double>(block_bytes_));
-  } else if (cost_model->default_pool_bytes() > 0) {  // a profile: the profiled executor's default
-    pool_blocks_ = static_cast<int64_t>(cost_model->default_pool_bytes() / static_cast<double>(block_bytes_));
+  } else if (cost_model->default_pool_bytes() > 0) {  // a profile: its executor's default
+    pool_blocks_ =
+        static_cast<int64_t>(cost_model->default_pool_bytes() / static_cast<double>(block_bytes_));
   } else {
     const double avail = cost_model->device_memory_bytes() * e.engine.gpu_memory_utilization - weight_bytes;
     if (avail <= 0)
@@ -138,10 +139,17 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
 
   // Plugins: libraries, parameters (checked at their lines), then one scheduler and
   // threshold per replica.
-  auto sched_lib = registry.find(api::PluginKind::scheduler, e.scheduler.name);
-  auto thr_lib = registry.find(api::PluginKind::threshold, e.threshold.name);
-  auto disp_lib = registry.find(api::PluginKind::dispatcher, e.dispatcher.name);
-  auto mig_lib = registry.find(api::PluginKind::migration, e.migration.name);
+  auto find = [&](api::PluginKind kind, const PluginConfig& pc) {
+    try {
+      return registry.find(kind, pc.name);
+    } catch (const PluginError& err) {
+      throw PluginError(pc.pos.line > 0 ? fmt::format("{}: {}", pc.pos.str(), err.what()) : err.what());
+    }
+  };
+  auto sched_lib = find(api::PluginKind::scheduler, e.scheduler);
+  auto thr_lib = find(api::PluginKind::threshold, e.threshold);
+  auto disp_lib = find(api::PluginKind::dispatcher, e.dispatcher);
+  auto mig_lib = find(api::PluginKind::migration, e.migration);
   const api::Params sched_params = resolve_params(e.scheduler, sched_lib->info);
   const api::Params thr_params = resolve_params(e.threshold, thr_lib->info);
   const api::Params disp_params = resolve_params(e.dispatcher, disp_lib->info);

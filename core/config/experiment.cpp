@@ -201,8 +201,9 @@ void check_file(TableReader& r, const std::string& key, const fs::path& p, const
   std::error_code ec;
   if (!fs::exists(p, ec)) {
     const toml::node* n = r.node(key);
-    throw InputError(fmt::format("{}: {} {} '{}' does not exist", n ? r.pos_of(*n, key).str() : r.table_pos().str(),
-                                 r.where(key), what, p.string()));
+    throw InputError(fmt::format("{}: {}: {} '{}' does not exist",
+                                 n ? r.pos_of(*n, key).str() : r.table_pos().str(), r.where(key),
+                                 what, p.string()));
   }
 }
 

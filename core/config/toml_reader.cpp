@@ -238,7 +238,12 @@ void TableReader::finish(const std::vector<std::string>& also_known) {
     if (consumed_.count(key)) continue;
     if (std::find(also_known.begin(), also_known.end(), key) != also_known.end()) continue;
     const std::string in = dotted_.empty() ? "at the top level" : fmt::format("in [{}]", dotted_);
-    throw InputError(fmt::format("{}: unknown key '{}' {}{}", pos_of(v, key).str(), key, in,
+    // Point at the key itself when the parser recorded where it is.
+    SourcePos at = pos_of(v, key);
+    if (k.source().begin.line > 0)
+      at = {k.source().path ? *k.source().path : hints_.file, static_cast<int>(k.source().begin.line),
+            static_cast<int>(k.source().begin.column)};
+    throw InputError(fmt::format("{}: unknown key '{}' {}{}", at.str(), key, in,
                                  did_you_mean(key, known)));
   }
 }

@@ -58,6 +58,7 @@ class DloraCore : public Scheduler {
     const size_t nfcfs = std::min(queued.size(), static_cast<size_t>(B_));
     base_ = queued.data();
     nfcfs_ = nfcfs;
+    if (flag_.size() < queued.size()) flag_.resize(queued.size(), 0);
     for (auto& q : map_) q.clear();
     for (const RequestView& r : queued) map_[static_cast<size_t>(r.adapter)].push_back(&r);
 
@@ -236,11 +237,7 @@ class DloraCore : public Scheduler {
   // Requests are pointers into this iteration's queue: membership by position.
   bool in_fcfs(const RequestView* r) const { return static_cast<size_t>(r - base_) < nfcfs_; }
   void mark(const std::vector<const RequestView*>& rs, bool on) {
-    for (const RequestView* r : rs) {
-      const auto i = static_cast<size_t>(r - base_);
-      if (i >= flag_.size()) flag_.resize(i + 1, 0);
-      flag_[i] = on;
-    }
+    for (const RequestView* r : rs) flag_[static_cast<size_t>(r - base_)] = on;
   }
 
   // _adjust_merge_threshold (L255-287): the period that just ended goes to the threshold

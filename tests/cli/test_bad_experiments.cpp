@@ -79,27 +79,27 @@ std::vector<Row> rows() {
   r.push_back({"toml_unterminated_string", kBase + "[engine]\npreemption = \"swap@@\n", 2, {}});
   // ---- unknown keys -------------------------------------------------------------------------
   r.push_back({"unknown_key_top_level",
-               kBase + "@@[schedular]\nplugin = \"dlora\"\n",
+               kBase + "[@@schedular]\nplugin = \"dlora\"\n",
                2,
                {"unknown key 'schedular' at the top level", "(did you mean 'scheduler'?)"}});
   r.push_back({"unknown_key_top_level_value",
-               "colour = @@\"red\"\n" + kBase,
+               "@@colour = \"red\"\n" + kBase,
                2,
                {"unknown key 'colour' at the top level"}});
   r.push_back({"unknown_key_engine",
-               kBase + "[engine]\nmax_batch_sise = @@4\n",
+               kBase + "[engine]\n@@max_batch_sise = 4\n",
                2,
                {"unknown key 'max_batch_sise' in [engine]", "(did you mean 'max_batch_size'?)"}});
   r.push_back(
       {"unknown_key_popularity",
        kRun + kCost +
            "[workload]\nnum_requests = 10\n[workload.popularity]\nkind = \"zipf\"\n"
-           "hot_cuont = @@2\n",
+           "@@hot_cuont = 2\n",
        2,
        {"unknown key 'hot_cuont' in [workload.popularity]", "(did you mean 'hot_count'?)"}});
   r.push_back({"unknown_key_inline_popularity",
                kRun + kCost +
-                   "[workload]\nnum_requests = 10\npopularity = { kind = \"zipf\", ss = @@1.1 }\n",
+                   "[workload]\nnum_requests = 10\npopularity = { kind = \"zipf\", @@ss = 1.1 }\n",
                2,
                {"unknown key 'ss' in [workload.popularity]", "(did you mean 's'?)"}});
   // ---- wrong types --------------------------------------------------------------------------
