@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plots of a lorasched results file (docs/results-format.md).
 
-usage: scripts/plot.py FILE.h5 [--out DIR]
+usage: scripts/plot.py FILE.h5 [--out DIR] [--group-by X,SERIES] [--max-timelines N]
 
 Writes into DIR (default: results/<file stem>/):
   latency_cdf.png  CDF of the latency per output token (dLoRA's metric), one line per run,
@@ -11,6 +11,12 @@ Writes into DIR (default: results/<file stem>/):
                    axis when the run had them, and merge/unmerge events marked
   throughput.png   only when the runs differ in their workload rate: completed requests per
                    second against the offered rate, one line per other sweep setting
+  groups.png       when runs are grouped (--group-by, or the experiment's [report] group_by
+                   with two keys): mean latency per output token and its P90, bars per
+                   SERIES value at each X value, 95% confidence intervals over the group's
+                   runs (e.g. seeds): the layout of dLoRA's Figure 10
+
+The timeline has one panel per run, at most --max-timelines (default 8) of them.
 
 Refuses a `.partial` file and any file whose status is not "complete" (exit code 2).
 Needs python3 with h5py, numpy and matplotlib (Agg backend, no display).
@@ -76,6 +82,9 @@ def main(argv=None):
         prog="plot.py", description="Latency CDF, mode timeline and throughput plots of a lorasched results file.")
     parser.add_argument("file", help="results file (.h5) written by `lorasched run`")
     parser.add_argument("--out", help="output directory (default: results/<file stem>/)")
+    parser.add_argument("--group-by", help="X,SERIES: two sweep coordinates (e.g. "
+                        "workload.artifact.map_stride,variant) for groups.png")
+    parser.add_argument("--max-timelines", type=int, default=8, help="timeline panels at most")
     args = parser.parse_args(argv)
 
     path = pathlib.Path(args.file)
@@ -143,8 +152,9 @@ def main(argv=None):
         written.append(out / "latency_cdf.png")
 
         # ---- mode timeline ---------------------------------------------------------------------
-        fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs) + 0.6), squeeze=False)
-        for (group, label, run), ax in zip(runs, axes[:, 0]):
+        shown = runs[: max(1, args.max_timelines)]
+        fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown) + 0.6), squeeze=False)
+        for (group, label, run), ax in zip(shown, axes[:, 0]):
             it = run["iterations"][:]
             ev = run["events"][:]
             ax.set_title(label, fontsize="medium")
@@ -152,12 +162,11 @@ def main(argv=None):
             if it.size == 0:
                 ax.text(0.5, 0.5, "no iterations", transform=ax.transAxes, ha="center")
                 continue
-            modes = enum_map(h5py, it.dtype, "mode", {"unmerged": 0, "merged": 1})
-            merged = it["mode"] == modes.get("merged", 1)
-            ax.scatter(it["start"][~merged], it["batch_size"][~merged], s=6, color="tab:blue",
-                       label="unmerged")
-            ax.scatter(it["start"][merged], it["batch_size"][merged], s=6, color="tab:orange",
-                       label="merged")
+            modes = enum_map(h5py, it.dtype, "mode", {"unmerged": 0, "merged": 1, "mixed": 2})
+            for name, colour in (("unmerged", "tab:blue"), ("merged", "tab:orange"), ("mixed", "tab:purple")):
+                sel = it["mode"] == modes.get(name, -1)
+                if np.any(sel) or name != "mixed":
+                    ax.scatter(it["start"][sel], it["batch_size"][sel], s=6, color=colour, label=name)
             kinds = enum_map(h5py, ev.dtype, "kind", {"merge": 0, "unmerge": 1})
             switch = np.isin(ev["kind"], [kinds.get("merge", 0), kinds.get("unmerge", 1)]) if ev.size else []
             if ev.size and np.any(switch):
@@ -209,9 +218,86 @@ def main(argv=None):
             plt.close(fig)
             written.append(out / "throughput.png")
 
+        # ---- grouped bars (dLoRA Figure 10 layout) ------------------------------------------
+        keys = args.group_by.split(",") if args.group_by else report_group_by(runs)
+        if keys and len(keys) == 2:
+            written += grouped_bars(np, plt, runs, keys, out, path.name)
+
     for p in written:
         print(p)
     return 0
+
+
+def coords_of(run):
+    """The sweep coordinates a run carries as attributes sweep.<key>."""
+    return {k[len("sweep."):]: text(v) for k, v in run.attrs.items() if k.startswith("sweep.")}
+
+
+def report_group_by(runs):
+    """[report] group_by of the experiment the file came from, if any."""
+    try:
+        import tomllib
+    except ImportError:
+        return None
+    _, _, run = runs[0]
+    try:
+        doc = tomllib.loads(text(run.attrs.get("experiment_toml", "")))
+    except Exception:  # not parseable: no grouping
+        return None
+    keys = doc.get("report", {}).get("group_by")
+    return list(keys) if isinstance(keys, list) else None
+
+
+def ci95(np, values):
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return np.nan, np.nan
+    if values.size == 1:
+        return float(values[0]), 0.0
+    t = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+    df = values.size - 1
+    return float(values.mean()), t.get(df, 1.96 if df > 30 else 2.2) * values.std(ddof=1) / np.sqrt(values.size)
+
+
+def grouped_bars(np, plt, runs, keys, out, title):
+    """Mean and P90 latency per output token, bars per series at each x, 95% CIs."""
+    x_key, s_key = keys
+    table = {}
+    xs, series = [], []
+    for _, _, run in runs:
+        c = coords_of(run)
+        if x_key not in c or s_key not in c:
+            return []
+        x, s = c[x_key], c[s_key]
+        if x not in xs:
+            xs.append(x)
+        if s not in series:
+            series.append(s)
+        summ = run["summary"].attrs
+        table.setdefault((x, s), []).append((float(summ.get("per_token_latency_mean", np.nan)),
+                                             float(summ.get("per_token_latency_p90", np.nan))))
+    try:
+        xs.sort(key=float)
+    except ValueError:
+        pass
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / max(1, len(series))
+    for i, (ax, metric) in enumerate(zip(axes, ("average", "P90"))):
+        for j, s in enumerate(series):
+            stats = [ci95(np, [v[i] for v in table.get((x, s), [])]) for x in xs]
+            pos = np.arange(len(xs)) + (j - (len(series) - 1) / 2) * width
+            ax.bar(pos, [m for m, _ in stats], width, yerr=[c for _, c in stats], capsize=3, label=s)
+        ax.set_xticks(np.arange(len(xs)))
+        ax.set_xticklabels(xs)
+        ax.set_xlabel(x_key)
+        ax.set_ylabel(f"{metric} latency per output token (s)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{title}: mean over runs, 95% CI")
+    fig.tight_layout()
+    fig.savefig(out / "groups.png", dpi=120)
+    plt.close(fig)
+    return [out / "groups.png"]
 
 
 if __name__ == "__main__":

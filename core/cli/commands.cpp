@@ -130,8 +130,14 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
   try {
     for (const auto& e : exps) {
       progress.start(static_cast<size_t>(e.index), e.label);
-      Simulation sim(e, registry);
-      RunResult result = sim.run([&](int64_t d, int64_t t, double now) { progress.update(d, t, now); });
+      RunResult result;
+      try {
+        Simulation sim(e, registry);
+        result = sim.run([&](int64_t d, int64_t t, double now) { progress.update(d, t, now); });
+      } catch (const Error& err) {
+        if (e.label.empty()) throw;
+        throw Error(err.code(), fmt::format("{} [sweep point: {}]", err.what(), e.label));
+      }
       progress.finish(result.wall_seconds);
       Summary summary = summarize(result.records);
       summary.wall_seconds = result.wall_seconds;

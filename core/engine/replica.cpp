@@ -330,10 +330,11 @@ api::ReplicaView Replica::build_view(double now) {
       if (!std::is_sorted(v0.begin() + b, v0.begin() + e, by_arrival))
         std::stable_sort(v0.begin() + b, v0.begin() + e, by_arrival);
     view_merge_.resize(static_cast<size_t>(wr));
-    std::merge(v0.begin(), v0.begin() + w, v0.begin() + w, v0.begin() + wr, view_merge_.begin(), by_arrival);
-    view_sorted_.resize(v0.size());
-    std::merge(view_merge_.begin(), view_merge_.end(), v0.begin() + wr, v0.end(), view_sorted_.begin(),
+    std::merge(v0.begin(), v0.begin() + w, v0.begin() + w, v0.begin() + wr, view_merge_.begin(),
                by_arrival);
+    view_sorted_.resize(v0.size());
+    std::merge(view_merge_.begin(), view_merge_.end(), v0.begin() + wr, v0.end(),
+               view_sorted_.begin(), by_arrival);
     v0.swap(view_sorted_);
   }
 #ifndef NDEBUG
@@ -366,6 +367,8 @@ api::ReplicaView Replica::build_view(double now) {
 // api::validate_plan's rules with flags instead of hash sets (it allocated them on every
 // iteration); the engine calls api::validate_plan for the message when this says no.
 bool Replica::plan_valid(const api::ReplicaView& view, const api::IterationPlan& plan) {
+  if (plan.mode != Mode::unmerged && plan.mode != Mode::merged && plan.mode != Mode::mixed)
+    return false;  // a value outside the enum (admit() would read adapters_[-1])
   if (plan.mode == Mode::merged) {
     if (plan.merged_adapter < 0 || plan.merged_adapter >= view.num_adapters) return false;
   } else if (plan.merged_adapter != api::kNoAdapter) {
@@ -404,7 +407,8 @@ bool Replica::plan_valid(const api::ReplicaView& view, const api::IterationPlan&
   for (const auto& r : view.queued) request_mark_[static_cast<size_t>(r.id)] = 0;
   for (AdapterId a : marked_adapters_) adapter_mark_[static_cast<size_t>(a)] = 0;
   const int32_t cap = view.limits.max_adapters_per_batch;
-  if (ok && plan.mode == Mode::unmerged && cap > 0 && static_cast<int32_t>(distinct) > cap) ok = false;
+  if (ok && plan.mode == Mode::unmerged && cap > 0 && static_cast<int32_t>(distinct) > cap)
+    ok = false;
 #ifndef NDEBUG
   LORASCHED_CHECK(!ok || api::validate_plan(view, plan), "plan_valid accepted an invalid plan");
 #endif
@@ -527,6 +531,15 @@ bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, 
   return false;
 }
 
+// A NaN threshold would be recorded as "no threshold in force" (docs/results-format.md) and
+// make every comparison of the scheduler false: a plugin fault, not a value to run with.
+// (Infinity is a value: "never", e.g. alpha = inf never enters merged mode.)
+void Replica::check_thresholds(const api::Thresholds& t) const {
+  if (std::isnan(t.alpha) || std::isnan(t.beta))
+    throw PluginError(fmt::format("{} returned thresholds alpha = {}, beta = {} (NaN)",
+                                  threshold_.describe(), t.alpha, t.beta));
+}
+
 std::optional<double> Replica::step(double now) {
   inflight_.clear();
   if (!has_queued()) return std::nullopt;
@@ -534,6 +547,7 @@ std::optional<double> Replica::step(double now) {
   auto thresholds_before = threshold_->checked_current();
   if (!thresholds_before)
     throw PluginError(threshold_.describe() + " failed: " + thresholds_before.error());
+  check_thresholds(thresholds_before.value());
 
   const api::ReplicaView view = build_view(now);
   const auto t0 = std::chrono::steady_clock::now();
@@ -561,8 +575,10 @@ std::optional<double> Replica::step(double now) {
   if (swapped_in && swapped_out)  // the artifact asserts on this; we record it and go on
     event(now, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
   if (batch.empty()) {
-    // Nothing runs; time passes only for what was paid (swap-outs, loads).
-    if (cost > 0) return now + cost;
+    // Nothing runs; time passes only for what was paid (swap-outs, loads). If the queue
+    // changed (prompts ignored as too long), plan again at once: the artifact's engine
+    // simply calls schedule() again.
+    if (cost > 0 || static_cast<int32_t>(view.queued.size()) != queued_now()) return now + cost;
     return std::nullopt;
   }
 
@@ -677,6 +693,7 @@ std::optional<double> Replica::step(double now) {
   auto thresholds_after = threshold_->checked_current();
   if (!thresholds_after)
     throw PluginError(threshold_.describe() + " failed: " + thresholds_after.error());
+  check_thresholds(thresholds_after.value());
   if (thresholds_after.value().alpha != thresholds_before.value().alpha ||
       thresholds_after.value().beta != thresholds_before.value().beta)
     event(now, EventKind::threshold_change, api::kNoAdapter, -1, 0, 0,

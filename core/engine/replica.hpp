@@ -59,6 +59,9 @@ class Replica {
   void remove(api::RequestId id);
 
   bool has_queued() const { return !waiting_.empty() || !ready_.empty() || !swapped_.empty(); }
+  int32_t queued_now() const {
+    return static_cast<int32_t>(waiting_.size() + ready_.size() + swapped_.size());
+  }
   int32_t unfinished() const { return unfinished_; }
   const std::vector<int32_t>& unfinished_per_adapter() const { return unfinished_per_adapter_; }
   // Unfinished requests in the artifact's order: waiting, ready, swapped.
@@ -138,8 +141,8 @@ class Replica {
   std::map<api::AdapterId, Residency> resident_;
   std::vector<uint8_t> pinned_;  // adapters the batch being formed needs
   std::vector<api::AdapterId> pinned_list_;
-  std::vector<uint8_t> is_resident_;     // resident_ as flags by adapter id (for views)
-  std::vector<int64_t> resident_blocks_; // pool blocks of each resident adapter
+  std::vector<uint8_t> is_resident_;      // resident_ as flags by adapter id (for views)
+  std::vector<int64_t> resident_blocks_;  // pool blocks of each resident adapter
   api::AdapterId merged_ = api::kNoAdapter;
   int64_t evictable_blocks_ = 0;
   void add_resident(api::AdapterId a, Residency res);
@@ -147,12 +150,15 @@ class Replica {
   void pin(api::AdapterId a);
   void unpin_all();
   void set_merged(api::AdapterId a);
-  bool evictable(api::AdapterId a) const { return a != merged_ && !pinned_[static_cast<size_t>(a)]; }
+  bool evictable(api::AdapterId a) const {
+    return a != merged_ && !pinned_[static_cast<size_t>(a)];
+  }
   int64_t iteration_ = 0;
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   double inflight_end_ = -1;              // its end time
 
   bool plan_valid(const api::ReplicaView& view, const api::IterationPlan& plan);
+  void check_thresholds(const api::Thresholds& t) const;
 
   // reused buffers
   std::vector<api::RequestView> view_merge_, view_sorted_;
