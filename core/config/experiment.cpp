@@ -308,6 +308,8 @@ PluginConfig read_plugin(TableReader& root, const std::string& name, PluginConfi
     auto pv = to_param_value(v);
     if (!pv)
       r.fail_at(v, key, "must be a number, boolean or string (plugin parameter)");
+    // String parameters expand ${NAME} like paths (e.g. a per-run trace for an oracle).
+    if (auto* str = std::get_if<std::string>(&*pv)) *str = r.expand(v, key, *str);
     pc.params.push_back({key, *pv, r.pos_of(v, key)});
     r.consume(key);
   }
@@ -328,8 +330,14 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     if (e.run.name.empty()) s.fail_table("[run] name must not be empty");
     e.run.seed = static_cast<uint64_t>(s.get_int("seed", 1, 0, 9e18));
     e.run.output = s.opt_path("output").value_or("results/" + e.run.name + ".h5");
-    if (e.run.output.extension() != ".h5")
-      s.fail_at(*s.node("output"), "output", "must end in .h5");
+    if (e.run.output.extension() != ".h5") {
+      if (const toml::node* n = s.node("output")) s.fail_at(*n, "output", "must end in .h5");
+      // Derived from the name (e.g. name = "a/": results/a/.h5 has no extension).
+      s.fail_table(
+          fmt::format("[run] name \"{}\" gives the results file '{}', which does not "
+                      "end in .h5: choose another name or set output = \"...h5\"",
+                      e.run.name, e.run.output.string()));
+    }
     s.finish();
   }
   {
@@ -448,6 +456,12 @@ void apply_overrides(toml::table& root, const std::vector<std::string>& override
       throw InputError(fmt::format("{}: expected key=value", pos.str()));
     const std::string key = o.substr(0, eq);
     const std::string value = o.substr(eq + 1);
+    // The sweep's points come from the file's [sweep] (read before overrides apply).
+    if (key == "sweep" || key.rfind("sweep.", 0) == 0)
+      throw InputError(
+          fmt::format("{}: the sweep cannot be set from the command line; edit the "
+                      "file's [sweep] table",
+                      pos.str()));
     toml::table holder;
     try {
       holder = toml::parse("v = " + value);
@@ -465,7 +479,18 @@ void apply_overrides(toml::table& root, const std::vector<std::string>& override
 std::vector<Experiment> parse_experiments(const std::string& text, const std::string& file,
                                           const std::vector<std::string>& overrides) {
   toml::table probe = parse_text(text, file);
-  const SweepShape shape = sweep_shape(probe, file);
+  SweepShape shape = sweep_shape(probe, file);
+  // A --set of a swept key pins that axis: the override wins over the sweep's values, and
+  // stays a coordinate of every run (so [report] group_by still finds it).
+  std::vector<std::pair<std::string, std::string>> pinned;
+  for (const auto& o : overrides) {
+    const std::string key = o.substr(0, o.find('='));
+    const auto before = shape.axes.size();
+    shape.axes.erase(std::remove_if(shape.axes.begin(), shape.axes.end(),
+                                    [&](const Axis& a) { return a.key == key; }),
+                     shape.axes.end());
+    if (shape.axes.size() != before) pinned.emplace_back(key, o.substr(o.find('=') + 1));
+  }
 
   std::vector<Experiment> out;
   const size_t num_variants = std::max<size_t>(shape.variants, 1);
@@ -480,7 +505,7 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
       toml::table root = parse_text(text, file);
       apply_overrides(root, overrides, ctx.hints.origins);
       std::vector<std::string> label;
-      std::vector<std::pair<std::string, std::string>> coords;
+      std::vector<std::pair<std::string, std::string>> coords = pinned;
       if (root.contains("sweep")) {
         toml::table sweep_src = parse_text(text, file);  // positions of the sweep entries
         const toml::table& src = *sweep_src.get("sweep")->as_table();

@@ -44,6 +44,8 @@ class TableReader {
   // default is an error at the key.
   std::optional<std::string> opt_path(std::string_view key);
   std::optional<std::vector<std::string>> opt_path_list(std::string_view key);
+  // ${NAME} / ${NAME:-default} expansion of `text`, the value of `key` (node n).
+  std::string expand(const toml::node& n, std::string_view key, const std::string& text) const;
   std::optional<std::vector<int64_t>> opt_int_list(std::string_view key, double min, double max);
   std::optional<std::vector<std::string>> opt_string_list(std::string_view key);
 
@@ -77,7 +79,6 @@ class TableReader {
 
  private:
   const toml::node& need(std::string_view key);
-  std::string expand(const toml::node& n, std::string_view key, const std::string& text) const;
   const toml::table& table_;
   std::string dotted_;
   const PositionHints& hints_;

@@ -115,6 +115,7 @@ class DloraCore : public Scheduler {
         for (size_t i = 0; i < nfcfs; ++i) scheduled.push_back(&queued[i]);
       } else if (active_single_ != kNoAdapter &&
                  credit_[static_cast<size_t>(active_single_)] >= 0.0 &&
+                 !map_[static_cast<size_t>(active_single_)].empty() &&
                  queue_size(active_single_, map_[static_cast<size_t>(active_single_)].size(),
                             view) >= th.beta * fcfs_len) {
         // A1: stay merged (all of its queue; admission stops at B).
@@ -123,7 +124,9 @@ class DloraCore : public Scheduler {
         by_batch = map_[static_cast<size_t>(active_single_)];
         scheduled = by_batch;
         adjust_credit(queued, nfcfs, scheduled, batch_credit_cost_);
-      } else if (n_max >= th.alpha * fcfs_len) {
+      } else if (n_max >= th.alpha * fcfs_len && !map_[static_cast<size_t>(max_model)].empty()) {
+        // (An empty queue can only win through a variant's forecast; the artifact would fail
+        // on its empty batch.)
         // A2: enter or switch merged mode on the largest queue.
         adjust_merge_threshold(view.now);
         to_merge = true;
@@ -223,7 +226,7 @@ class DloraCore : public Scheduler {
           credit_[static_cast<size_t>(batch[i]->adapter)] -= cost;
           credit_[static_cast<size_t>(queued[i].adapter)] += cost;
         }
-    } else {
+    } else if (!batch.empty()) {
       mark(batch, true);
       for (size_t i = 0; i < nfcfs; ++i)
         if (!flag_[i]) {
