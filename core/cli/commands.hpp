@@ -46,6 +46,7 @@ struct ProfileOptions {
   bool quick = false;  // a small grid (seconds), for tests
   int repeats = 0;     // timed runs per point (0 = the grid's default)
   std::string output;  // FILE.json
+  std::string executor = "cpu";  // cpu | cuda
 };
 int cmd_profile(const ProfileOptions& opts);
 

@@ -63,15 +63,20 @@ int main(int argc, char** argv) {
                        "write every step's logits as float32 .npy [prompts, steps, vocab]");
 
   ProfileOptions profile_opts;
-  auto* profile = app.add_subcommand(
-      "profile",
-      "measure a cost-model profile of the cpu executor on this machine (docs/costmodel.md)");
+  auto* profile =
+      app.add_subcommand("profile",
+                         "measure a cost-model profile of the cpu or cuda executor on this machine "
+                         "(docs/costmodel.md)");
   profile->add_option("--model", profile_opts.model, "model preset to profile")
       ->check(CLI::IsMember({"tiny", "small"}));
   profile->add_option("--adapters-ranks", profile_opts.ranks, "adapter ranks, e.g. 8,16,64")
       ->delimiter(',');
   profile->add_option("--threads", profile_opts.threads, "BLAS threads (0 = all cores)")
       ->check(CLI::Range(0, 1024));
+  profile
+      ->add_option("--executor", profile_opts.executor,
+                   "executor to profile: cpu, or cuda (needs a CUDA build and device)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   profile->add_flag("--quick", profile_opts.quick, "a small grid (seconds), for tests");
   profile->add_option("--repeats", profile_opts.repeats, "timed runs per point (median)")
       ->check(CLI::Range(1, 1000));

@@ -1,6 +1,7 @@
-// `lorasched profile`: measures a cost-model profile of the cpu executor on this machine
-// (core/exec/profile.hpp, docs/costmodel.md); and the fidelity section of `lorasched
-// report`: the error of a costmodel run against a cpu run of the same workload.
+// `lorasched profile`: measures a cost-model profile of the cpu executor (or, with --executor
+// cuda, of the cuda executor) on this machine (core/exec/profile.hpp, docs/costmodel.md); and the
+// fidelity section of `lorasched report`: the error of a costmodel run against a cpu run of the
+// same workload.
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "core/cli/commands.hpp"
 #include "core/common/error.hpp"
 #include "core/exec/cpu_executor.hpp"
+#include "core/exec/cuda_factory.hpp"
 #include "core/exec/profile.hpp"
 #include "core/metrics/h5.hpp"
 #include "core/model/presets.hpp"
@@ -68,14 +70,18 @@ int cmd_profile(const ProfileOptions& opts) {
     if (r < 1 || r > 1024)
       throw InputError(fmt::format("profile: --adapters-ranks: rank {} is not in 1..1024", r));
   if (opts.output.empty()) throw InputError("profile: -o FILE.json is required");
+  const bool cuda = opts.executor == "cuda";
+  if (!cuda && opts.executor != "cpu")
+    throw InputError(fmt::format("profile: --executor {}: 'cpu' or 'cuda'", opts.executor));
+  if (cuda) require_cuda_device();  // "executor cuda: no CUDA device (...)", exit 1
 
   const ModelShape shape = model_preset(opts.model);
   ProfileGrid grid =
       default_profile_grid(shape, opts.quick, {opts.ranks.begin(), opts.ranks.end()});
   if (opts.repeats > 0) grid.repeats = opts.repeats;
-  const int threads = set_cpu_threads(opts.threads);
+  const int threads = cuda ? 0 : set_cpu_threads(opts.threads);
   constexpr int32_t kBlock = 16;
-  constexpr int kElem = 4;
+  const int kElem = cuda ? kCudaElementBytes : 4;
 
   // The model and the adapters, seeded; the grid's adapters per rank.
   const uint64_t seed = 20240601;
@@ -102,22 +108,32 @@ int cmd_profile(const ProfileOptions& opts) {
   int32_t max_seqs = 1;
   for (int32_t b : grid.decode_batch) max_seqs = std::max(max_seqs, b);
   target.kv_blocks = grid.max_kv_tokens / kBlock + max_seqs + 1;
-  CpuExecutor exec(std::move(weights), host, target.kv_blocks, kBlock);
-  target.executor = &exec;
+  std::unique_ptr<Executor> exec =
+      cuda ? make_cuda_executor(weights, host, target.kv_blocks, kBlock)
+           : std::make_unique<CpuExecutor>(std::move(weights), host, target.kv_blocks, kBlock);
+  target.executor = exec.get();
 
-  fmt::print(stderr, "profiling the cpu executor: model {}, {} thread{}, ranks {}, {} grid\n",
-             shape.name, threads, threads == 1 ? "" : "s", fmt::join(grid.ranks, ","),
-             opts.quick ? "quick" : "full");
+  if (cuda)
+    fmt::print(stderr, "profiling the cuda executor: {}, ranks {}, {} grid\n", exec->device(),
+               fmt::join(grid.ranks, ","), opts.quick ? "quick" : "full");
+  else
+    fmt::print(stderr, "profiling the cpu executor: model {}, {} thread{}, ranks {}, {} grid\n",
+               shape.name, threads, threads == 1 ? "" : "s", fmt::join(grid.ranks, ","),
+               opts.quick ? "quick" : "full");
   Profile p =
       run_profile(target, grid, [](std::string_view line) { fmt::print(stderr, "  {}\n", line); });
   p.machine.hostname = hostname();
   p.machine.cpu_model = cpu_model();
   p.machine.threads = threads;
-  p.machine.executor = exec.name();
-  p.machine.device = exec.device();
+  p.machine.executor = exec->name();
+  p.machine.device = exec->device();
   p.date = utc_now();
   p.default_pool_bytes = kCpuDefaultPoolBytes;
   p.device_memory_bytes = weight_bytes + kCpuDefaultPoolBytes;
+  if (cuda) {  // the pool is then the device's memory x gpu_memory_utilization - weights
+    p.default_pool_bytes = 0;
+    p.device_memory_bytes = cuda_device_info().total_bytes;
+  }
   write_profile(p, opts.output);
   fmt::print("profile: {} points in {:.1f} s -> {}\n",
              p.prefill.size() + p.decode.size() + p.lora.size() + p.mixed.size() + p.merge.size() +

@@ -14,6 +14,7 @@
 #include "core/config/plugin_params.hpp"
 #include "core/exec/costmodel.hpp"
 #include "core/exec/cpu_executor.hpp"
+#include "core/exec/cuda_factory.hpp"
 #include "core/model/presets.hpp"
 #include "core/model/synthetic.hpp"
 
@@ -45,6 +46,40 @@ PluginInstance<T> create(const std::shared_ptr<const PluginLibrary>& lib, const 
   }
 }
 
+// The cuda executor's pool when the experiment sets none: as the cost model's, the device's
+// memory x gpu_memory_utilization (less what other processes hold), shared by the replicas
+// (one device), less each executor's weights, residuals and workspaces and the device memory
+// its resident adapters take beside the pool (all adapters when they are outside the pool;
+// with unified paging at most the pool's size, so at most half of what is left).
+double cuda_default_pool_bytes(const Experiment& e, const ModelShape& shape,
+                               const std::vector<AdapterInfo>& adapters) {
+  const CudaDeviceInfo dev = cuda_device_info();
+  if (!dev.available)
+    throw Error(ExitCode::runtime,
+                fmt::format("executor cuda: no CUDA device ({}); the pool is sized from the "
+                            "device's memory: set [engine] kv_blocks or pool_gib to validate "
+                            "without one",
+                            dev.reason));
+  const double usable =
+      dev.total_bytes * e.engine.gpu_memory_utilization - (dev.total_bytes - dev.free_bytes);
+  const double fixed =
+      cuda_executor_fixed_bytes(shape, e.engine.max_batched_tokens, e.engine.max_batch_size);
+  const double avail = usable / e.cluster.replicas - fixed;
+  double all_adapters = 0;
+  for (const auto& a : adapters) all_adapters += static_cast<double>(a.bytes);
+  const double pool =
+      avail - (e.engine.unified_pool ? std::min(all_adapters, avail / 2) : all_adapters);
+  if (pool <= 0)
+    throw InputError(fmt::format(
+        "{}: executor cuda: {} ({:.1f} GiB, {:.1f} GiB free) x {} leaves no pool for {} "
+        "replica(s) of model {} ({:.1f} GiB of weights, residuals and workspaces each) and {:.1f} "
+        "GiB of adapters; set [engine] kv_blocks / pool_gib or lower the replicas",
+        e.path.string(), dev.name, dev.total_bytes / kGiB, dev.free_bytes / kGiB,
+        e.engine.gpu_memory_utilization, e.cluster.replicas, shape.name, fixed / kGiB,
+        all_adapters / kGiB));
+  return pool;
+}
+
 std::string plugin_text(const PluginLibrary& lib) {
   return fmt::format("{} api={} path={}", lib.info.name, lib.info.api_version, lib.path.string());
 }
@@ -55,17 +90,29 @@ Simulation::~Simulation() = default;
 
 Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_run) : e_(e) {
   const int32_t N = e.adapters.count;
-  const bool real = e.cluster.executor == "cpu";
-  if (e.cluster.executor == "cuda")
+  const bool cuda = e.cluster.executor == "cuda";
+  const bool real = e.cluster.executor == "cpu" || cuda;  // real forward passes and weights
+  if (cuda && !cuda_executor_built())
     throw InputError(fmt::format("{}: executor \"cuda\" is not available in this build "
                                  "(built without a CUDA device backend); use \"cpu\" or \"costmodel\"",
                                  e.path.string()));
+  // KV transfer on migration copies the cpu executor's cache (cluster.cpp); the cuda
+  // executor's would arrive empty, so refuse rather than compute on wrong keys and values.
+  if (cuda && e.cluster.migration_kv == "transfer" && e.cluster.replicas > 1 &&
+      e.migration.name != "none")
+    throw InputError(
+        fmt::format("{}: executor \"cuda\" does not move KV caches between replicas "
+                    "yet; use [cluster] migration_kv = \"recompute\"",
+                    e.path.string()));
+  // Without a device a run stops here, before any work ("executor cuda: no CUDA device (...)",
+  // exit 1); a dry run (validate) goes on unless the pool is sized from the device's memory.
+  if (cuda && !dry_run) require_cuda_device();
   shape_ = e.model.path.empty() ? model_preset(e.model.preset)
                                  : read_hf_config(e.model.path / "config.json");
 
   std::shared_ptr<const CostModel> cost_model;
   if (!real) cost_model = make_cost_model(e.cluster.costmodel, shape_);
-  const int elem = real ? 4 : cost_model->bytes_per_element();
+  const int elem = cuda ? kCudaElementBytes : real ? 4 : cost_model->bytes_per_element();
   executor_name_ = e.cluster.executor;
 
   // Adapters: sizes for everyone, weights for the real executor.
@@ -101,15 +148,22 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   block_bytes_ = static_cast<int64_t>(shape_.kv_bytes_per_token(static_cast<size_t>(elem))) *
                  e.engine.block_size;
   const double weight_bytes = static_cast<double>(shape_.num_parameters()) * elem;
+  // Bytes -> whole blocks, saturating (a profile may give any finite memory size; the range
+  // check below reports it).
+  auto blocks_of = [&](double bytes) -> int64_t {
+    const double b = bytes / static_cast<double>(block_bytes_);
+    return b < 4.6e18 ? static_cast<int64_t>(b) : (int64_t(1) << 62);
+  };
   if (e.engine.kv_blocks) {
     pool_blocks_ = *e.engine.kv_blocks;
   } else if (e.engine.pool_gib) {
-    pool_blocks_ = static_cast<int64_t>(*e.engine.pool_gib * kGiB / static_cast<double>(block_bytes_));
+    pool_blocks_ = blocks_of(*e.engine.pool_gib * kGiB);
+  } else if (cuda) {
+    pool_blocks_ = blocks_of(cuda_default_pool_bytes(e, shape_, adapters_));
   } else if (real) {
-    pool_blocks_ = static_cast<int64_t>(kCpuDefaultPoolGiB * kGiB / static_cast<double>(block_bytes_));
+    pool_blocks_ = blocks_of(kCpuDefaultPoolGiB * kGiB);
   } else if (cost_model->default_pool_bytes() > 0) {  // a profile: its executor's default
-    pool_blocks_ =
-        static_cast<int64_t>(cost_model->default_pool_bytes() / static_cast<double>(block_bytes_));
+    pool_blocks_ = blocks_of(cost_model->default_pool_bytes());
   } else {
     const double avail = cost_model->device_memory_bytes() * e.engine.gpu_memory_utilization - weight_bytes;
     if (avail <= 0)
@@ -117,12 +171,13 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
           "{}: model {} ({:.1f} GiB of weights) does not fit in {:.1f} GiB x {} of device memory",
           e.path.string(), shape_.name, weight_bytes / kGiB, cost_model->device_memory_bytes() / kGiB,
           e.engine.gpu_memory_utilization));
-    pool_blocks_ = static_cast<int64_t>(avail / static_cast<double>(block_bytes_));
+    pool_blocks_ = blocks_of(avail);
   }
   if (pool_blocks_ < 1 || pool_blocks_ >= (int64_t(1) << 31))
     throw InputError(fmt::format("{}: [engine] the pool would hold {} KV blocks of {} bytes; it needs 1 to 2^31-1",
                                  e.path.string(), pool_blocks_, block_bytes_));
-  if (real && static_cast<double>(pool_blocks_) * static_cast<double>(block_bytes_) > kCpuMaxPoolGiB * kGiB)
+  if (real && !cuda &&
+      static_cast<double>(pool_blocks_) * static_cast<double>(block_bytes_) > kCpuMaxPoolGiB * kGiB)
     throw InputError(fmt::format("{}: [engine] a pool of {:.1f} GiB is over the cpu executor's limit of {} GiB",
                                  e.path.string(), static_cast<double>(pool_blocks_ * block_bytes_) / kGiB,
                                  kCpuMaxPoolGiB));
@@ -209,7 +264,9 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   for (int32_t r = 0; r < e.cluster.replicas; ++r) {
     const api::ReplicaLimits rlimits = replica_limits(limits, r);
     std::unique_ptr<Executor> exec;
-    if (real) {
+    if (cuda) {
+      exec = make_cuda_executor(*base, weights, pool_blocks_, e.engine.block_size);
+    } else if (real) {
       exec = std::make_unique<CpuExecutor>(*base, weights, pool_blocks_, e.engine.block_size);
     } else {
       auto cm = std::make_unique<CostModelExecutor>(cost_model, adapters_);
