@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD := build/release
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build run test test-asan bench install clean
+.PHONY: all deps configure build run test test-asan fuzz bench install clean fidelity study
 
 all: build
 
@@ -31,8 +31,25 @@ test-asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS) $(CTEST_ARGS)
 
+# The fuzz targets of the input parsers (docs/hardening.md): clang + libFuzzer, ASan + UBSan;
+# builds them and runs each for FUZZ_SECONDS (label fuzz-long). Findings (crashing inputs) go
+# to build/fuzz/tests/fuzz/findings/, new coverage to build/fuzz/tests/fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake --preset fuzz -DLORASCHED_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	cmake --build --preset fuzz -j $(JOBS) --target fuzz_targets
+	ctest --test-dir build/fuzz -L fuzz-long -j $(JOBS) --output-on-failure $(CTEST_ARGS)
+
 bench: build
 	$(BUILD)/bench/bench_kernels_cpu --benchmark_min_time=0.2
+
+# Fidelity of the cost model (docs/costmodel.md): a fresh profile of this machine, then the
+# same workload on the cpu executor and on the costmodel executor with that profile, and
+# the error of the costmodel run against the cpu run. Run it on an otherwise idle machine.
+fidelity: build
+	$(BUILD)/lorasched profile --model tiny --adapters-ranks 8,16,64 --threads 1 -o results/profile-tiny.json
+	$(BUILD)/lorasched run experiments/fidelity.toml
+	$(BUILD)/lorasched report results/fidelity.h5
 
 PREFIX ?= /usr/local
 install: build
@@ -40,3 +57,9 @@ install: build
 
 clean:
 	rm -rf build
+
+# The study (docs/study.md): every experiment of experiments/study/ on the cost model, the
+# oracle bound, and the migration decisions on cluster snapshots; regenerates docs/study.md
+# and docs/study/*.png from scratch (about 10 minutes on 2 cores).
+study: build
+	/usr/bin/python3 scripts/study.py --lorasched $(BUILD)/lorasched --bench $(BUILD)/bench/bench_migration

@@ -194,13 +194,19 @@ class WeightSource {
     return out;
   }
 
+  // The tensor as fp32; NaN or infinite weights are refused (file and tensor named).
   std::vector<float> read(const std::string& name, std::initializer_list<int64_t> shape) {
-    if (single_ != nullptr) return single_->read_f32(name, shape);
-    auto it = weight_map_.find(name);
-    if (it == weight_map_.end())
-      throw InputError(fmt::format("{}: tensor {} not found in weight_map", index_path_.string(),
-                                   checkpoint::quote_name(name)));
-    return open_file(it->second).read_f32(name, shape);
+    const SafetensorsFile* file = single_;
+    if (file == nullptr) {
+      auto it = weight_map_.find(name);
+      if (it == weight_map_.end())
+        throw InputError(fmt::format("{}: tensor {} not found in weight_map", index_path_.string(),
+                                     checkpoint::quote_name(name)));
+      file = &open_file(it->second);
+    }
+    std::vector<float> v = file->read_f32(name, shape);
+    checkpoint::require_finite(v, file->path(), name);
+    return v;
   }
 
  private:
@@ -238,9 +244,10 @@ ModelWeights load_hf_model(const std::filesystem::path& dir) {
 
   const int64_t H = s.hidden_size, V = s.vocab_size;
   w.embed = src.read("model.embed_tokens.weight", {V, H});
-  w.layers.resize(static_cast<size_t>(s.num_layers));
+  // Layer by layer: a config.json claiming more layers than the file holds fails at the
+  // first missing tensor, before any allocation for the layers it does not have.
   for (int l = 0; l < s.num_layers; ++l) {
-    auto& L = w.layers[static_cast<size_t>(l)];
+    auto& L = w.layers.emplace_back();
     const std::string p = fmt::format("model.layers.{}.", l);
     L.input_norm = src.read(p + "input_layernorm.weight", {H});
     for (int t = 0; t < kNumTargets; ++t)

@@ -37,6 +37,11 @@ namespace {
 // `shown` is the regex as the user wrote it (pattern keys are wrapped before compiling).
 std::regex compile(const JsonFile& cfg, std::string_view key, const std::string& pattern,
                    const std::string& shown) {
+  // std::regex compiles recursively: a pattern nesting ~10,000 groups overflows the stack.
+  constexpr size_t kMaxRegex = 4096;
+  if (shown.size() > kMaxRegex)
+    cfg.fail(key, fmt::format("regex of {} characters is longer than the {} lorasched accepts",
+                              shown.size(), kMaxRegex));
   try {
     return std::regex(pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
@@ -129,6 +134,9 @@ std::vector<Pattern> parse_patterns(const JsonFile& cfg, std::string_view key, b
         cfg.fail(key, fmt::format("{}: alpha must be a number, found {}", quote_name(it.key()),
                                   brief(val)));
       x = val.get<double>();
+      if (!(std::fabs(x) <= std::numeric_limits<float>::max()))
+        cfg.fail(key, fmt::format("{}: alpha {} is out of the range of a float",
+                                  quote_name(it.key()), x));
     }
     // PEFT: re.match(rf"(.*\.)?({key})$", module_name)
     out.push_back({it.key(), compile(cfg, key, "(.*\\.)?(" + it.key() + ")", it.key()), x});
@@ -176,6 +184,9 @@ AdapterConfig read_adapter_config(const std::filesystem::path& path) {
   if (!r) cfg.fail("r", "missing (required)");
   c.r = static_cast<int>(*r);
   c.alpha = cfg.opt_number("lora_alpha").value_or(8.0);  // PEFT's default
+  // The scale is a float: a larger alpha would make it infinite and every output NaN.
+  if (!(std::fabs(c.alpha) <= std::numeric_limits<float>::max()))
+    cfg.fail("lora_alpha", fmt::format("{} is out of the range of a float", c.alpha));
   c.rslora = cfg.opt_bool("use_rslora").value_or(false);
 
   if (cfg.opt_bool("fan_in_fan_out").value_or(false))
@@ -439,6 +450,8 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
                                                 : alpha / rank);
       mod.A = file.read_f32(A.name, {static_cast<int64_t>(rank), in});
       mod.B = file.read_f32(B.name, {out, static_cast<int64_t>(rank)});
+      checkpoint::require_finite(mod.A, weights_path, A.name);
+      checkpoint::require_finite(mod.B, weights_path, B.name);
     }
   }
   return w;

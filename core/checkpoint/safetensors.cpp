@@ -9,6 +9,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -419,6 +420,15 @@ std::vector<float> SafetensorsFile::read_f32(std::string_view name,
                 fmt::format("expected shape {}, found {}", format_shape(expected_shape),
                             format_shape(info->shape)));
   return read_f32(*info);
+}
+
+void require_finite(std::span<const float> values, const std::filesystem::path& path,
+                    std::string_view tensor) {
+  for (size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i]))
+      fail_tensor(path, tensor,
+                  fmt::format("element {} of {} is {}: model and adapter weights must be finite", i,
+                              values.size(), values[i]));
 }
 
 // ---- writer -----------------------------------------------------------------------------------

@@ -115,6 +115,12 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// Throws InputError "FILE: tensor 'NAME': element I of N is nan (...)" when `values` hold a NaN
+// or an infinity. The model and adapter loaders call it on every weight they read: one such
+// value silently turns every token computed through it into NaN (docs/hardening.md).
+void require_finite(std::span<const float> values, const std::filesystem::path& path,
+                    std::string_view tensor);
+
 // A tensor to write: fp32 values stored as `dtype` (F32, F16 or BF16).
 struct TensorToWrite {
   std::string name;

@@ -485,7 +485,12 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
       }
       case RequestState::waiting: {
         const int32_t len = r.context_tokens();
-        if (len > cfg_.limits.prompt_limit) {
+        // A waiting request that has generated tokens ran before (preempted by recomputation,
+        // or migrated): its prompt was within the limit. Its recompute prefill may exceed the
+        // prompt limit and the token budget; it then runs alone instead of being ignored
+        // after producing tokens (docs/hardening.md, "Overload").
+        const bool rerun = r.generated > 0;
+        if (len > cfg_.limits.prompt_limit && !rerun) {
           erase_from(waiting_, id);
           event(now, EventKind::request_ignored, r.spec.adapter, id, 0, 0, len);
           finish(r, RequestStatus::ignored, now);
@@ -493,7 +498,9 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         }
         const int64_t need = ceil_div(len, bs);
         if (kv_free() - need < pool_.watermark()) continue;
-        if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens) continue;
+        if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens &&
+            !(rerun && batch.empty()))
+          continue;
         if (static_cast<int32_t>(batch.size()) >= B) return batch;
         if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) continue;
         if (kv_free() - need < pool_.watermark()) continue;  // the adapter took blocks
@@ -503,6 +510,8 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         prompt_tokens += len;
         break;
       }
+      case RequestState::finished:
+        continue;  // ignored (prompt too long) by the first admission pass of this step
       default:
         LORASCHED_CHECK(false, "candidate {} in state {}", id, api::to_string(r.state));
     }

@@ -235,7 +235,8 @@ TEST(Plugins, DescribeDloraShowsItsParameters) {
   const auto r = run_lorasched({"plugins", "--describe", "dlora"}, dir.path(), kNoEnvPath);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("scheduler 'dlora'"), std::string::npos) << r.describe();
-  EXPECT_NE(r.out.find("api version: " + std::to_string(lorasched::api::kApiVersion)), std::string::npos)
+  EXPECT_NE(r.out.find("api version: " + std::to_string(lorasched::api::kApiVersion)),
+            std::string::npos)
       << r.describe();
   EXPECT_NE(r.out.find("liblorasched-scheduler-dlora.so"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("merge_time (real in [1e-06, 10], default 0.015)"), std::string::npos)

@@ -10,12 +10,15 @@
 
 namespace lorasched::api {
 
-// A plan is valid when: every candidate is a queued request of this replica, listed once;
-// merged mode names an existing adapter and lists only its requests; mixed mode names an
-// existing adapter and lists requests of it and of at most limits.max_adapters_per_batch
-// others; unmerged mode names no merged adapter and lists requests of at most
-// limits.max_adapters_per_batch adapters.
+// A plan is valid when: its mode is one of the Mode values; every candidate is a queued
+// request of this replica, listed once; merged mode names an existing adapter and lists only
+// its requests; mixed mode names an existing adapter and lists requests of it and of at most
+// limits.max_adapters_per_batch others; unmerged mode names no merged adapter and lists
+// requests of at most limits.max_adapters_per_batch adapters.
 inline Status validate_plan(const ReplicaView& view, const IterationPlan& plan) {
+  if (plan.mode != Mode::unmerged && plan.mode != Mode::merged && plan.mode != Mode::mixed)
+    return Status::error("plan has mode " + std::to_string(static_cast<int>(plan.mode)) +
+                         ", which is none of unmerged (0), merged (1), mixed (2)");
   if (has_merged_weights(plan.mode)) {
     if (plan.merged_adapter < 0 || plan.merged_adapter >= view.num_adapters)
       return Status::error(std::string(to_string(plan.mode)) + " plan names adapter " +
