@@ -6,8 +6,8 @@
 // docs/costmodel.md, "Speed".
 #include <benchmark/benchmark.h>
 
-#include <chrono>
 #include <fmt/format.h>
+#include <chrono>
 #include <optional>
 
 #include "core/cluster/simulation.hpp"
@@ -82,9 +82,12 @@ void BM_Simulation(benchmark::State& st) {
     sim.reset();
     st.ResumeTiming();
   }
-  st.counters["requests/s"] = benchmark::Counter(static_cast<double>(simulated), benchmark::Counter::kIsRate);
-  st.counters["iterations/s"] = benchmark::Counter(static_cast<double>(iterations), benchmark::Counter::kIsRate);
-  st.counters["queued/iteration"] = benchmark::Counter(queued / static_cast<double>(std::max<int64_t>(1, iterations)));
+  st.counters["requests/s"] =
+      benchmark::Counter(static_cast<double>(simulated), benchmark::Counter::kIsRate);
+  st.counters["iterations/s"] =
+      benchmark::Counter(static_cast<double>(iterations), benchmark::Counter::kIsRate);
+  st.counters["queued/iteration"] =
+      benchmark::Counter(queued / static_cast<double>(std::max<int64_t>(1, iterations)));
   st.counters["virtual_s/run"] =
       benchmark::Counter(virtual_seconds / static_cast<double>(st.iterations()));
 }

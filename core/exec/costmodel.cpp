@@ -1,8 +1,8 @@
 #include "core/exec/costmodel.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <filesystem>
-#include <fmt/format.h>
 #include <system_error>
 
 #include "core/common/error.hpp"
@@ -16,6 +16,12 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
   BatchFeatures f;
   f.mode = batch.mode;
   f.entries = static_cast<int32_t>(batch.entries.size());
+  // Mixed mode (merged, with requests of other adapters beside the merged one's): those
+  // requests get their own LoRA term minus the merged adapter's, i.e. a second LoRA pass
+  // with the merged adapter on the same tokens.
+  const bool merged = batch.mode == api::Mode::merged && batch.merged_adapter != api::kNoAdapter;
+  const int64_t merged_rank = merged ? adapters[static_cast<size_t>(batch.merged_adapter)].rank : 0;
+  bool mixed = false;
   // Distinct LoRA adapters: a batch is small, so a linear scan of a short list wins.
   api::AdapterId seen_small[64];
   std::vector<api::AdapterId> seen_more;
@@ -28,24 +34,27 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
       f.decode_seqs += 1;
       f.decode_context += e.context_tokens;
     }
-    const bool lora = batch.mode == api::Mode::unmerged || e.adapter != batch.merged_adapter;
-    if (lora) {
-      const int64_t rank = adapters[static_cast<size_t>(e.adapter)].rank;
-      f.lora_tokens += e.new_tokens;
-      f.lora_token_rank += static_cast<int64_t>(e.new_tokens) * rank;
-      const int32_t small = std::min<int32_t>(distinct, 64);
-      bool found = std::find(seen_small, seen_small + small, e.adapter) != seen_small + small;
-      if (!found && distinct > 64)
-        found = std::find(seen_more.begin(), seen_more.end(), e.adapter) != seen_more.end();
-      if (!found) {
-        if (distinct < 64)
-          seen_small[distinct] = e.adapter;
-        else
-          seen_more.push_back(e.adapter);
-        ++distinct;
-        f.lora_adapter_rank += rank;
-      }
+    if (batch.mode == api::Mode::merged && e.adapter == batch.merged_adapter) continue;
+    const int64_t rank = adapters[static_cast<size_t>(e.adapter)].rank;
+    f.lora_tokens += e.new_tokens;
+    f.lora_token_rank += static_cast<int64_t>(e.new_tokens) * (rank + merged_rank);
+    mixed = mixed || merged;
+    const int32_t small = std::min<int32_t>(distinct, 64);
+    bool found = std::find(seen_small, seen_small + small, e.adapter) != seen_small + small;
+    if (!found && distinct > 64)
+      found = std::find(seen_more.begin(), seen_more.end(), e.adapter) != seen_more.end();
+    if (!found) {
+      if (distinct < 64)
+        seen_small[distinct] = e.adapter;
+      else
+        seen_more.push_back(e.adapter);
+      ++distinct;
+      f.lora_adapter_rank += rank;
     }
+  }
+  if (mixed) {  // the merged adapter's weights are read for the second pass
+    ++distinct;
+    f.lora_adapter_rank += merged_rank;
   }
   f.distinct_adapters = distinct;
   return f;
@@ -57,13 +66,16 @@ std::string shape_difference(const ModelShape& a, const ModelShape& b) {
     return x == y ? std::string() : fmt::format("{} {} vs {}", field, x, y);
   };
   for (const std::string& d :
-       {diff("vocab_size", a.vocab_size, b.vocab_size), diff("hidden_size", a.hidden_size, b.hidden_size),
+       {diff("vocab_size", a.vocab_size, b.vocab_size),
+        diff("hidden_size", a.hidden_size, b.hidden_size),
         diff("intermediate_size", a.intermediate_size, b.intermediate_size),
         diff("num_layers", a.num_layers, b.num_layers), diff("num_heads", a.num_heads, b.num_heads),
-        diff("num_kv_heads", a.num_kv_heads, b.num_kv_heads), diff("head_dim", a.head_dim, b.head_dim),
+        diff("num_kv_heads", a.num_kv_heads, b.num_kv_heads),
+        diff("head_dim", a.head_dim, b.head_dim),
         diff("tie_word_embeddings", a.tie_word_embeddings, b.tie_word_embeddings),
         diff("max_position", a.max_position, b.max_position),
-        diff("rms_norm_eps", a.rms_norm_eps, b.rms_norm_eps), diff("rope_theta", a.rope_theta, b.rope_theta)})
+        diff("rms_norm_eps", a.rms_norm_eps, b.rms_norm_eps),
+        diff("rope_theta", a.rope_theta, b.rope_theta)})
     if (!d.empty()) out += (out.empty() ? "" : ", ") + d;
   return out;
 }
@@ -83,7 +95,8 @@ class ArtifactCostModel final : public CostModel {
   double iteration(const BatchFeatures& f) const override {
     return f.mode == api::Mode::merged ? 0.015 : 0.027;
   }
-  std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to) const override {
+  std::vector<CostStep> switch_steps(const AdapterInfo* from,
+                                     const AdapterInfo* to) const override {
     std::vector<CostStep> s;
     const double each = (from && to) ? kSwitch / 2 : kSwitch;
     if (from) s.push_back({EventKind::unmerge, from->id, each, 0});
@@ -115,8 +128,8 @@ std::unique_ptr<CostModel> make_cost_model(const std::string& spec, const ModelS
   std::error_code ec;
   if (spec.ends_with(".json") || std::filesystem::exists(spec, ec))
     return profile_cost_model(read_profile(spec), spec, shape);
-  throw InputError(fmt::format("unknown cost model '{}'{} (presets: {}; or a profile file, *.json)", spec,
-                               did_you_mean(spec, cost_model_presets()),
+  throw InputError(fmt::format("unknown cost model '{}'{} (presets: {}; or a profile file, *.json)",
+                               spec, did_you_mean(spec, cost_model_presets()),
                                join(cost_model_presets(), ", ")));
 }
 
@@ -132,7 +145,8 @@ IterationResult CostModelExecutor::run(const ExecBatch& batch) {
 
 std::vector<CostStep> CostModelExecutor::switch_weights(api::AdapterId from, api::AdapterId to) {
   if (from == to) return {};
-  const AdapterInfo* f = from == api::kNoAdapter ? nullptr : &adapters_.at(static_cast<size_t>(from));
+  const AdapterInfo* f =
+      from == api::kNoAdapter ? nullptr : &adapters_.at(static_cast<size_t>(from));
   const AdapterInfo* t = to == api::kNoAdapter ? nullptr : &adapters_.at(static_cast<size_t>(to));
   return model_->switch_steps(f, t);
 }

@@ -20,11 +20,15 @@ struct BatchFeatures {
   int64_t prefill_tokens = 0;     // tokens of prefill entries
   int64_t prefill_sq_tokens = 0;  // sum over prefill entries of n^2 (causal attention work)
   int32_t decode_seqs = 0;
-  int64_t decode_context = 0;     // sum of context lengths of decode entries
-  int32_t distinct_adapters = 0;  // LoRA segments in the batch (0 when merged)
-  int64_t lora_tokens = 0;        // tokens computed with a LoRA term (not on merged weights)
-  int64_t lora_token_rank = 0;    // sum over tokens computed unmerged of their adapter's rank
-  int64_t lora_adapter_rank = 0;  // sum over the distinct LoRA adapters of their rank
+  int64_t decode_context = 0;  // sum of context lengths of decode entries
+  // LoRA terms. Unmerged: every token, with its adapter. Merged: none, but in mixed mode
+  // (requests of other adapters beside the merged one's) those get their own term minus the
+  // merged adapter's: their tokens count with both ranks, and the merged adapter counts as
+  // one more distinct adapter.
+  int32_t distinct_adapters = 0;  // distinct adapters whose LoRA weights the batch reads
+  int64_t lora_tokens = 0;        // tokens computed with a LoRA term
+  int64_t lora_token_rank = 0;    // sum over those tokens of the rank(s) applied to them
+  int64_t lora_adapter_rank = 0;  // sum over the distinct adapters of their rank
   int32_t prefill_seqs() const { return entries - decode_seqs; }
   int64_t tokens() const { return prefill_tokens + decode_seqs; }
 };
@@ -37,7 +41,8 @@ class CostModel {
   virtual std::string describe() const = 0;
   virtual double iteration(const BatchFeatures& f) const = 0;
   // The steps (unmerge of from, merge of to) of a weight switch and their predicted times.
-  virtual std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to) const = 0;
+  virtual std::vector<CostStep> switch_steps(const AdapterInfo* from,
+                                             const AdapterInfo* to) const = 0;
   virtual double load(int64_t bytes) const = 0;
   // KV cache to host memory (to_device = false) or back.
   virtual double swap(int64_t bytes, bool to_device) const = 0;

@@ -1,8 +1,8 @@
 #include "core/exec/presets.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
 
 #include "core/adapters/adapter.hpp"
 #include "core/common/error.hpp"
@@ -37,8 +37,9 @@ struct ModelPreset {
   const char* model;  // model_preset() name
   int tp;
 };
-constexpr ModelPreset kModels[] = {
-    {"llama2-7b", "llama2-7b", 1}, {"llama2-13b", "llama2-13b", 1}, {"llama2-70b-tp4", "llama2-70b", 4}};
+constexpr ModelPreset kModels[] = {{"llama2-7b", "llama2-7b", 1},
+                                   {"llama2-13b", "llama2-13b", 1},
+                                   {"llama2-70b-tp4", "llama2-70b", 4}};
 
 // A roofline of one iteration on `tp` GPUs: the bytes every GPU streams from HBM (its share
 // of the weights, KV cache read by decodes and written by prefills, LoRA weights of the
@@ -48,7 +49,8 @@ constexpr ModelPreset kModels[] = {
 // module per layer (the per-adapter kernel launches of unmerged LoRA).
 class RooflineCostModel final : public CostModel {
  public:
-  RooflineCostModel(std::string name, ModelShape shape, int tp, GpuSpec gpu, RooflineCalibration cal)
+  RooflineCostModel(std::string name, ModelShape shape, int tp, GpuSpec gpu,
+                    RooflineCalibration cal)
       : name_(std::move(name)), shape_(std::move(shape)), tp_(tp), gpu_(std::move(gpu)), cal_(cal) {
     const ModelShape& s = shape_;
     for (int t = 0; t < kNumTargets; ++t)
@@ -56,7 +58,8 @@ class RooflineCostModel final : public CostModel {
     linear_params_ *= s.num_layers;
     const double vh = static_cast<double>(s.vocab_size) * s.hidden_size;
     // Every weight is read once per iteration except the embedding table (a lookup).
-    stream_bytes_ = (static_cast<double>(s.num_parameters()) - (s.tie_word_embeddings ? 0.0 : vh)) * kElem;
+    stream_bytes_ =
+        (static_cast<double>(s.num_parameters()) - (s.tie_word_embeddings ? 0.0 : vh)) * kElem;
     lm_head_flops_ = 2.0 * vh;
     kv_bytes_per_token_ = static_cast<double>(s.kv_bytes_per_token(kElem));
     q_dim_layers_ = static_cast<double>(s.num_heads) * s.head_dim * s.num_layers;
@@ -72,20 +75,23 @@ class RooflineCostModel final : public CostModel {
   double iteration(const BatchFeatures& f) const override {
     const double p = tp_;
     const double T = static_cast<double>(f.tokens());
-    const double bytes = stream_bytes_ +
-                         kv_bytes_per_token_ * static_cast<double>(f.decode_context + f.prefill_tokens) +
-                         lora_params_per_rank_ * kElem * static_cast<double>(f.lora_adapter_rank);
+    const double bytes =
+        stream_bytes_ +
+        kv_bytes_per_token_ * static_cast<double>(f.decode_context + f.prefill_tokens) +
+        lora_params_per_rank_ * kElem * static_cast<double>(f.lora_adapter_rank);
     const double flops = 2.0 * linear_params_ * T + lm_head_flops_ * f.entries +
                          2.0 * q_dim_layers_ * static_cast<double>(f.prefill_sq_tokens) +
                          4.0 * q_dim_layers_ * static_cast<double>(f.decode_context) +
                          2.0 * lora_params_per_rank_ * static_cast<double>(f.lora_token_rank);
-    double t = std::max(bytes / p / gpu_.hbm_bytes_per_s, flops / p / gpu_.peak_flops) / cal_.efficiency;
+    double t =
+        std::max(bytes / p / gpu_.hbm_bytes_per_s, flops / p / gpu_.peak_flops) / cal_.efficiency;
     if (tp_ > 1) {
       const double msg = T * shape_.hidden_size * kElem;  // one all-reduce's payload
       const double ring = 2.0 * (p - 1) / p * msg / (gpu_.nvlink_bytes_per_s * cal_.efficiency);
       t += 2.0 * shape_.num_layers * (ring + cal_.allreduce_latency);
     }
-    t += static_cast<double>(f.distinct_adapters) * shape_.num_layers * kNumTargets * cal_.segment_overhead;
+    t += static_cast<double>(f.distinct_adapters) * shape_.num_layers * kNumTargets *
+         cal_.segment_overhead;
     return t;
   }
 
@@ -94,10 +100,12 @@ class RooflineCostModel final : public CostModel {
   double switch_time(const AdapterInfo& a) const {
     const double bytes = 2.0 * linear_params_ * kElem + static_cast<double>(a.bytes);
     const double flops = 2.0 * a.rank * linear_params_;
-    return std::max(bytes / tp_ / gpu_.hbm_bytes_per_s, flops / tp_ / gpu_.peak_flops) / cal_.efficiency;
+    return std::max(bytes / tp_ / gpu_.hbm_bytes_per_s, flops / tp_ / gpu_.peak_flops) /
+           cal_.efficiency;
   }
 
-  std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to) const override {
+  std::vector<CostStep> switch_steps(const AdapterInfo* from,
+                                     const AdapterInfo* to) const override {
     std::vector<CostStep> s;
     if (from) s.push_back({EventKind::unmerge, from->id, switch_time(*from), from->bytes});
     if (to) s.push_back({EventKind::merge, to->id, switch_time(*to), to->bytes});
@@ -202,8 +210,9 @@ std::unique_ptr<CostModel> make_hardware_preset(const std::string& spec, const M
     const std::string hint = model == "llama2-70b"
                                  ? " (70B needs tensor parallelism: use llama2-70b-tp4)"
                                  : did_you_mean(model, model_names);
-    throw InputError(fmt::format("unknown cost model '{}': no hardware preset for model '{}'{} (presets: {})",
-                                 spec, model, hint, join(hardware_preset_names(), ", ")));
+    throw InputError(
+        fmt::format("unknown cost model '{}': no hardware preset for model '{}'{} (presets: {})",
+                    spec, model, hint, join(hardware_preset_names(), ", ")));
   }
   const GpuSpec* g = nullptr;
   std::vector<std::string> gpu_names;
@@ -216,9 +225,11 @@ std::unique_ptr<CostModel> make_hardware_preset(const std::string& spec, const M
                                  did_you_mean(gpu, gpu_names), join(gpu_names, ", ")));
   const ModelShape preset_shape = model_preset(mp->model);
   if (const std::string diff = shape_difference(preset_shape, shape); !diff.empty())
-    throw InputError(fmt::format("cost model '{}' models {}, but the experiment's model is '{}' ({})",
-                                 spec, preset_shape.name, shape.name, diff));
-  return std::make_unique<RooflineCostModel>(spec, preset_shape, mp->tp, *g, roofline_calibration());
+    throw InputError(
+        fmt::format("cost model '{}' models {}, but the experiment's model is '{}' ({})", spec,
+                    preset_shape.name, shape.name, diff));
+  return std::make_unique<RooflineCostModel>(spec, preset_shape, mp->tp, *g,
+                                             roofline_calibration());
 }
 
 }  // namespace lorasched

@@ -13,13 +13,13 @@
 namespace lorasched {
 
 struct GpuSpec {
-  std::string name;                 // "a100-80gb"
-  std::string description;          // "NVIDIA A100-SXM4-80GB"
-  double hbm_bytes_per_s = 0;       // HBM bandwidth
-  double peak_flops = 0;            // dense fp16/bf16 tensor-core peak
-  double pcie_bytes_per_s = 0;      // effective host<->device copy bandwidth (x16 link)
-  double nvlink_bytes_per_s = 0;    // NVLink bandwidth per direction per GPU (tensor parallel)
-  double memory_bytes = 0;          // device memory per GPU
+  std::string name;               // "a100-80gb"
+  std::string description;        // "NVIDIA A100-SXM4-80GB"
+  double hbm_bytes_per_s = 0;     // HBM bandwidth
+  double peak_flops = 0;          // dense fp16/bf16 tensor-core peak
+  double pcie_bytes_per_s = 0;    // effective host<->device copy bandwidth (x16 link)
+  double nvlink_bytes_per_s = 0;  // NVLink bandwidth per direction per GPU (tensor parallel)
+  double memory_bytes = 0;        // device memory per GPU
 };
 
 struct RooflineCalibration {

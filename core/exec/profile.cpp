@@ -1,22 +1,22 @@
 #include "core/exec/profile.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <array>
-#include <initializer_list>
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <system_error>
 
+#include "core/adapters/adapter.hpp"
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
-#include "core/adapters/adapter.hpp"
 #include "core/exec/interp.hpp"
 
 namespace fs = std::filesystem;
@@ -73,18 +73,20 @@ ProfileGrid default_profile_grid(const ModelShape& shape, bool quick, std::vecto
   g.decode_batch = powers_of_two(1, 64);
   g.decode_context = powers_of_two(16, 2048);
   g.swap_blocks = {1, 4, 16, 64, 256};
-  g.mixed = {{16, 1, 16, 128, {}}, {32, 1, 4, 64, {}},   {64, 1, 8, 128, {}},
+  g.mixed = {{16, 1, 16, 128, {}}, {32, 1, 4, 64, {}},    {64, 1, 8, 128, {}},
              {64, 2, 2, 32, {}},   {128, 2, 16, 256, {}}, {256, 4, 8, 512, {}}};
   // KV slots for the largest points: 256 MiB of fp32 KV cache (64 Ki tokens on tiny).
   g.max_kv_tokens = std::max<int64_t>(
-      4096, static_cast<int64_t>((256.0 * 1024 * 1024) / static_cast<double>(shape.kv_bytes_per_token(4))));
+      4096, static_cast<int64_t>((256.0 * 1024 * 1024) /
+                                 static_cast<double>(shape.kv_bytes_per_token(4))));
   // Rotation: twice the largest batch's adapters, as far as 128 MiB of fp32 weights of the
   // largest rank allow (32 on tiny: 4.7 MB each at rank 64; 16 on small).
   const int32_t max_d = *std::max_element(g.prefill_seqs.begin(), g.prefill_seqs.end());
-  const double largest = 4.0 * static_cast<double>(lora_parameters(shape, g.ranks.empty() ? 1 : g.ranks.back()));
+  const double largest =
+      4.0 * static_cast<double>(lora_parameters(shape, g.ranks.empty() ? 1 : g.ranks.back()));
   g.adapter_rotation =
       std::clamp(static_cast<int32_t>(128.0 * 1024 * 1024 / largest), max_d, 2 * max_d);
-  g.repeats = 5;
+  g.repeats = 7;
   g.warmup = 1;
   return g;
 }
@@ -158,15 +160,19 @@ class Profiler {
     std::vector<Job> prefill, decode, mixed, lora;
     for (int32_t P : g_.prefill_tokens)
       for (int32_t k : g_.prefill_seqs)
-        if (k <= P) add_job(prefill, api::Mode::merged, base, prefill_seqs(P, k, [&](int32_t) { return base; }), {P, k});
+        if (k <= P)
+          add_job(prefill, api::Mode::merged, base,
+                  prefill_seqs(P, k, [&](int32_t) { return base; }), {P, k});
     for (int32_t B : g_.decode_batch)
       for (int32_t C : g_.decode_context)
-        add_job(decode, api::Mode::merged, base, std::vector<Seq>(static_cast<size_t>(B), Seq{base, false, 1, C}),
-                {B, C});
+        add_job(decode, api::Mode::merged, base,
+                std::vector<Seq>(static_cast<size_t>(B), Seq{base, false, 1, C}), {B, C});
     for (const MixedPoint& x : g_.mixed) {
       auto seqs = prefill_seqs(x.prefill_tokens, x.prefill_seqs, [&](int32_t) { return base; });
-      for (int32_t i = 0; i < x.decode_batch; ++i) seqs.push_back({base, false, 1, x.decode_context});
-      add_job(mixed, api::Mode::merged, base, seqs, {x.prefill_tokens, x.prefill_seqs, x.decode_batch, x.decode_context});
+      for (int32_t i = 0; i < x.decode_batch; ++i)
+        seqs.push_back({base, false, 1, x.decode_context});
+      add_job(mixed, api::Mode::merged, base, seqs,
+              {x.prefill_tokens, x.prefill_seqs, x.decode_batch, x.decode_context});
     }
     for (const Job& pj : prefill)
       for (int32_t r : g_.ranks) {
@@ -177,30 +183,40 @@ class Profiler {
           return list[(run * static_cast<size_t>(D) + i) % rotation].id;
         };
         add_job(lora, api::Mode::unmerged, api::kNoAdapter,
-                prefill_seqs(P, D, [&](int32_t i) { return pick(0, static_cast<size_t>(i)); }), {P, D, r});
+                prefill_seqs(P, D, [&](int32_t i) { return pick(0, static_cast<size_t>(i)); }),
+                {P, D, r});
         if (rotation > static_cast<size_t>(D))
           lora.back().vary = [pick](ExecBatch& b, int run) {
-            for (size_t i = 0; i < b.entries.size(); ++i) b.entries[i].adapter = pick(static_cast<size_t>(run), i);
+            for (size_t i = 0; i < b.entries.size(); ++i)
+              b.entries[i].adapter = pick(static_cast<size_t>(run), i);
           };
       }
 
-    // Rounds: every point runs once per round (warm-up rounds first), the base points, then
-    // the unmerged ones; a point's median is over the rounds. So a point's runs follow other
-    // batches, as an iteration follows other batches in serving (the caches hold what the
-    // previous batch used, not this one), and a point and its base are measured in the
-    // same minutes, so a change of the machine's load moves both.
+    // Rounds: every point runs once per round (warm-up rounds first) and a point's median is
+    // over the rounds. So a point's runs follow other batches, as an iteration follows
+    // other batches in serving (the caches hold what the previous batch used, not this
+    // one). Prefill layouts run per token count, on the base weights and then unmerged, so
+    // a LoRA point and its base point are measured within a second of each other (a change
+    // of the machine's load moves both).
     for (int i = 0; i < g_.warmup + g_.repeats; ++i) {
       set_merged(base);
-      for (auto* table : {&prefill, &decode, &mixed}) run_round(*table, i);
-      set_merged(api::kNoAdapter);
-      run_round(lora, i);
+      run_round(decode, i);
+      run_round(mixed, i);
+      for (int32_t P : g_.prefill_tokens) {
+        set_merged(base);
+        run_round(prefill, i, P);
+        set_merged(api::kNoAdapter);
+        run_round(lora, i, P);
+      }
       if (log && i + 1 < g_.warmup + g_.repeats)
         log(fmt::format("round {}/{} {:6.1f} s", i + 1, g_.warmup + g_.repeats,
                         std::chrono::duration<double>(Clock::now() - t0).count()));
     }
+    set_merged(api::kNoAdapter);
     for (const Job& j : prefill) p.prefill.push_back({j.key[0], j.key[1], finish(j)});
     for (const Job& j : decode) p.decode.push_back({j.key[0], j.key[1], finish(j)});
-    for (const Job& j : mixed) p.mixed.push_back({j.key[0], j.key[1], j.key[2], j.key[3], finish(j)});
+    for (const Job& j : mixed)
+      p.mixed.push_back({j.key[0], j.key[1], j.key[2], j.key[3], finish(j)});
     for (const Job& j : lora) p.lora.push_back({j.key[0], j.key[1], j.key[2], finish(j)});
     part("batches", p.prefill.size() + p.decode.size() + p.mixed.size() + p.lora.size(), t0);
 
@@ -290,8 +306,8 @@ class Profiler {
 
   // Adds the point's job, or nothing (false) when the batch needs more KV slots than the
   // grid allows or the pool holds. The points of a table share the pool's first blocks.
-  bool add_job(std::vector<Job>& jobs, api::Mode mode, AdapterId merged, const std::vector<Seq>& seqs,
-               std::initializer_list<int32_t> key) {
+  bool add_job(std::vector<Job>& jobs, api::Mode mode, AdapterId merged,
+               const std::vector<Seq>& seqs, std::initializer_list<int32_t> key) {
     const int64_t bs = t_.block_size;
     int64_t need_blocks = 0, need_tokens = 0;
     for (const Seq& s : seqs) {
@@ -315,7 +331,8 @@ class Profiler {
       const size_t nb = static_cast<size_t>((s.context + bs - 1) / bs);
       e.block_table = std::span<const int32_t>(blocks_.data() + block, nb);
       block += nb;
-      e.tokens = std::span<const int32_t>(tokens_.data() + token, static_cast<size_t>(s.new_tokens));
+      e.tokens =
+          std::span<const int32_t>(tokens_.data() + token, static_cast<size_t>(s.new_tokens));
       token += static_cast<size_t>(s.new_tokens);
       j.batch.entries.push_back(e);
     }
@@ -323,10 +340,18 @@ class Profiler {
     return true;
   }
 
-  // Runs every job of a table once; run i < warmup is not timed.
-  void run_round(std::vector<Job>& jobs, int i) {
+  // Runs every job of a table once (those whose first key is `first`, if given), after
+  // one untimed run of the first of them, so that no timed run directly follows a weight
+  // switch or a batch of another table; run i < warmup is not timed.
+  void run_round(std::vector<Job>& jobs, int i, std::optional<int32_t> first = std::nullopt) {
+    bool settled = false;
     for (Job& j : jobs) {
+      if (first && j.key[0] != *first) continue;
       if (j.vary) j.vary(j.batch, i);
+      if (!settled) {
+        exec_.run(j.batch);
+        settled = true;
+      }
       const double t = exec_.run(j.batch).seconds;
       if (i >= g_.warmup) j.m.samples.push_back(t);
     }
@@ -412,8 +437,13 @@ class Reader {
   double seconds(const json& obj, const std::string& path, const char* key) const {
     const double d = number(obj, path, key);
     if (d < 0) fail(path.empty() ? key : path + "." + key, fmt::format("is negative ({})", d));
+    // Beyond a measurement; it would also let the tables extrapolate to infinity.
+    if (d > kMaxSeconds)
+      fail(path.empty() ? key : path + "." + key,
+           fmt::format("is {} s, more than the {} s a measured time can be", d, kMaxSeconds));
     return d;
   }
+  static constexpr double kMaxSeconds = 1e6;
   int64_t integer(const json& obj, const std::string& path, const char* key, int64_t lo = INT64_MIN,
                   int64_t hi = INT64_MAX) const {
     const json& v = get(obj, path, key);
@@ -528,25 +558,37 @@ std::string profile_to_json(const Profile& p) {
   j["grid"] = g;
   auto& pre = j["prefill"] = json::array();
   for (const auto& x : p.prefill)
-    pre.push_back({{"tokens", x.tokens}, {"seqs", x.seqs}, {"seconds", x.m.seconds},
+    pre.push_back({{"tokens", x.tokens},
+                   {"seqs", x.seqs},
+                   {"seconds", x.m.seconds},
                    {"samples", measurement_json(x.m)}});
   auto& dec = j["decode"] = json::array();
   for (const auto& x : p.decode)
-    dec.push_back({{"batch", x.batch}, {"context", x.context}, {"seconds", x.m.seconds},
+    dec.push_back({{"batch", x.batch},
+                   {"context", x.context},
+                   {"seconds", x.m.seconds},
                    {"samples", measurement_json(x.m)}});
   auto& lora = j["lora"] = json::array();
   for (const auto& x : p.lora)
-    lora.push_back({{"tokens", x.tokens}, {"adapters", x.adapters}, {"rank", x.rank},
-                    {"seconds", x.m.seconds}, {"samples", measurement_json(x.m)}});
+    lora.push_back({{"tokens", x.tokens},
+                    {"adapters", x.adapters},
+                    {"rank", x.rank},
+                    {"seconds", x.m.seconds},
+                    {"samples", measurement_json(x.m)}});
   auto& mixed = j["mixed"] = json::array();
   for (const auto& x : p.mixed)
-    mixed.push_back({{"prefill_tokens", x.prefill_tokens}, {"prefill_seqs", x.prefill_seqs},
-                     {"decode_batch", x.decode_batch}, {"decode_context", x.decode_context},
-                     {"seconds", x.m.seconds}, {"samples", measurement_json(x.m)}});
+    mixed.push_back({{"prefill_tokens", x.prefill_tokens},
+                     {"prefill_seqs", x.prefill_seqs},
+                     {"decode_batch", x.decode_batch},
+                     {"decode_context", x.decode_context},
+                     {"seconds", x.m.seconds},
+                     {"samples", measurement_json(x.m)}});
   auto sizes = [&](const char* key, const char* size_key, const std::vector<SizePoint>& v) {
     auto& a = j[key] = json::array();
     for (const auto& x : v)
-      a.push_back({{size_key, x.size}, {"bytes", x.bytes}, {"seconds", x.m.seconds},
+      a.push_back({{size_key, x.size},
+                   {"bytes", x.bytes},
+                   {"seconds", x.m.seconds},
                    {"samples", measurement_json(x.m)}});
   };
   sizes("merge", "rank", p.merge);
@@ -561,11 +603,12 @@ Profile profile_from_json(const std::string& text, const std::string& source) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e999
     throw InputError(fmt::format("{}: not a valid JSON profile: {}", source, e.what()));
   }
   const Reader r(source);
-  if (!j.is_object()) throw InputError(fmt::format("{}: not a lorasched profile (not a JSON object)", source));
+  if (!j.is_object())
+    throw InputError(fmt::format("{}: not a lorasched profile (not a JSON object)", source));
   const std::string format = r.string(j, "", "format");
   if (format != kProfileFormat)
     throw InputError(fmt::format("{}: format is '{}', not '{}' (not a lorasched profile)", source,
@@ -573,9 +616,10 @@ Profile profile_from_json(const std::string& text, const std::string& source) {
   Profile p;
   p.version = static_cast<int>(r.integer(j, "", "version"));
   if (p.version != kProfileVersion)
-    throw InputError(fmt::format("{}: profile version {}, this lorasched reads version {}; take the "
-                                 "profile again with `lorasched profile`",
-                                 source, p.version, kProfileVersion));
+    throw InputError(
+        fmt::format("{}: profile version {}, this lorasched reads version {}; take the "
+                    "profile again with `lorasched profile`",
+                    source, p.version, kProfileVersion));
   const json& m = r.get(j, "", "machine");
   p.machine.hostname = r.string(m, "machine", "hostname");
   p.machine.cpu_model = r.string(m, "machine", "cpu_model");
@@ -600,15 +644,18 @@ Profile profile_from_json(const std::string& text, const std::string& source) {
   p.grid.ranks = r.ints(g, "grid", "ranks");
   p.grid.swap_blocks = r.ints(g, "grid", "swap_blocks");
   p.grid.max_kv_tokens = r.integer(g, "grid", "max_kv_tokens", 1);
-  p.grid.adapter_rotation = static_cast<int32_t>(r.integer(g, "grid", "adapter_rotation", 1, INT32_MAX));
+  p.grid.adapter_rotation =
+      static_cast<int32_t>(r.integer(g, "grid", "adapter_rotation", 1, INT32_MAX));
   p.grid.repeats = static_cast<int>(r.integer(g, "grid", "repeats", 1, 1 << 20));
   p.grid.warmup = static_cast<int>(r.integer(g, "grid", "warmup", 0, 1 << 20));
 
   r.each(j, "prefill", [&](const json& x, const std::string& at) {
-    p.prefill.push_back({r.positive(x, at, "tokens"), r.positive(x, at, "seqs"), r.measurement(x, at)});
+    p.prefill.push_back(
+        {r.positive(x, at, "tokens"), r.positive(x, at, "seqs"), r.measurement(x, at)});
   });
   r.each(j, "decode", [&](const json& x, const std::string& at) {
-    p.decode.push_back({r.positive(x, at, "batch"), r.positive(x, at, "context"), r.measurement(x, at)});
+    p.decode.push_back(
+        {r.positive(x, at, "batch"), r.positive(x, at, "context"), r.measurement(x, at)});
   });
   r.each(j, "lora", [&](const json& x, const std::string& at) {
     p.lora.push_back({r.positive(x, at, "tokens"), r.positive(x, at, "adapters"),
@@ -621,7 +668,8 @@ Profile profile_from_json(const std::string& text, const std::string& source) {
   });
   auto sizes = [&](const char* key, const char* size_key, std::vector<SizePoint>& out) {
     r.each(j, key, [&](const json& x, const std::string& at) {
-      out.push_back({r.positive(x, at, size_key), r.integer(x, at, "bytes", 1), r.measurement(x, at)});
+      out.push_back(
+          {r.positive(x, at, size_key), r.integer(x, at, "bytes", 1), r.measurement(x, at)});
     });
   };
   sizes("merge", "rank", p.merge);
@@ -638,7 +686,8 @@ void write_profile(const Profile& p, const fs::path& path) {
   const fs::path tmp = path.string() + ".partial";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(ExitCode::runtime, fmt::format("{}: cannot write the profile", tmp.string()));
+    if (!out)
+      throw Error(ExitCode::runtime, fmt::format("{}: cannot write the profile", tmp.string()));
     out << profile_to_json(p);
     if (!out) throw Error(ExitCode::runtime, fmt::format("{}: write failed", tmp.string()));
   }
@@ -653,9 +702,10 @@ Profile read_profile(const fs::path& path) {
   if (!in) {
     std::error_code ec;
     if (!fs::exists(path, ec))
-      throw InputError(fmt::format("{}: profile file does not exist (take one with `lorasched profile "
-                                   "-o {}`)",
-                                   path.string(), path.string()));
+      throw InputError(
+          fmt::format("{}: profile file does not exist (take one with `lorasched profile "
+                      "-o {}`)",
+                      path.string(), path.string()));
     throw InputError(fmt::format("{}: cannot read the profile file", path.string()));
   }
   std::stringstream ss;
@@ -710,9 +760,10 @@ class ProfileCostModel final : public CostModel {
       if (row != pre.end())
         if (auto it = row->second.find(x.adapters); it != row->second.end()) base = &it->second;
       if (!base)
-        fail(fmt::format("'lora' point tokens={} adapters={} rank={} has no 'prefill' point with "
-                         "tokens={} seqs={} to compare with",
-                         x.tokens, x.adapters, x.rank, x.tokens, x.adapters));
+        fail(
+            fmt::format("'lora' point tokens={} adapters={} rank={} has no 'prefill' point with "
+                        "tokens={} seqs={} to compare with",
+                        x.tokens, x.adapters, x.rank, x.tokens, x.adapters));
       if (!lo[x.adapters][x.tokens].emplace(x.rank, std::max(0.0, x.m.seconds - *base)).second)
         dup("lora", fmt::format("tokens={} adapters={} rank={}", x.tokens, x.adapters, x.rank));
     }
@@ -770,10 +821,14 @@ class ProfileCostModel final : public CostModel {
     return std::max(t, 0.0);
   }
 
-  std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to) const override {
+  std::vector<CostStep> switch_steps(const AdapterInfo* from,
+                                     const AdapterInfo* to) const override {
     std::vector<CostStep> s;
-    if (from) s.push_back({EventKind::unmerge, from->id, unmerge_(static_cast<double>(from->bytes)), from->bytes});
-    if (to) s.push_back({EventKind::merge, to->id, merge_(static_cast<double>(to->bytes)), to->bytes});
+    if (from)
+      s.push_back(
+          {EventKind::unmerge, from->id, unmerge_(static_cast<double>(from->bytes)), from->bytes});
+    if (to)
+      s.push_back({EventKind::merge, to->id, merge_(static_cast<double>(to->bytes)), to->bytes});
     return s;
   }
   double load(int64_t bytes) const override { return load_(static_cast<double>(bytes)); }
@@ -800,10 +855,11 @@ class ProfileCostModel final : public CostModel {
 std::unique_ptr<CostModel> profile_cost_model(const Profile& p, const std::string& source,
                                               const ModelShape& shape) {
   if (const std::string diff = shape_difference(p.shape, shape); !diff.empty())
-    throw InputError(fmt::format("{}: the profile was taken on model '{}' and the experiment's model "
-                                 "is '{}': {} (take a profile of this model with `lorasched profile "
-                                 "--model ...`)",
-                                 source, p.shape.name, shape.name, diff));
+    throw InputError(
+        fmt::format("{}: the profile was taken on model '{}' and the experiment's model "
+                    "is '{}': {} (take a profile of this model with `lorasched profile "
+                    "--model ...`)",
+                    source, p.shape.name, shape.name, diff));
   return std::make_unique<ProfileCostModel>(p, source);
 }
 

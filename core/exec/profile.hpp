@@ -63,16 +63,16 @@ struct ProfileGrid {
   std::vector<int32_t> prefill_seqs;    // also the LoRA grid's distinct adapters
   std::vector<int32_t> decode_batch;
   std::vector<int32_t> decode_context;
-  std::vector<int32_t> ranks;           // LoRA grid, merges, loads
+  std::vector<int32_t> ranks;  // LoRA grid, merges, loads
   std::vector<int32_t> swap_blocks;
-  std::vector<MixedPoint> mixed;        // the mixed batches (m unused)
-  int64_t max_kv_tokens = 0;            // points needing more KV slots are skipped
+  std::vector<MixedPoint> mixed;  // the mixed batches (m unused)
+  int64_t max_kv_tokens = 0;      // points needing more KV slots are skipped
   // Adapters of each rank the LoRA points cycle through, D at a time, from one run of a
   // point to the next: in serving, consecutive unmerged batches hold other adapters, whose
   // weights are not in the caches (at least the largest prefill_seqs).
   int32_t adapter_rotation = 1;
-  int repeats = 5;                      // timed runs per point (median)
-  int warmup = 1;                       // untimed runs first
+  int repeats = 5;  // timed runs per point (median)
+  int warmup = 1;   // untimed runs first
 };
 
 // The default grid for a model shape (--quick: a small one for tests, seconds).
@@ -96,11 +96,11 @@ struct Profile {
   ModelShape shape;
   int element_bytes = 4;
   int32_t block_size = 16;
-  int64_t block_bytes = 0;          // one KV block, all layers, K and V
-  double device_memory_bytes = 0;   // what the executor may use (weights + pool)
-  double default_pool_bytes = 0;    // the pool it gets when an experiment sets none
+  int64_t block_bytes = 0;         // one KV block, all layers, K and V
+  double device_memory_bytes = 0;  // what the executor may use (weights + pool)
+  double default_pool_bytes = 0;   // the pool it gets when an experiment sets none
   ProfileGrid grid;
-  double seconds_taken = 0;         // wall time of the profiling run
+  double seconds_taken = 0;  // wall time of the profiling run
   std::vector<PrefillPoint> prefill;
   std::vector<DecodePoint> decode;
   std::vector<LoraPoint> lora;

@@ -25,7 +25,8 @@ class TempDir {
   TempDir() {
     const auto* info = testing::UnitTest::GetInstance()->current_test_info();
     std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "test";
-    path_ = fs::path(testing::TempDir()) / ("lorasched_cost_" + std::to_string(::getpid()) + "_" + name);
+    path_ = fs::path(testing::TempDir()) /
+            ("lorasched_cost_" + std::to_string(::getpid()) + "_" + name);
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -47,8 +48,12 @@ inline void write_file(const fs::path& p, const std::string& text) {
 // Times with shapes like the real ones but not linear (so interpolation is tested), all
 // distinct.
 inline double t_prefill(int P, int k) { return 1e-3 + 2e-5 * P + 3e-8 * P * P / k + 1e-5 * k; }
-inline double t_decode(int B, int C) { return 8e-4 + 5e-5 * B + 1e-7 * B * C + 1e-6 * std::sqrt(C); }
-inline double t_lora_extra(int P, int D, int r) { return 4e-5 * D + 2e-8 * P * r + 1e-6 * std::sqrt(r); }
+inline double t_decode(int B, int C) {
+  return 8e-4 + 5e-5 * B + 1e-7 * B * C + 1e-6 * std::sqrt(C);
+}
+inline double t_lora_extra(int P, int D, int r) {
+  return 4e-5 * D + 2e-8 * P * r + 1e-6 * std::sqrt(r);
+}
 
 inline Profile synthetic_profile() {
   Profile p;
@@ -94,7 +99,8 @@ inline Profile synthetic_profile() {
 }
 
 // Adapters of the given ranks (id i has ranks[i]), sizes at `elem` bytes per element.
-inline std::vector<AdapterInfo> adapters_of(const ModelShape& s, const std::vector<int>& ranks, int elem) {
+inline std::vector<AdapterInfo> adapters_of(const ModelShape& s, const std::vector<int>& ranks,
+                                            int elem) {
   std::vector<AdapterInfo> out;
   for (size_t i = 0; i < ranks.size(); ++i) {
     AdapterInfo a;
@@ -114,7 +120,8 @@ struct SeqSpec {
   int32_t tokens;  // new tokens (prefill) or context (decode)
 };
 
-inline ExecBatch make_batch(api::Mode mode, api::AdapterId merged, const std::vector<SeqSpec>& seqs) {
+inline ExecBatch make_batch(api::Mode mode, api::AdapterId merged,
+                            const std::vector<SeqSpec>& seqs) {
   ExecBatch b;
   b.mode = mode;
   b.merged_adapter = merged;

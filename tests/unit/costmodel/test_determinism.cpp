@@ -22,7 +22,8 @@ bool same(T a, T b) {
   return a == b;
 }
 
-#define EXPECT_SAME_FIELD(a, b, f, i) EXPECT_TRUE(same((a).f, (b).f)) << #f << " differs at row " << (i)
+#define EXPECT_SAME_FIELD(a, b, f, i) \
+  EXPECT_TRUE(same((a).f, (b).f)) << #f << " differs at row " << (i)
 
 void expect_same_records(const RunRecords& a, const RunRecords& b) {
   ASSERT_EQ(a.requests.size(), b.requests.size());
@@ -91,7 +92,9 @@ void expect_same_summary(const Summary& a, const Summary& b) {
   for (const auto& f : summary_fields()) {
     if (std::string(f.name) == "wall_seconds") continue;
     std::visit(
-        [&](auto member) { EXPECT_TRUE(same(a.*member, b.*member)) << "summary " << f.name << " differs"; },
+        [&](auto member) {
+          EXPECT_TRUE(same(a.*member, b.*member)) << "summary " << f.name << " differs";
+        },
         f.member);
   }
 }
@@ -178,7 +181,8 @@ TEST(Determinism, ProfileCostModelRunsAreIdentical) {
     text.replace(text.find(from), from.size(), to);
   };
   replace("preset = \"llama2-7b\"", "preset = \"tiny\"");
-  replace("costmodel = \"llama2-7b@a100-80gb\"", "costmodel = \"" + (dir / "p.json").string() + "\"");
+  replace("costmodel = \"llama2-7b@a100-80gb\"",
+          "costmodel = \"" + (dir / "p.json").string() + "\"");
   replace("num_requests = 1500", "num_requests = 400");
   replace("max = 2000", "max = 300");
   replace("max = 1000", "max = 200");

@@ -57,7 +57,8 @@ TEST(Presets, EveryPresetBuildsAndScalesSensibly) {
   const auto names = hardware_preset_names();
   EXPECT_EQ(names.size(), 6u);
   for (const auto& n : names) {
-    const std::string model = n.substr(0, n.find('@')) == "llama2-70b-tp4" ? "llama2-70b" : n.substr(0, n.find('@'));
+    const std::string model =
+        n.substr(0, n.find('@')) == "llama2-70b-tp4" ? "llama2-70b" : n.substr(0, n.find('@'));
     auto m = make_cost_model(n, model_preset(model));
     const ModelShape& s = m->shape();
     // Monotone in batch size, context and distinct adapters; prefill costs more than decode.
@@ -67,7 +68,9 @@ TEST(Presets, EveryPresetBuildsAndScalesSensibly) {
       EXPECT_GE(t, prev) << n << " batch " << b;
       prev = t;
     }
-    EXPECT_LT(m->iteration(reference(s, false, 16, 128)), m->iteration(reference(s, false, 16, 4096))) << n;
+    EXPECT_LT(m->iteration(reference(s, false, 16, 128)),
+              m->iteration(reference(s, false, 16, 4096)))
+        << n;
     EXPECT_LT(m->iteration(reference(s, false)), m->iteration(reference(s, true))) << n;
     EXPECT_LT(switch_time(*m, 8), switch_time(*m, 64) + 1e-12) << n;
     EXPECT_GT(m->device_memory_bytes() * 0.9, static_cast<double>(s.num_parameters()) * 2) << n;
@@ -76,7 +79,8 @@ TEST(Presets, EveryPresetBuildsAndScalesSensibly) {
   auto h7 = make_cost_model("llama2-7b@h100-80gb", model_preset("llama2-7b"));
   auto a13 = make_cost_model("llama2-13b@a100-80gb", model_preset("llama2-13b"));
   auto a70 = make_cost_model("llama2-70b-tp4@a100-80gb", model_preset("llama2-70b"));
-  const auto s7 = model_preset("llama2-7b"), s13 = model_preset("llama2-13b"), s70 = model_preset("llama2-70b");
+  const auto s7 = model_preset("llama2-7b"), s13 = model_preset("llama2-13b"),
+             s70 = model_preset("llama2-70b");
   EXPECT_LT(h7->iteration(reference(s7, false)), a7->iteration(reference(s7, false)));
   EXPECT_LT(a7->iteration(reference(s7, false)), a13->iteration(reference(s13, false)));
   EXPECT_LT(a13->iteration(reference(s13, false)), a70->iteration(reference(s70, false)));
@@ -101,7 +105,8 @@ TEST(Presets, WrongModelOrNameIsAClearError) {
     make_cost_model("llama2-7b@a100-40gb", model_preset("llama2-7b"));
     ADD_FAILURE();
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("did you mean 'a100-80gb'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did you mean 'a100-80gb'"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -137,7 +142,8 @@ TEST(DloraArtifact, TimingModelUnchanged) {
   EXPECT_EQ(m->bytes_per_element(), 2);
   EXPECT_EQ(m->default_pool_bytes(), 0.0);
   // Any model shape: it is a timing model, not a hardware one.
-  EXPECT_EQ(make_cost_model("dlora-artifact", model_preset("tiny"))->iteration(reference(s, false)), 0.015);
+  EXPECT_EQ(make_cost_model("dlora-artifact", model_preset("tiny"))->iteration(reference(s, false)),
+            0.015);
 }
 
 // 70B on four GPUs: the pool is sized from 4 x 80 GiB minus the weights, and a run with
@@ -177,7 +183,8 @@ plugin = "dlora-adaptive"
   EXPECT_EQ(sim.pool_blocks(), static_cast<int64_t>((4 * 80 * kGiB * 0.9 - weights) / block));
   const RunResult r = sim.run();
   int64_t finished = 0;
-  for (const auto& q : r.records.requests) finished += q.status == static_cast<int8_t>(RequestStatus::finished);
+  for (const auto& q : r.records.requests)
+    finished += q.status == static_cast<int8_t>(RequestStatus::finished);
   EXPECT_EQ(finished, 300);
   EXPECT_NE(r.device.find("4 x NVIDIA H100"), std::string::npos) << r.device;
 }

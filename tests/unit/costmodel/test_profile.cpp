@@ -10,6 +10,7 @@
 
 #include "core/cli/commands.hpp"
 #include "core/common/error.hpp"
+#include "core/metrics/h5.hpp"
 #include "costmodel_util.hpp"
 
 namespace lorasched::test {
@@ -31,7 +32,8 @@ void expect_input_error(F f, const std::vector<std::string>& parts) {
     f();
     ADD_FAILURE() << "no InputError";
   } catch (const InputError& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
   }
 }
 
@@ -118,8 +120,9 @@ TEST(Profile, QuickCpuProfileRoundTripsThroughTheFile) {
   const auto adapters = adapters_of(p.shape, {8}, 4);
   for (const auto& x : p.decode) {
     std::vector<SeqSpec> seqs(static_cast<size_t>(x.batch), SeqSpec{0, false, x.context});
-    EXPECT_DOUBLE_EQ(model->iteration(batch_features(make_batch(api::Mode::merged, 0, seqs), adapters)),
-                     x.m.seconds);
+    EXPECT_DOUBLE_EQ(
+        model->iteration(batch_features(make_batch(api::Mode::merged, 0, seqs), adapters)),
+        x.m.seconds);
   }
   EXPECT_EQ(model->bytes_per_element(), 4);
   EXPECT_EQ(model->default_pool_bytes(), 0.25 * 1024 * 1024 * 1024);
@@ -127,8 +130,10 @@ TEST(Profile, QuickCpuProfileRoundTripsThroughTheFile) {
 
 TEST(ProfileModel, EqualsTheProfileAtMeasuredPoints) {
   Fixture f;
-  for (const auto& x : f.p.prefill) EXPECT_EQ(f.prefill(x.tokens, x.seqs), x.m.seconds) << x.tokens << "/" << x.seqs;
-  for (const auto& x : f.p.decode) EXPECT_EQ(f.decode(x.batch, x.context), x.m.seconds) << x.batch << "/" << x.context;
+  for (const auto& x : f.p.prefill)
+    EXPECT_EQ(f.prefill(x.tokens, x.seqs), x.m.seconds) << x.tokens << "/" << x.seqs;
+  for (const auto& x : f.p.decode)
+    EXPECT_EQ(f.decode(x.batch, x.context), x.m.seconds) << x.batch << "/" << x.context;
   for (const auto& x : f.p.lora)
     EXPECT_NEAR(f.lora(x.tokens, x.adapters, x.rank), x.m.seconds, 1e-15)
         << x.tokens << "/" << x.adapters << "/" << x.rank;
@@ -177,17 +182,20 @@ TEST(ProfileModel, MonotoneBetweenMeasuredPoints) {
     for (size_t i = 0; i + 1 < g.prefill_tokens.size(); ++i) {
       const int P0 = std::max(g.prefill_tokens[i], k), P1 = g.prefill_tokens[i + 1];
       if (P0 >= P1) continue;
-      expect_monotone_between(f.prefill(P0, k), f.prefill(P1, k), P0, P1, [&](int P) { return f.prefill(P, k); });
+      expect_monotone_between(f.prefill(P0, k), f.prefill(P1, k), P0, P1,
+                              [&](int P) { return f.prefill(P, k); });
     }
   for (int B : g.decode_batch)
     for (size_t i = 0; i + 1 < g.decode_context.size(); ++i) {
       const int C0 = g.decode_context[i], C1 = g.decode_context[i + 1];
-      expect_monotone_between(f.decode(B, C0), f.decode(B, C1), C0, C1, [&](int C) { return f.decode(B, C); });
+      expect_monotone_between(f.decode(B, C0), f.decode(B, C1), C0, C1,
+                              [&](int C) { return f.decode(B, C); });
     }
   for (int C : g.decode_context)
     for (size_t i = 0; i + 1 < g.decode_batch.size(); ++i) {
       const int B0 = g.decode_batch[i], B1 = g.decode_batch[i + 1];
-      expect_monotone_between(f.decode(B0, C), f.decode(B1, C), B0, B1, [&](int B) { return f.decode(B, C); });
+      expect_monotone_between(f.decode(B0, C), f.decode(B1, C), B0, B1,
+                              [&](int B) { return f.decode(B, C); });
     }
   for (int r : {8, 16, 64})
     for (int D : {1, 2, 4})
@@ -199,7 +207,8 @@ TEST(ProfileModel, MonotoneBetweenMeasuredPoints) {
       }
   // Sizes: interpolated in bytes.
   for (size_t i = 0; i + 1 < f.p.merge.size(); ++i) {
-    const double b0 = static_cast<double>(f.p.merge[i].bytes), b1 = static_cast<double>(f.p.merge[i + 1].bytes);
+    const double b0 = static_cast<double>(f.p.merge[i].bytes),
+                 b1 = static_cast<double>(f.p.merge[i + 1].bytes);
     const double mid = f.model->load(static_cast<int64_t>((b0 + b1) / 2));
     EXPECT_GT(mid, f.p.load[i].m.seconds);
     EXPECT_LT(mid, f.p.load[i + 1].m.seconds);
@@ -212,7 +221,8 @@ TEST(ProfileModel, CombinesPrefillDecodeAndLora) {
   // points' 5e-4 and 7e-4 = 6e-4).
   std::vector<SeqSpec> seqs = prefill_layout(16, 1, [](int) { return 0; });
   for (int i = 0; i < 4; ++i) seqs.push_back({0, false, 64});
-  const double t = f.model->iteration(batch_features(make_batch(api::Mode::merged, 0, seqs), f.adapters));
+  const double t =
+      f.model->iteration(batch_features(make_batch(api::Mode::merged, 0, seqs), f.adapters));
   EXPECT_NEAR(t, t_prefill(16, 1) + t_decode(4, 64) - 6e-4, 1e-12);
   // Unmerged decode batch: decode + LoRA extra of (D, T = B tokens, rank).
   std::vector<SeqSpec> dec;
@@ -238,8 +248,9 @@ TEST(ProfileErrors, OtherModelShapeNamesFileAndField) {
   TempDir dir;
   const fs::path file = dir / "tiny.json";
   write_profile(synthetic_profile(), file);
-  expect_input_error([&] { make_cost_model(file.string(), model_preset("small")); },
-                     {file.string(), "vocab_size 2048 vs 8192", "hidden_size 256 vs 1024", "tiny", "small"});
+  expect_input_error(
+      [&] { make_cost_model(file.string(), model_preset("small")); },
+      {file.string(), "vocab_size 2048 vs 8192", "hidden_size 256 vs 1024", "tiny", "small"});
   ModelShape s = model_preset("tiny");
   s.num_kv_heads = 8;
   expect_input_error([&] { make_cost_model(file.string(), s); }, {file.string(), "num_kv_heads"});
@@ -302,10 +313,59 @@ TEST(ProfileErrors, MissingOrCorruptFieldsNameFileAndKey) {
   write_file(corrupt, profile_to_json(synthetic_profile()).substr(0, 200));
   expect_input_error([&] { make_cost_model(corrupt.string(), model_preset("tiny")); },
                      {"corrupt.json", "not a valid JSON"});
-  expect_input_error([&] { make_cost_model((dir / "missing.json").string(), model_preset("tiny")); },
-                     {"missing.json", "does not exist", "lorasched profile"});
+  expect_input_error(
+      [&] { make_cost_model((dir / "missing.json").string(), model_preset("tiny")); },
+      {"missing.json", "does not exist", "lorasched profile"});
   expect_input_error([&] { make_cost_model("dlora-artefact", model_preset("tiny")); },
                      {"unknown cost model", "did you mean 'dlora-artifact'"});
+}
+
+}  // namespace
+}  // namespace lorasched::test
+
+namespace lorasched::test {
+namespace {
+
+// `lorasched report`'s fidelity section: a costmodel run against the cpu run of the same
+// workload; nothing for files without such a pair.
+TEST(Fidelity, ReportSectionComparesTheRunsOfOneWorkload) {
+  auto make_run = [](const std::string& executor, double latency, double duration) {
+    StoredRun r;
+    r.group = executor == "cpu" ? "000" : "001";
+    r.attrs.label = executor;
+    r.attrs.executor = executor;
+    r.attrs.seed = 7;
+    for (int i = 0; i < 4; ++i) {
+      RequestRecord q;
+      q.id = i;
+      q.arrival = 0.5 * i;
+      q.prompt_tokens = 10 + i;
+      r.records.requests.push_back(q);
+    }
+    IterationRecord it;
+    it.duration = duration;
+    r.records.iterations = {it, it};
+    r.summary.latency_mean = latency;
+    r.summary.latency_p90 = 2 * latency;
+    r.summary.throughput_rps = 4;
+    r.summary.throughput_tokens = 40;
+    r.summary.iterations = 2;
+    return r;
+  };
+  std::vector<StoredRun> runs = {make_run("cpu", 1.0, 0.010), make_run("costmodel", 1.03, 0.0095)};
+  std::ostringstream out;
+  print_fidelity(out, runs);
+  const std::string s = out.str();
+  EXPECT_NE(s.find("fidelity: costmodel run 'costmodel' against cpu run 'cpu' (4 requests)"),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.find("+3.0%"), std::string::npos) << s;  // latency mean and P90
+  EXPECT_NE(s.find("-5.0%"), std::string::npos) << s;  // iteration time
+
+  runs[1].records.requests[2].arrival = 9;  // another workload: no section
+  std::ostringstream none;
+  print_fidelity(none, runs);
+  EXPECT_EQ(none.str(), "");
 }
 
 }  // namespace
