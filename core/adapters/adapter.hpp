@@ -13,8 +13,8 @@
 namespace lorasched {
 
 struct LoraModule {
-  int rank = 0;        // 0: this module is not adapted
-  float scale = 0.0f;  // multiplies (x A^T) B^T
+  int rank = 0;          // 0: this module is not adapted
+  float scale = 0.0f;    // multiplies (x A^T) B^T
   std::vector<float> A;  // [rank, in]
   std::vector<float> B;  // [out, rank]
   bool present() const { return rank > 0; }
@@ -22,7 +22,7 @@ struct LoraModule {
 
 struct LoraAdapterWeights {
   std::string name;
-  int rank = 0;            // nominal rank (r in adapter_config.json); modules may differ
+  int rank = 0;  // nominal rank (r in adapter_config.json); modules may differ
   float lora_alpha = 0.0f;
   bool use_rslora = false;
   // layers[l][t]: module t of layer l (Target order).
@@ -52,7 +52,8 @@ struct AdapterInfo {
 inline int64_t lora_parameters(const ModelShape& s, int rank) {
   int64_t per_layer = 0;
   for (int t = 0; t < kNumTargets; ++t)
-    per_layer += static_cast<int64_t>(rank) * (s.in_features(Target(t)) + s.out_features(Target(t)));
+    per_layer +=
+        static_cast<int64_t>(rank) * (s.in_features(Target(t)) + s.out_features(Target(t)));
   return per_layer * s.num_layers;
 }
 

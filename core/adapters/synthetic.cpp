@@ -13,7 +13,8 @@ LoraAdapterWeights synthetic_adapter(const ModelShape& shape, int rank, double a
   a.rank = rank;
   a.lora_alpha = static_cast<float>(alpha);
   a.use_rslora = use_rslora;
-  const float scale = static_cast<float>(use_rslora ? alpha / std::sqrt(double(rank)) : alpha / rank);
+  const float scale =
+      static_cast<float>(use_rslora ? alpha / std::sqrt(double(rank)) : alpha / rank);
   Rng rng(seed, /*stream=*/0x6c6f7261ULL);
   a.layers.resize(static_cast<size_t>(shape.num_layers));
   for (auto& layer : a.layers)

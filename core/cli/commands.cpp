@@ -11,13 +11,13 @@
 #include "core/checkpoint/hf_model.hpp"
 #include "core/checkpoint/peft_adapter.hpp"
 #include "core/cluster/simulation.hpp"
-#include "core/model/generate.hpp"
 #include "core/common/error.hpp"
 #include "core/config/experiment.hpp"
 #include "core/config/plugin_params.hpp"
 #include "core/metrics/h5.hpp"
 #include "core/metrics/summary.hpp"
 #include "core/metrics/table.hpp"
+#include "core/model/generate.hpp"
 
 namespace fs = std::filesystem;
 
@@ -44,7 +44,8 @@ std::vector<fs::path> extra_plugin_dirs(const std::vector<Experiment>& exps) {
 // A progress line on a terminal (rewritten in place), a few plain lines otherwise.
 class Progress {
  public:
-  Progress(bool quiet, size_t runs) : quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), runs_(runs) {}
+  Progress(bool quiet, size_t runs)
+      : quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), runs_(runs) {}
   void start(size_t index, const std::string& label) {
     index_ = index;
     label_ = label.empty() ? "run" : label;
@@ -87,12 +88,14 @@ std::vector<RunGroup> group_runs(
   for (const auto& [coords, summary] : runs) {
     std::vector<std::string> parts;
     for (const auto& k : keys) {
-      auto it = std::find_if(coords.begin(), coords.end(), [&](const auto& c) { return c.first == k; });
+      auto it =
+          std::find_if(coords.begin(), coords.end(), [&](const auto& c) { return c.first == k; });
       parts.push_back(k == "variant" ? (it == coords.end() ? "-" : it->second)
                                      : k + "=" + (it == coords.end() ? "-" : it->second));
     }
     const std::string label = fmt::format("{}", fmt::join(parts, " "));
-    auto g = std::find_if(groups.begin(), groups.end(), [&](const RunGroup& x) { return x.label == label; });
+    auto g = std::find_if(groups.begin(), groups.end(),
+                          [&](const RunGroup& x) { return x.label == label; });
     if (g == groups.end()) {
       groups.push_back({label, {}});
       g = groups.end() - 1;
@@ -109,7 +112,8 @@ void plot_results(const fs::path& results) {
     fmt::print("plots skipped: {} or /usr/bin/python3 not found\n", script.string());
     return;
   }
-  const std::string cmd = fmt::format("/usr/bin/python3 '{}' '{}'", script.string(), results.string());
+  const std::string cmd =
+      fmt::format("/usr/bin/python3 '{}' '{}'", script.string(), results.string());
   if (std::system(cmd.c_str()) != 0) fmt::print("plots skipped: {} failed\n", script.string());
 }
 
@@ -184,8 +188,9 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
 int cmd_generate(const GenerateOptions& opts) {
   if (opts.prompt_ids.empty()) throw InputError("generate: give at least one --prompt-ids 1,2,3");
   if (opts.adapters.size() > opts.prompt_ids.size())
-    throw InputError(fmt::format("generate: {} adapters for {} prompts: each adapter pairs with one prompt",
-                                 opts.adapters.size(), opts.prompt_ids.size()));
+    throw InputError(
+        fmt::format("generate: {} adapters for {} prompts: each adapter pairs with one prompt",
+                    opts.adapters.size(), opts.prompt_ids.size()));
   const ModelWeights weights = load_hf_model(opts.model);
   std::vector<LoraAdapterWeights> adapters;
   adapters.reserve(opts.adapters.size());
@@ -205,7 +210,8 @@ int cmd_generate(const GenerateOptions& opts) {
         if (used != item.size()) throw std::invalid_argument(item);
         r.prompt.push_back(static_cast<int32_t>(v));
       } catch (const std::exception&) {
-        throw InputError(fmt::format("generate: --prompt-ids '{}': '{}' is not a token id", text, item));
+        throw InputError(
+            fmt::format("generate: --prompt-ids '{}': '{}' is not a token id", text, item));
       }
       start = comma + 1;
     }
@@ -213,7 +219,8 @@ int cmd_generate(const GenerateOptions& opts) {
     requests.push_back(std::move(r));
   }
   const bool merged = opts.mode == "merged";
-  const auto result = greedy_generate(weights, requests, opts.max_new_tokens, merged, !opts.logits_out.empty());
+  const auto result =
+      greedy_generate(weights, requests, opts.max_new_tokens, merged, !opts.logits_out.empty());
   for (const auto& t : result.tokens) fmt::print("{}\n", fmt::join(t, ","));
   if (!opts.logits_out.empty()) write_logits_npy(opts.logits_out, result);
   return 0;
@@ -234,11 +241,12 @@ int cmd_validate(const ValidateOptions& opts) {
   PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));
   for (const auto& e : exps) {
     Simulation sim(e, registry, /*dry_run=*/true);
-    fmt::print("{}: {} requests, {} replica(s) x {} adapters, model {}, executor {}, pool {} KV blocks, "
-               "scheduler {}\n",
-               e.label.empty() ? e.run.name : e.label, sim.num_requests(), e.cluster.replicas,
-               e.adapters.count, sim.shape().name, e.cluster.executor, sim.pool_blocks(),
-               e.scheduler.name);
+    fmt::print(
+        "{}: {} requests, {} replica(s) x {} adapters, model {}, executor {}, pool {} KV blocks, "
+        "scheduler {}\n",
+        e.label.empty() ? e.run.name : e.label, sim.num_requests(), e.cluster.replicas,
+        e.adapters.count, sim.shape().name, e.cluster.executor, sim.pool_blocks(),
+        e.scheduler.name);
   }
   fmt::print("{}: ok ({} run{})\n", opts.file, exps.size(), exps.size() == 1 ? "" : "s");
   return 0;
@@ -256,16 +264,19 @@ int cmd_report(const ReportOptions& opts) {
     }
     for (const auto& g : opts.group_by) {
       const bool known = std::any_of(coords.begin(), coords.end(), [&](const auto& run) {
-        return std::any_of(run.first.begin(), run.first.end(), [&](const auto& c) { return c.first == g; });
+        return std::any_of(run.first.begin(), run.first.end(),
+                           [&](const auto& c) { return c.first == g; });
       });
       if (!known)
-        throw InputError(fmt::format("{}: --group-by {}: no run has that sweep coordinate", opts.file, g));
+        throw InputError(
+            fmt::format("{}: --group-by {}: no run has that sweep coordinate", opts.file, g));
     }
     print_group_table(std::cout, group_runs(coords, opts.group_by), opts.csv);
     return 0;
   }
   std::vector<std::pair<std::string, Summary>> table;
-  for (const auto& r : runs) table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
+  for (const auto& r : runs)
+    table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
   print_summary_table(std::cout, table, opts.csv);
   if (!opts.csv) print_fidelity(std::cout, runs);  // only when a file holds cpu + costmodel runs
   return 0;
@@ -302,7 +313,8 @@ int cmd_plugins(const PluginsOptions& opts) {
   if (!found) {
     std::vector<std::string> dirs;
     for (const auto& d : registry.search_path()) dirs.push_back(d.string());
-    throw PluginError(fmt::format("no plugin named '{}' in {}", opts.describe, fmt::join(dirs, ", ")));
+    throw PluginError(
+        fmt::format("no plugin named '{}' in {}", opts.describe, fmt::join(dirs, ", ")));
   }
   if (opts.describe.empty()) {
     std::vector<std::string> dirs;

@@ -30,9 +30,9 @@ struct PluginsOptions {
 };
 
 struct GenerateOptions {
-  std::string model;                        // HF model directory
-  std::vector<std::string> adapters;        // PEFT adapter directories, paired with prompts
-  std::vector<std::string> prompt_ids;      // "1,2,3" per prompt
+  std::string model;                    // HF model directory
+  std::vector<std::string> adapters;    // PEFT adapter directories, paired with prompts
+  std::vector<std::string> prompt_ids;  // "1,2,3" per prompt
   int max_new_tokens = 16;
   std::string mode = "unmerged";
   std::string logits_out;
@@ -42,10 +42,10 @@ struct GenerateOptions {
 struct ProfileOptions {
   std::string model = "tiny";  // tiny | small
   std::vector<int> ranks = {8, 16, 64};
-  int threads = 0;     // BLAS threads (0 = all cores, as [cluster] threads)
-  bool quick = false;  // a small grid (seconds), for tests
-  int repeats = 0;     // timed runs per point (0 = the grid's default)
-  std::string output;  // FILE.json
+  int threads = 0;               // BLAS threads (0 = all cores, as [cluster] threads)
+  bool quick = false;            // a small grid (seconds), for tests
+  int repeats = 0;               // timed runs per point (0 = the grid's default)
+  std::string output;            // FILE.json
   std::string executor = "cpu";  // cpu | cuda
 };
 int cmd_profile(const ProfileOptions& opts);

@@ -1,9 +1,9 @@
 // `lorasched`: run, sweep, validate, report, plugins (and more, see --help).
+#include <fmt/format.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fmt/format.h>
 #include <iostream>
-#include <unistd.h>
 
 #include "core/cli/commands.hpp"
 #include "core/common/error.hpp"
@@ -22,13 +22,15 @@ int main(int argc, char** argv) {
     cmd->add_option("-o,--output", run_opts.output, "results file (default: [run] output)");
     cmd->add_flag("-q,--quiet", run_opts.quiet, "no progress output");
   };
-  auto* run = app.add_subcommand("run", "run an experiment (all points of its [sweep]) and print the results");
+  auto* run = app.add_subcommand(
+      "run", "run an experiment (all points of its [sweep]) and print the results");
   add_run_options(run);
   auto* sweep = app.add_subcommand("sweep", "run every point of an experiment's [sweep]");
   add_run_options(sweep);
 
   ValidateOptions validate_opts;
-  auto* validate = app.add_subcommand("validate", "check an experiment file and its plugins without running it");
+  auto* validate =
+      app.add_subcommand("validate", "check an experiment file and its plugins without running it");
   validate->add_option("file", validate_opts.file, "experiment file (TOML)")->required();
   validate->add_option("--set", validate_opts.overrides, "override a value: dotted.key=value");
 
@@ -36,9 +38,10 @@ int main(int argc, char** argv) {
   auto* report = app.add_subcommand("report", "print the results table of a results file");
   report->add_option("file", report_opts.file, "results file (.h5)")->required();
   report->add_flag("--csv", report_opts.csv, "CSV instead of an aligned table");
-  report->add_option("--group-by", report_opts.group_by,
-                     "group runs by sweep coordinates (variant, or a swept key such as "
-                     "workload.rate): mean ± 95% CI over each group's runs")
+  report
+      ->add_option("--group-by", report_opts.group_by,
+                   "group runs by sweep coordinates (variant, or a swept key such as "
+                   "workload.rate): mean ± 95% CI over each group's runs")
       ->delimiter(',');
 
   PluginsOptions plugins_opts;
@@ -52,12 +55,14 @@ int main(int argc, char** argv) {
   generate->add_option("--model", gen_opts.model, "HF Llama model directory")->required();
   generate->add_option("--adapter", gen_opts.adapters,
                        "PEFT adapter directory; the i-th pairs with the i-th prompt (repeatable)");
-  generate->add_option("--prompt-ids", gen_opts.prompt_ids, "comma-separated token ids (repeatable)")
+  generate
+      ->add_option("--prompt-ids", gen_opts.prompt_ids, "comma-separated token ids (repeatable)")
       ->required();
   generate->add_option("--max-new-tokens", gen_opts.max_new_tokens, "tokens to generate")
       ->check(CLI::Range(1, 1 << 20));
-  generate->add_option("--mode", gen_opts.mode,
-                       "unmerged: one mixed batch; merged: each adapter merged in turn")
+  generate
+      ->add_option("--mode", gen_opts.mode,
+                   "unmerged: one mixed batch; merged: each adapter merged in turn")
       ->check(CLI::IsMember({"unmerged", "merged"}));
   generate->add_option("--logits-out", gen_opts.logits_out,
                        "write every step's logits as float32 .npy [prompts, steps, vocab]");

@@ -1,10 +1,10 @@
 #include "core/cluster/simulation.hpp"
 
+#include <fmt/format.h>
+#include <unistd.h>
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
 #include <limits>
-#include <unistd.h>
 
 #include "core/adapters/synthetic.hpp"
 #include "core/checkpoint/hf_model.hpp"
@@ -37,12 +37,13 @@ constexpr double kCpuMaxPoolGiB = 16.0;
 
 // Creates a plugin; a factory refusing its parameters is bad input at the plugin's table.
 template <class T>
-PluginInstance<T> create(const std::shared_ptr<const PluginLibrary>& lib, const api::CreateArgs& args,
-                         const PluginConfig& pc) {
+PluginInstance<T> create(const std::shared_ptr<const PluginLibrary>& lib,
+                         const api::CreateArgs& args, const PluginConfig& pc) {
   try {
     return instantiate<T>(lib, args);
   } catch (const PluginArgumentError& e) {
-    throw InputError(fmt::format("{}: [{}] plugin '{}': {}", pc.pos.str(), pc.table, lib->info.name, e.what()));
+    throw InputError(
+        fmt::format("{}: [{}] plugin '{}': {}", pc.pos.str(), pc.table, lib->info.name, e.what()));
   }
 }
 
@@ -93,9 +94,10 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   const bool cuda = e.cluster.executor == "cuda";
   const bool real = e.cluster.executor == "cpu" || cuda;  // real forward passes and weights
   if (cuda && !cuda_executor_built())
-    throw InputError(fmt::format("{}: executor \"cuda\" is not available in this build "
-                                 "(built without a CUDA device backend); use \"cpu\" or \"costmodel\"",
-                                 e.path.string()));
+    throw InputError(
+        fmt::format("{}: executor \"cuda\" is not available in this build "
+                    "(built without a CUDA device backend); use \"cpu\" or \"costmodel\"",
+                    e.path.string()));
   // KV transfer on migration copies the cpu executor's cache (cluster.cpp); the cuda
   // executor's would arrive empty, so refuse rather than compute on wrong keys and values.
   if (cuda && e.cluster.migration_kv == "transfer" && e.cluster.replicas > 1 &&
@@ -108,7 +110,7 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   // exit 1); a dry run (validate) goes on unless the pool is sized from the device's memory.
   if (cuda && !dry_run) require_cuda_device();
   shape_ = e.model.path.empty() ? model_preset(e.model.preset)
-                                 : read_hf_config(e.model.path / "config.json");
+                                : read_hf_config(e.model.path / "config.json");
 
   std::shared_ptr<const CostModel> cost_model;
   if (!real) cost_model = make_cost_model(e.cluster.costmodel, shape_);
@@ -165,29 +167,32 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   } else if (cost_model->default_pool_bytes() > 0) {  // a profile: its executor's default
     pool_blocks_ = blocks_of(cost_model->default_pool_bytes());
   } else {
-    const double avail = cost_model->device_memory_bytes() * e.engine.gpu_memory_utilization - weight_bytes;
+    const double avail =
+        cost_model->device_memory_bytes() * e.engine.gpu_memory_utilization - weight_bytes;
     if (avail <= 0)
       throw InputError(fmt::format(
           "{}: model {} ({:.1f} GiB of weights) does not fit in {:.1f} GiB x {} of device memory",
-          e.path.string(), shape_.name, weight_bytes / kGiB, cost_model->device_memory_bytes() / kGiB,
-          e.engine.gpu_memory_utilization));
+          e.path.string(), shape_.name, weight_bytes / kGiB,
+          cost_model->device_memory_bytes() / kGiB, e.engine.gpu_memory_utilization));
     pool_blocks_ = blocks_of(avail);
   }
   if (pool_blocks_ < 1 || pool_blocks_ >= (int64_t(1) << 31))
-    throw InputError(fmt::format("{}: [engine] the pool would hold {} KV blocks of {} bytes; it needs 1 to 2^31-1",
-                                 e.path.string(), pool_blocks_, block_bytes_));
+    throw InputError(fmt::format(
+        "{}: [engine] the pool would hold {} KV blocks of {} bytes; it needs 1 to 2^31-1",
+        e.path.string(), pool_blocks_, block_bytes_));
   if (real && !cuda &&
       static_cast<double>(pool_blocks_) * static_cast<double>(block_bytes_) > kCpuMaxPoolGiB * kGiB)
-    throw InputError(fmt::format("{}: [engine] a pool of {:.1f} GiB is over the cpu executor's limit of {} GiB",
-                                 e.path.string(), static_cast<double>(pool_blocks_ * block_bytes_) / kGiB,
-                                 kCpuMaxPoolGiB));
+    throw InputError(fmt::format(
+        "{}: [engine] a pool of {:.1f} GiB is over the cpu executor's limit of {} GiB",
+        e.path.string(), static_cast<double>(pool_blocks_ * block_bytes_) / kGiB, kCpuMaxPoolGiB));
   if (e.engine.unified_pool) {
     int64_t largest = 0;
     for (const auto& a : adapters_) largest = std::max(largest, a.bytes);
     const int64_t need = (largest + block_bytes_ - 1) / block_bytes_ + 1;
     if (need > pool_blocks_)
       throw InputError(fmt::format(
-          "{}: [engine] the pool ({} blocks of {} bytes) cannot hold the largest adapter ({} bytes = "
+          "{}: [engine] the pool ({} blocks of {} bytes) cannot hold the largest adapter ({} bytes "
+          "= "
           "{} blocks) plus one KV block: raise kv_blocks / pool_gib or lower [adapters] ranks",
           e.path.string(), pool_blocks_, block_bytes_, largest, need - 1));
   }
@@ -198,7 +203,8 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
     try {
       return registry.find(kind, pc.name);
     } catch (const PluginError& err) {
-      throw PluginError(pc.pos.line > 0 ? fmt::format("{}: {}", pc.pos.str(), err.what()) : err.what());
+      throw PluginError(pc.pos.line > 0 ? fmt::format("{}: {}", pc.pos.str(), err.what())
+                                        : err.what());
     }
   };
   auto sched_lib = find(api::PluginKind::scheduler, e.scheduler);
@@ -209,14 +215,17 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   const api::Params thr_params = resolve_params(e.threshold, thr_lib->info);
   const api::Params disp_params = resolve_params(e.dispatcher, disp_lib->info);
   const api::Params mig_params = resolve_params(e.migration, mig_lib->info);
-  plugin_names_ = {{"scheduler", plugin_text(*sched_lib)}, {"threshold", plugin_text(*thr_lib)},
-                   {"dispatcher", plugin_text(*disp_lib)}, {"migration", plugin_text(*mig_lib)}};
+  plugin_names_ = {{"scheduler", plugin_text(*sched_lib)},
+                   {"threshold", plugin_text(*thr_lib)},
+                   {"dispatcher", plugin_text(*disp_lib)},
+                   {"migration", plugin_text(*mig_lib)}};
 
   api::ReplicaLimits limits;
   limits.max_batch_size = e.engine.max_batch_size;
   limits.max_batched_tokens = e.engine.max_batched_tokens;
   limits.block_size = e.engine.block_size;
-  limits.max_adapters_per_batch = e.engine.max_adapters_per_batch > 0 ? e.engine.max_adapters_per_batch : N;
+  limits.max_adapters_per_batch =
+      e.engine.max_adapters_per_batch > 0 ? e.engine.max_adapters_per_batch : N;
   // vLLM takes max_model_len from the model's config; the experiment may lower it.
   const int32_t max_model_len = std::min(e.engine.max_model_len, shape_.max_position);
   limits.prompt_limit = std::min(max_model_len, e.engine.max_batched_tokens);
@@ -245,8 +254,10 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
     auto thr = create<api::Threshold>(thr_lib, targs, e.threshold);
     api::CreateArgs sargs{sched_params, e.run.seed, 0, N, limits, thr.get()};
     (void)create<api::Scheduler>(sched_lib, sargs, e.scheduler);
-    (void)create<api::Dispatcher>(disp_lib, {disp_params, e.run.seed, -1, N, limits, nullptr}, e.dispatcher);
-    (void)create<api::Migration>(mig_lib, {mig_params, e.run.seed, -1, N, limits, nullptr}, e.migration);
+    (void)create<api::Dispatcher>(disp_lib, {disp_params, e.run.seed, -1, N, limits, nullptr},
+                                  e.dispatcher);
+    (void)create<api::Migration>(mig_lib, {mig_params, e.run.seed, -1, N, limits, nullptr},
+                                 e.migration);
     return;
   }
 
@@ -304,7 +315,10 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   for (auto& rep : replicas_) {
     int64_t used = 0;
     for (AdapterId a : hosted_[static_cast<size_t>(rep->id())]) {
-      const int64_t blocks = e.engine.unified_pool ? (adapters_[static_cast<size_t>(a)].bytes + block_bytes_ - 1) / block_bytes_ : 0;
+      const int64_t blocks =
+          e.engine.unified_pool
+              ? (adapters_[static_cast<size_t>(a)].bytes + block_bytes_ - 1) / block_bytes_
+              : 0;
       if (used + blocks > pool_blocks_ / 2) break;
       if (!rep->preload(a)) break;
       used += blocks;
@@ -329,7 +343,8 @@ void Simulation::deadlock(double now) {
       throw InputError(fmt::format(
           "{}: the run cannot finish: at t={:.3f}s replica {} cannot admit request {} (context {} "
           "tokens = {} KV blocks; the pool has {} blocks, {} free, watermark {}); raise [engine] "
-          "kv_blocks / pool_gib or clip lengths with [workload] max_prompt_tokens / max_output_tokens",
+          "kv_blocks / pool_gib or clip lengths with [workload] max_prompt_tokens / "
+          "max_output_tokens",
           e_.path.string(), now, rep->id(), id, r.context_tokens(), need, rep->pool().total(),
           rep->pool().free(), rep->pool().watermark()));
     }
@@ -397,7 +412,8 @@ RunResult Simulation::run(const ProgressFn& progress) {
     }
     if (progress) {
       const int64_t done = finished_count();
-      if (done != done_reported && (done == total || done % std::max<int64_t>(1, total / 100) == 0)) {
+      if (done != done_reported &&
+          (done == total || done % std::max<int64_t>(1, total / 100) == 0)) {
         progress(done, total, now);
         done_reported = done;
       }

@@ -44,10 +44,9 @@ class InternalError : public Error {
 
 // CHECK(cond, fmt, args...): guard an assumption at a boundary; throws InternalError with the
 // message, the condition and the source location.
-#define LORASCHED_CHECK(cond, ...)                                                            \
-  do {                                                                                        \
-    if (!(cond))                                                                              \
-      throw ::lorasched::InternalError(::fmt::format("{}:{}: check failed: {}: {}", __FILE__, \
-                                                     __LINE__, #cond,                         \
-                                                     ::fmt::format(__VA_ARGS__)));            \
+#define LORASCHED_CHECK(cond, ...)                                                                \
+  do {                                                                                            \
+    if (!(cond))                                                                                  \
+      throw ::lorasched::InternalError(::fmt::format(                                             \
+          "{}:{}: check failed: {}: {}", __FILE__, __LINE__, #cond, ::fmt::format(__VA_ARGS__))); \
   } while (0)

@@ -46,7 +46,8 @@ class Rng {
   int64_t uniform_int(int64_t lo, int64_t hi) {
     const uint64_t range = static_cast<uint64_t>(hi - lo) + 1;
     if (range == 0) return static_cast<int64_t>(next_u64());  // full 64-bit range
-    const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % range;
+    const uint64_t limit =
+        std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % range;
     uint64_t x;
     do {
       x = next_u64();

@@ -58,8 +58,8 @@ void set_dotted(toml::table& root, const std::string& dotted, const toml::node& 
       n = t->get(parts[i]);
     }
     if (!n->is_table())
-      throw InputError(fmt::format("{}: cannot set '{}': '{}' is not a table", pos.str(), dotted,
-                                   parts[i]));
+      throw InputError(
+          fmt::format("{}: cannot set '{}': '{}' is not a table", pos.str(), dotted, parts[i]));
     t = n->as_table();
   }
   value.visit([&](const auto& v) { t->insert_or_assign(parts.back(), v); });
@@ -71,7 +71,8 @@ void collect_origins(const toml::node& node, const std::string& dotted, const st
                      std::vector<std::pair<std::string, SourcePos>>& out) {
   if (auto t = node.as_table()) {
     for (const auto& [k, v] : *t)
-      collect_origins(v, dotted.empty() ? std::string(k.str()) : dotted + "." + std::string(k.str()),
+      collect_origins(v,
+                      dotted.empty() ? std::string(k.str()) : dotted + "." + std::string(k.str()),
                       file, out);
   } else {
     out.emplace_back(dotted, node_pos(node, file));
@@ -127,7 +128,8 @@ const toml::node* sweep_value(const toml::table& sweep, const Axis& axis, size_t
 
 // Sets every leaf of a variant's table into root, keeping the leaf's position.
 void apply_leaves(toml::table& root, const toml::node& node, const std::vector<std::string>& path,
-                  const std::string& file, std::vector<std::pair<std::string, SourcePos>>& origins) {
+                  const std::string& file,
+                  std::vector<std::pair<std::string, SourcePos>>& origins) {
   if (auto t = node.as_table()) {
     for (const auto& [k, v] : *t) {
       std::vector<std::string> sub = path;
@@ -146,7 +148,8 @@ SweepShape sweep_shape(const toml::table& root, const std::string& file) {
   const toml::node* s = root.get("sweep");
   if (!s) return shape;
   const toml::table* sweep = s->as_table();
-  if (!sweep) throw InputError(fmt::format("{}: [sweep] must be a table", node_pos(*s, file).str()));
+  if (!sweep)
+    throw InputError(fmt::format("{}: [sweep] must be a table", node_pos(*s, file).str()));
   collect_axes(*sweep, {}, file, shape.axes);
   if (const toml::node* v = sweep->get("variants")) {
     const toml::array* arr = v->as_array();
@@ -161,14 +164,12 @@ SweepShape sweep_shape(const toml::table& root, const std::string& file) {
 
 // ---- sections ---------------------------------------------------------------------------------
 
-
 struct Ctx {
   PositionHints hints;
   std::string file;
 };
 
-LengthSpec read_length_spec(TableReader& parent, const char* key, LengthSpec spec,
-                            const Ctx& ctx) {
+LengthSpec read_length_spec(TableReader& parent, const char* key, LengthSpec spec, const Ctx& ctx) {
   const toml::node* n = parent.node(key);
   if (!n) {
     parent.consume(key);
@@ -182,17 +183,22 @@ LengthSpec read_length_spec(TableReader& parent, const char* key, LengthSpec spe
   }
   const toml::table* t = parent.opt_table(key);
   TableReader r(*t, std::string("workload.") + key, ctx.hints);
-  spec.kind = r.get_string("kind", spec.kind,
-                           {"fixed", "uniform", "lognormal", "trace", "from-trace"});
+  spec.kind =
+      r.get_string("kind", spec.kind, {"fixed", "uniform", "lognormal", "trace", "from-trace"});
   spec.value = static_cast<int32_t>(r.get_int("value", spec.value, 1, 1 << 20));
-  spec.min = static_cast<int32_t>(r.get_int("min", spec.kind == "fixed" ? spec.value : 1, 1, 1 << 20));
-  spec.max = static_cast<int32_t>(r.get_int("max", spec.kind == "fixed" ? spec.value : 4096, 1, 1 << 20));
+  spec.min =
+      static_cast<int32_t>(r.get_int("min", spec.kind == "fixed" ? spec.value : 1, 1, 1 << 20));
+  spec.max =
+      static_cast<int32_t>(r.get_int("max", spec.kind == "fixed" ? spec.value : 4096, 1, 1 << 20));
   spec.median = r.get_real("median", spec.median, 0, 1 << 20, true);
   spec.sigma = r.get_real("sigma", spec.sigma, 0, 10);
   if (auto p = r.opt_path("trace")) spec.trace = *p;
-  if (spec.min > spec.max) r.fail_table(fmt::format("[workload.{}] min ({}) must be <= max ({})", key, spec.min, spec.max));
+  if (spec.min > spec.max)
+    r.fail_table(
+        fmt::format("[workload.{}] min ({}) must be <= max ({})", key, spec.min, spec.max));
   if (spec.kind == "trace" && spec.trace.empty())
-    r.fail_table(fmt::format("[workload.{}] kind = \"trace\" needs trace = \"path to an Azure LLM trace\"", key));
+    r.fail_table(fmt::format(
+        "[workload.{}] kind = \"trace\" needs trace = \"path to an Azure LLM trace\"", key));
   r.finish();
   return spec;
 }
@@ -223,20 +229,26 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
   w.time_scale = r.get_real("time_scale", w.time_scale, 0, 1e9, true);
   if (auto v = r.opt_real("target_rate", 0, 1e9, true)) w.target_rate = v;
   w.trace_start_s = r.get_real("trace_start_s", w.trace_start_s, 0, 1e12);
-  if (auto v = r.opt_int("max_prompt_tokens", 1, 1 << 20)) w.max_prompt_tokens = static_cast<int32_t>(*v);
-  if (auto v = r.opt_int("max_output_tokens", 1, 1 << 20)) w.max_output_tokens = static_cast<int32_t>(*v);
+  if (auto v = r.opt_int("max_prompt_tokens", 1, 1 << 20))
+    w.max_prompt_tokens = static_cast<int32_t>(*v);
+  if (auto v = r.opt_int("max_output_tokens", 1, 1 << 20))
+    w.max_output_tokens = static_cast<int32_t>(*v);
   if (auto v = r.opt_int("num_requests", 1, 1e9)) w.num_requests = *v;
   if (auto v = r.opt_real("duration_s", 0, 1e12, true)) w.duration_s = v;
 
   if (const toml::node* pn = r.node("popularity"); pn && pn->is_string()) {
-    w.popularity.kind = r.get_string("popularity", "uniform", {"uniform", "zipf", "drifting", "trace"});
+    w.popularity.kind =
+        r.get_string("popularity", "uniform", {"uniform", "zipf", "drifting", "trace"});
   } else if (const toml::table* pt = r.opt_table("popularity")) {
     TableReader p(*pt, "workload.popularity", ctx.hints);
-    w.popularity.kind = p.get_string("kind", w.popularity.kind, {"uniform", "zipf", "drifting", "trace"});
+    w.popularity.kind =
+        p.get_string("kind", w.popularity.kind, {"uniform", "zipf", "drifting", "trace"});
     w.popularity.zipf_s = p.get_real("s", w.popularity.zipf_s, 0, 100);
-    w.popularity.hot_count = static_cast<int32_t>(p.get_int("hot_count", w.popularity.hot_count, 1, 1e6));
+    w.popularity.hot_count =
+        static_cast<int32_t>(p.get_int("hot_count", w.popularity.hot_count, 1, 1e6));
     w.popularity.hot_share = p.get_real("hot_share", w.popularity.hot_share, 0, 1);
-    w.popularity.drift_period_s = p.get_real("drift_period_s", w.popularity.drift_period_s, 0, 1e12, true);
+    w.popularity.drift_period_s =
+        p.get_real("drift_period_s", w.popularity.drift_period_s, 0, 1e12, true);
     p.finish();
   }
   // Replayed traces bring their own lengths unless the file says otherwise.
@@ -247,7 +259,8 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
   w.prompt = read_length_spec(r, "prompt", w.prompt, ctx);
   w.output = read_length_spec(r, "output", w.output, ctx);
   for (const LengthSpec* ls : {&w.prompt, &w.output})
-    if (!ls->trace.empty()) check_file(r, ls == &w.prompt ? "prompt" : "output", ls->trace, "length trace");
+    if (!ls->trace.empty())
+      check_file(r, ls == &w.prompt ? "prompt" : "output", ls->trace, "length trace");
 
   if (const toml::table* at = r.opt_table("artifact")) {
     TableReader a(*at, "workload.artifact", ctx.hints);
@@ -257,7 +270,8 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
       check_file(a, "function_counts", s.function_counts, "function counts file");
     }
     s.num_functions = static_cast<int32_t>(a.get_int("num_functions", s.num_functions, 1, 1e7));
-    s.function_popularity = a.get_string("function_popularity", s.function_popularity, {"lognormal", "zipf"});
+    s.function_popularity =
+        a.get_string("function_popularity", s.function_popularity, {"lognormal", "zipf"});
     s.function_sigma = a.get_real("function_sigma", s.function_sigma, 0, 20);
     s.function_zipf_s = a.get_real("function_zipf_s", s.function_zipf_s, 0, 20);
     s.intensity_sigma = a.get_real("intensity_sigma", s.intensity_sigma, 0, 10);
@@ -273,15 +287,18 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
   if (needs_trace && w.trace.empty())
     r.fail_table(fmt::format("[workload] arrival = \"{}\" needs trace = \"path\"", w.arrival));
   if (!needs_trace && !w.num_requests && !w.duration_s)
-    r.fail_table(fmt::format("[workload] arrival = \"{}\" needs num_requests or duration_s", w.arrival));
+    r.fail_table(
+        fmt::format("[workload] arrival = \"{}\" needs num_requests or duration_s", w.arrival));
   if (w.popularity.kind == "trace" && w.arrival != "adapter-trace")
     r.fail_table("[workload] popularity = \"trace\" needs arrival = \"adapter-trace\"");
   if (w.popularity.kind == "drifting" && w.popularity.hot_count > e.adapters.count)
-    r.fail_table(fmt::format("[workload.popularity] hot_count ({}) exceeds the number of adapters ({})",
-                             w.popularity.hot_count, e.adapters.count));
+    r.fail_table(
+        fmt::format("[workload.popularity] hot_count ({}) exceeds the number of adapters ({})",
+                    w.popularity.hot_count, e.adapters.count));
   for (const LengthSpec* ls : {&w.prompt, &w.output})
     if (ls->kind == "from-trace" && w.arrival != "trace" && w.arrival != "adapter-trace")
-      r.fail_table("[workload] length kind \"from-trace\" needs arrival = \"trace\" or \"adapter-trace\"");
+      r.fail_table(
+          "[workload] length kind \"from-trace\" needs arrival = \"trace\" or \"adapter-trace\"");
 }
 
 PluginConfig read_plugin(TableReader& root, const std::string& name, PluginConfig def,
@@ -306,8 +323,7 @@ PluginConfig read_plugin(TableReader& root, const std::string& name, PluginConfi
     const std::string key(k.str());
     if (key == "plugin") continue;
     auto pv = to_param_value(v);
-    if (!pv)
-      r.fail_at(v, key, "must be a number, boolean or string (plugin parameter)");
+    if (!pv) r.fail_at(v, key, "must be a number, boolean or string (plugin parameter)");
     // String parameters expand ${NAME} like paths (e.g. a per-run trace for an oracle).
     if (auto* str = std::get_if<std::string>(&*pv)) *str = r.expand(v, key, *str);
     pc.params.push_back({key, *pv, r.pos_of(v, key)});
@@ -385,8 +401,10 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     const toml::table* t = r.opt_table("engine");
     TableReader s(t ? *t : empty, "engine", ctx.hints);
     EngineSection& g = e.engine;
-    g.max_batch_size = static_cast<int32_t>(s.get_int("max_batch_size", g.max_batch_size, 1, 65536));
-    g.max_batched_tokens = static_cast<int32_t>(s.get_int("max_batched_tokens", g.max_batched_tokens, 1, 1 << 24));
+    g.max_batch_size =
+        static_cast<int32_t>(s.get_int("max_batch_size", g.max_batch_size, 1, 65536));
+    g.max_batched_tokens =
+        static_cast<int32_t>(s.get_int("max_batched_tokens", g.max_batched_tokens, 1, 1 << 24));
     g.block_size = static_cast<int32_t>(s.get_int("block_size", g.block_size, 1, 4096));
     g.max_model_len = static_cast<int32_t>(s.get_int("max_model_len", g.max_model_len, 2, 1 << 24));
     g.max_adapters_per_batch = static_cast<int32_t>(s.get_int("max_adapters_per_batch", 0, 0, 1e6));
@@ -394,9 +412,9 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     g.preemption = s.get_string("preemption", g.preemption, {"recompute", "swap"});
     if (auto v = s.opt_int("kv_blocks", 1, 1e12)) g.kv_blocks = *v;
     if (auto v = s.opt_real("pool_gib", 0, 1e6, true)) g.pool_gib = v;
-    if (g.kv_blocks && g.pool_gib)
-      s.fail_table("[engine] set kv_blocks or pool_gib, not both");
-    g.gpu_memory_utilization = s.get_real("gpu_memory_utilization", g.gpu_memory_utilization, 0, 1, true);
+    if (g.kv_blocks && g.pool_gib) s.fail_table("[engine] set kv_blocks or pool_gib, not both");
+    g.gpu_memory_utilization =
+        s.get_real("gpu_memory_utilization", g.gpu_memory_utilization, 0, 1, true);
     g.swap_blocks = s.get_int("swap_blocks", g.swap_blocks, 0, 1e12);
     g.unified_pool = s.get_bool("unified_pool", g.unified_pool);
     s.finish();
@@ -409,11 +427,13 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     c.executor = s.get_string("executor", c.executor, {"cpu", "costmodel", "cuda"});
     c.threads = static_cast<int32_t>(s.get_int("threads", c.threads, 0, 4096));
     c.costmodel = s.get_string("costmodel", c.costmodel);
-    c.migration_interval_s = s.get_real("migration_interval_s", c.migration_interval_s, 0, 1e9, true);
+    c.migration_interval_s =
+        s.get_real("migration_interval_s", c.migration_interval_s, 0, 1e9, true);
     c.migration_kv = s.get_string("migration_kv", c.migration_kv, {"recompute", "transfer"});
     c.link_gbps = s.get_real("link_gbps", c.link_gbps, 0, 1e6, true);
     if (c.executor == "costmodel" && c.costmodel.empty())
-      s.fail_table("[cluster] executor = \"costmodel\" needs costmodel = \"<preset or profile file>\"");
+      s.fail_table(
+          "[cluster] executor = \"costmodel\" needs costmodel = \"<preset or profile file>\"");
     if (c.executor != "costmodel" && !c.costmodel.empty())
       s.fail_at(*s.node("costmodel"), "costmodel", "is only used with executor = \"costmodel\"");
     s.finish();
@@ -523,8 +543,8 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
             }
             // A plugin table in a variant replaces the base table (its parameters belong
             // to that plugin); other tables are merged key by key.
-            const bool replace = std::find(kPluginTables.begin(), kPluginTables.end(), key) !=
-                                 kPluginTables.end();
+            const bool replace =
+                std::find(kPluginTables.begin(), kPluginTables.end(), key) != kPluginTables.end();
             if (replace) {
               set_dotted(root, key, v, node_pos(v, file));
               collect_origins(v, key, file, ctx.hints.origins);
@@ -561,12 +581,13 @@ std::vector<Experiment> parse_experiments(const std::string& text, const std::st
       e.label = join(label, " ");
       e.coords = coords;
       for (const auto& g : e.report.group_by) {
-        const bool known = std::any_of(coords.begin(), coords.end(),
-                                       [&](const auto& c) { return c.first == g; });
+        const bool known =
+            std::any_of(coords.begin(), coords.end(), [&](const auto& c) { return c.first == g; });
         if (!known && !coords.empty())
-          throw InputError(fmt::format("{}: [report] group_by names '{}', which is not a sweep "
-                                       "coordinate (variant or a swept key)",
-                                       file, g));
+          throw InputError(
+              fmt::format("{}: [report] group_by names '{}', which is not a sweep "
+                          "coordinate (variant or a swept key)",
+                          file, g));
       }
       e.index = index++;
       out.push_back(std::move(e));

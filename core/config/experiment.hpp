@@ -42,9 +42,9 @@ struct RunSection {
 };
 
 struct ModelSection {
-  std::string preset = "tiny";      // tiny | small | llama2-7b | llama2-13b | llama2-70b
-  std::filesystem::path path;       // HF model directory (overrides preset)
-  uint64_t seed = 0;                // synthetic weights: 0 = derived from run.seed
+  std::string preset = "tiny";  // tiny | small | llama2-7b | llama2-13b | llama2-70b
+  std::filesystem::path path;   // HF model directory (overrides preset)
+  uint64_t seed = 0;            // synthetic weights: 0 = derived from run.seed
 };
 
 struct AdaptersSection {
@@ -52,33 +52,33 @@ struct AdaptersSection {
   std::vector<int32_t> ranks = {8};  // assigned round-robin (adapter i gets ranks[i % n])
   double lora_alpha = 0;             // 0: alpha = rank (scale 1)
   bool use_rslora = false;
-  std::string source = "synthetic";  // synthetic | peft
+  std::string source = "synthetic";          // synthetic | peft
   std::vector<std::filesystem::path> paths;  // source = "peft": one directory per adapter
 };
 
 struct EngineSection {
-  int32_t max_batch_size = 16;        // B (dLoRA's max_num_seqs)
-  int32_t max_batched_tokens = 4096;  // per iteration
-  int32_t block_size = 16;            // tokens per KV block
-  int32_t max_model_len = 4096;       // prompt + output cap (vLLM max_model_len)
-  int32_t max_adapters_per_batch = 0; // 0: no limit besides the pool
-  double watermark = 0.01;            // fraction of KV blocks kept free at admission
+  int32_t max_batch_size = 16;           // B (dLoRA's max_num_seqs)
+  int32_t max_batched_tokens = 4096;     // per iteration
+  int32_t block_size = 16;               // tokens per KV block
+  int32_t max_model_len = 4096;          // prompt + output cap (vLLM max_model_len)
+  int32_t max_adapters_per_batch = 0;    // 0: no limit besides the pool
+  double watermark = 0.01;               // fraction of KV blocks kept free at admission
   std::string preemption = "recompute";  // recompute | swap
-  std::optional<int64_t> kv_blocks;   // pool size in KV blocks (explicit)
-  std::optional<double> pool_gib;     // pool size in GiB (KV blocks + adapters)
-  double gpu_memory_utilization = 0.9;  // else: this share of the device memory minus weights
-  int64_t swap_blocks = 1 << 20;      // host blocks available for swapped KV
-  bool unified_pool = true;           // adapters take pool blocks (S-LoRA unified paging)
+  std::optional<int64_t> kv_blocks;      // pool size in KV blocks (explicit)
+  std::optional<double> pool_gib;        // pool size in GiB (KV blocks + adapters)
+  double gpu_memory_utilization = 0.9;   // else: this share of the device memory minus weights
+  int64_t swap_blocks = 1 << 20;         // host blocks available for swapped KV
+  bool unified_pool = true;              // adapters take pool blocks (S-LoRA unified paging)
 };
 
 struct ClusterSection {
   int32_t replicas = 1;
-  std::string executor = "cpu";        // cpu | costmodel | cuda
-  int32_t threads = 0;                 // cpu executor: BLAS threads (0 = all cores)
-  std::string costmodel = "";          // costmodel: preset name or profile file
-  double migration_interval_s = 10.0;  // migration plugin period (dLoRA: 10 s)
+  std::string executor = "cpu";            // cpu | costmodel | cuda
+  int32_t threads = 0;                     // cpu executor: BLAS threads (0 = all cores)
+  std::string costmodel = "";              // costmodel: preset name or profile file
+  double migration_interval_s = 10.0;      // migration plugin period (dLoRA: 10 s)
   std::string migration_kv = "recompute";  // recompute | transfer
-  double link_gbps = 32.0;             // GB/s between replicas and host<->device (PCIe 4 x16)
+  double link_gbps = 32.0;                 // GB/s between replicas and host<->device (PCIe 4 x16)
 };
 
 struct MetricsSection {
@@ -95,13 +95,13 @@ struct ReportSection {
 
 struct Experiment {
   std::filesystem::path path;  // the experiment file
-  std::string text;       // this run's own TOML: the file with its sweep point and --set
-                          // overrides applied (the file's text itself without either)
-  std::string file_text;  // the experiment file as written
+  std::string text;            // this run's own TOML: the file with its sweep point and --set
+                               // overrides applied (the file's text itself without either)
+  std::string file_text;       // the experiment file as written
   std::string label;           // the sweep point ("" without a sweep)
   // The sweep point's coordinates: ("variant", name) and (dotted key, value text).
   std::vector<std::pair<std::string, std::string>> coords;
-  int32_t index = 0;           // position in the sweep
+  int32_t index = 0;  // position in the sweep
   RunSection run;
   ModelSection model;
   AdaptersSection adapters;

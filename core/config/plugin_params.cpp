@@ -1,7 +1,7 @@
 #include "core/config/plugin_params.hpp"
 
-#include <cmath>
 #include <fmt/format.h>
+#include <cmath>
 
 #include "core/common/error.hpp"
 #include "core/common/strings.hpp"
@@ -12,9 +12,12 @@ std::string param_value_text(const api::ParamValue& v) {
   return std::visit(
       [](const auto& x) -> std::string {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::string>) return "\"" + x + "\"";
-        else if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
-        else return fmt::format("{}", x);
+        if constexpr (std::is_same_v<T, std::string>)
+          return "\"" + x + "\"";
+        else if constexpr (std::is_same_v<T, bool>)
+          return x ? "true" : "false";
+        else
+          return fmt::format("{}", x);
       },
       v);
 }
@@ -23,9 +26,12 @@ std::string describe_param(const api::ParamSpec& s) {
   std::string out = api::to_string(s.type);
   if (s.type == api::ParamType::integer || s.type == api::ParamType::real) {
     const bool lo = std::isfinite(s.min), hi = std::isfinite(s.max);
-    if (lo && hi) out += fmt::format(" in [{}, {}]", s.min, s.max);
-    else if (lo) out += fmt::format(" >= {}", s.min);
-    else if (hi) out += fmt::format(" <= {}", s.max);
+    if (lo && hi)
+      out += fmt::format(" in [{}, {}]", s.min, s.max);
+    else if (lo)
+      out += fmt::format(" >= {}", s.min);
+    else if (hi)
+      out += fmt::format(" <= {}", s.max);
   }
   if (!s.choices.empty()) out += " one of {" + join(s.choices, ", ") + "}";
   out += ", default " + param_value_text(s.default_value);
@@ -42,15 +48,14 @@ api::Params resolve_params(const PluginConfig& config, const api::PluginInfo& in
     auto it = std::find_if(info.params.begin(), info.params.end(),
                            [&](const api::ParamSpec& s) { return s.name == raw.key; });
     if (it == info.params.end())
-      throw InputError(fmt::format("{}: unknown parameter '{}' for {}{}{}", raw.pos.str(), raw.key,
-                                   who, did_you_mean(raw.key, names),
-                                   names.empty() ? " (it takes no parameters)"
-                                                 : " (known: " + join(names, ", ") + ")"));
+      throw InputError(fmt::format(
+          "{}: unknown parameter '{}' for {}{}{}", raw.pos.str(), raw.key, who,
+          did_you_mean(raw.key, names),
+          names.empty() ? " (it takes no parameters)" : " (known: " + join(names, ", ") + ")"));
     const api::ParamSpec& spec = *it;
     auto bad_type = [&]() {
-      throw InputError(fmt::format("{}: [{}] {} must be {} {}, got {}", raw.pos.str(),
-                                   config.table, raw.key,
-                                   spec.type == api::ParamType::integer ? "an" : "a",
+      throw InputError(fmt::format("{}: [{}] {} must be {} {}, got {}", raw.pos.str(), config.table,
+                                   raw.key, spec.type == api::ParamType::integer ? "an" : "a",
                                    api::to_string(spec.type), param_value_text(raw.value)));
     };
     api::ParamValue v = raw.value;

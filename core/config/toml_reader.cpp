@@ -1,8 +1,8 @@
 #include "core/config/toml_reader.hpp"
 
+#include <fmt/format.h>
 #include <cmath>
 #include <cstdlib>
-#include <fmt/format.h>
 
 #include "core/common/strings.hpp"
 
@@ -17,16 +17,24 @@ namespace {
 
 const char* type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
     case toml::node_type::date:
     case toml::node_type::time:
-    case toml::node_type::date_time: return "a date/time";
-    default: return "nothing";
+    case toml::node_type::date_time:
+      return "a date/time";
+    default:
+      return "nothing";
   }
 }
 
@@ -40,8 +48,7 @@ std::string range_text(double min, double max, bool min_exclusive) {
   const bool has_min = std::isfinite(min) && min > -1e17;
   const bool has_max = std::isfinite(max) && max < 1e17;
   if (has_min && has_max)
-    return fmt::format("{} {} and <= {}", min_exclusive ? ">" : ">=", fmt_num(min),
-                       fmt_num(max));
+    return fmt::format("{} {} and <= {}", min_exclusive ? ">" : ">=", fmt_num(min), fmt_num(max));
   if (has_min) return fmt::format("{} {}", min_exclusive ? ">" : ">=", fmt_num(min));
   if (has_max) return fmt::format("<= {}", fmt_num(max));
   return "finite";
@@ -96,9 +103,10 @@ std::optional<int64_t> TableReader::opt_int(std::string_view key, double min, do
   if (!table_.contains(key)) return std::nullopt;
   const auto& n = need(key);
   std::optional<int64_t> v;
-  if (auto i = n.value_exact<int64_t>()) v = *i;
-  else if (auto d = n.as_floating_point(); d && std::floor(d->get()) == d->get() &&
-                                           std::fabs(d->get()) < 9e15)
+  if (auto i = n.value_exact<int64_t>())
+    v = *i;
+  else if (auto d = n.as_floating_point();
+           d && std::floor(d->get()) == d->get() && std::fabs(d->get()) < 9e15)
     v = static_cast<int64_t>(d->get());
   if (!v) fail_at(n, key, fmt::format("must be an integer, got {}", type_name(n)));
   if (static_cast<double>(*v) < min || static_cast<double>(*v) > max)
@@ -112,8 +120,10 @@ std::optional<double> TableReader::opt_real(std::string_view key, double min, do
   if (!table_.contains(key)) return std::nullopt;
   const auto& n = need(key);
   std::optional<double> v;
-  if (auto d = n.as_floating_point()) v = d->get();
-  else if (auto i = n.as_integer()) v = static_cast<double>(i->get());
+  if (auto d = n.as_floating_point())
+    v = d->get();
+  else if (auto i = n.as_integer())
+    v = static_cast<double>(i->get());
   if (!v) fail_at(n, key, fmt::format("must be a number, got {}", type_name(n)));
   const bool below = min_exclusive ? *v <= min : *v < min;
   if (!std::isfinite(*v) || below || *v > max)
@@ -156,14 +166,19 @@ std::string TableReader::expand(const toml::node& n, std::string_view key,
     }
     out += text.substr(i, start - i);
     const size_t end = text.find('}', start);
-    if (end == std::string::npos) fail_at(n, key, fmt::format("has an unclosed ${{ in \"{}\"", text));
+    if (end == std::string::npos)
+      fail_at(n, key, fmt::format("has an unclosed ${{ in \"{}\"", text));
     const std::string inner = text.substr(start + 2, end - start - 2);
     const size_t dflt = inner.find(":-");
     const std::string name = inner.substr(0, dflt);
     const char* value = name.empty() ? nullptr : std::getenv(name.c_str());
-    if (value && *value) out += value;
-    else if (dflt != std::string::npos) out += inner.substr(dflt + 2);
-    else fail_at(n, key, fmt::format("uses ${{{}}}, but the environment variable {} is not set", name, name));
+    if (value && *value)
+      out += value;
+    else if (dflt != std::string::npos)
+      out += inner.substr(dflt + 2);
+    else
+      fail_at(n, key,
+              fmt::format("uses ${{{}}}, but the environment variable {} is not set", name, name));
     i = end + 1;
   }
   return out;
@@ -241,10 +256,10 @@ void TableReader::finish(const std::vector<std::string>& also_known) {
     // Point at the key itself when the parser recorded where it is.
     SourcePos at = pos_of(v, key);
     if (k.source().begin.line > 0)
-      at = {k.source().path ? *k.source().path : hints_.file, static_cast<int>(k.source().begin.line),
-            static_cast<int>(k.source().begin.column)};
-    throw InputError(fmt::format("{}: unknown key '{}' {}{}", at.str(), key, in,
-                                 did_you_mean(key, known)));
+      at = {k.source().path ? *k.source().path : hints_.file,
+            static_cast<int>(k.source().begin.line), static_cast<int>(k.source().begin.column)};
+    throw InputError(
+        fmt::format("{}: unknown key '{}' {}{}", at.str(), key, in, did_you_mean(key, known)));
   }
 }
 

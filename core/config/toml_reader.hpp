@@ -2,13 +2,13 @@
 // and range, every key not read is reported as unknown with a "did you mean".
 #pragma once
 
+#include <toml++/toml.h>
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "core/common/error.hpp"
@@ -54,7 +54,8 @@ class TableReader {
   }
   double get_real(std::string_view key, double def,
                   double min = -std::numeric_limits<double>::infinity(),
-                  double max = std::numeric_limits<double>::infinity(), bool min_exclusive = false) {
+                  double max = std::numeric_limits<double>::infinity(),
+                  bool min_exclusive = false) {
     return opt_real(key, min, max, min_exclusive).value_or(def);
   }
   bool get_bool(std::string_view key, bool def) { return opt_bool(key).value_or(def); }
@@ -71,7 +72,8 @@ class TableReader {
   // Throws for the first key never read (unknown key).
   void finish(const std::vector<std::string>& also_known = {});
 
-  [[noreturn]] void fail_at(const toml::node& n, std::string_view key, const std::string& msg) const;
+  [[noreturn]] void fail_at(const toml::node& n, std::string_view key,
+                            const std::string& msg) const;
   [[noreturn]] void fail_table(const std::string& msg) const;
   SourcePos pos_of(const toml::node& n, std::string_view key) const;
   SourcePos table_pos() const;

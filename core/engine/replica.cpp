@@ -1,9 +1,9 @@
 #include "core/engine/replica.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
 
 #include "core/common/error.hpp"
 #include "lorasched/plugin/validate.hpp"
@@ -133,7 +133,8 @@ void Replica::make_room(int64_t blocks, double time) {
     pool_.release_adapter(resident_[victim].blocks);
     erase_resident(victim);
     executor_->evict_adapter(victim);
-    event(time, EventKind::adapter_evict, victim, -1, 0, adapters_[static_cast<size_t>(victim)].bytes);
+    event(time, EventKind::adapter_evict, victim, -1, 0,
+          adapters_[static_cast<size_t>(victim)].bytes);
   }
 }
 
@@ -211,8 +212,14 @@ void Replica::add(RequestId id, double now) {
   waiting_.push_back(id);
   ++unfinished_;
   ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
-  api::RequestView v{r.spec.id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
-                     r.spec.output_tokens, r.generated, r.state, 0};
+  api::RequestView v{r.spec.id,
+                     r.spec.adapter,
+                     r.spec.arrival,
+                     r.spec.prompt_tokens,
+                     r.spec.output_tokens,
+                     r.generated,
+                     r.state,
+                     0};
   if (auto st = scheduler_->checked_on_arrival(v, now); !st)
     throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
 }
@@ -220,10 +227,17 @@ void Replica::add(RequestId id, double now) {
 void Replica::remove(RequestId id) {
   Request& r = req(id);
   switch (r.state) {
-    case RequestState::waiting: erase_from(waiting_, id); break;
-    case RequestState::ready: erase_from(ready_, id); break;
-    case RequestState::swapped: erase_from(swapped_, id); break;
-    default: LORASCHED_CHECK(false, "remove of request {} in state {}", id, api::to_string(r.state));
+    case RequestState::waiting:
+      erase_from(waiting_, id);
+      break;
+    case RequestState::ready:
+      erase_from(ready_, id);
+      break;
+    case RequestState::swapped:
+      erase_from(swapped_, id);
+      break;
+    default:
+      LORASCHED_CHECK(false, "remove of request {} in state {}", id, api::to_string(r.state));
   }
   release_kv(r);
   r.state = RequestState::waiting;
@@ -235,15 +249,20 @@ std::span<const int32_t> Replica::insert_with_kv(RequestId id, int64_t blocks, d
   Request& r = req(id);
   LORASCHED_CHECK(r.block_table.empty() && r.host_blocks == 0,
                   "request {} joins replica {} still holding KV blocks", id, cfg_.id);
-  LORASCHED_CHECK(allocate_kv(r, blocks, now), "replica {} has no room for the {} KV blocks of request {}",
-                  cfg_.id, blocks, id);
+  LORASCHED_CHECK(allocate_kv(r, blocks, now),
+                  "replica {} has no room for the {} KV blocks of request {}", cfg_.id, blocks, id);
   r.state = RequestState::ready;
   r.record.replica = cfg_.id;
   ready_.push_back(id);
   ++unfinished_;
   ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
-  api::RequestView v{r.spec.id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
-                     r.spec.output_tokens, r.generated, r.state,
+  api::RequestView v{r.spec.id,
+                     r.spec.adapter,
+                     r.spec.arrival,
+                     r.spec.prompt_tokens,
+                     r.spec.output_tokens,
+                     r.generated,
+                     r.state,
                      static_cast<int32_t>(r.block_table.size())};
   if (auto st = scheduler_->checked_on_arrival(v, now); !st)
     throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
@@ -290,7 +309,8 @@ void Replica::preempt(RequestId id, double now, double& cost, bool& swapped_out)
     swapped_out = true;
   } else {
     if (cfg_.swap_preemption)
-      event(now + cost, EventKind::warning, r.spec.adapter, id, 0, 0, /*value=*/1.0);  // no swap space
+      event(now + cost, EventKind::warning, r.spec.adapter, id, 0, 0,
+            /*value=*/1.0);  // no swap space
     event(now + cost, EventKind::preempt_recompute, r.spec.adapter, id, 0,
           static_cast<int64_t>(blocks) * cfg_.block_bytes);
     release_kv(r);
@@ -452,7 +472,8 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         }
         // With unified paging, loading its adapter may take the block the check above
         // found: then it cannot run this iteration and goes back to `ready`.
-        const int64_t need = ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
+        const int64_t need =
+            ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
         if (!ensure_resident(r.spec.adapter, now, cost, swapped_out) || kv_free() < need) {
           ready_.push_back(id);
           continue;
@@ -467,17 +488,20 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) continue;
         if (static_cast<int32_t>(batch.size()) >= B) return batch;
         if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) continue;
-        if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) continue;  // the adapter took blocks
+        if (kv_free() - (r.host_blocks + 1) < pool_.watermark())
+          continue;  // the adapter took blocks
         erase_from(swapped_, id);
         const int32_t host = r.host_blocks;
-        LORASCHED_CHECK(allocate_kv(r, host, now + cost), "swap-in allocation failed for request {}", id);
+        LORASCHED_CHECK(allocate_kv(r, host, now + cost),
+                        "swap-in allocation failed for request {}", id);
         const CostStep step = executor_->swap_in(id, r.block_table);
         event(now + cost, EventKind::swap_in, r.spec.adapter, id, step.seconds, step.bytes);
         cost += step.seconds;
         pool_.host_release(host);
         r.host_blocks = 0;
         swapped_in = true;
-        const int64_t need = ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
+        const int64_t need =
+            ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
         LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
         batch.push_back({id, false, 1});
         gen_tokens += 1;
@@ -524,7 +548,8 @@ bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, 
   for (RequestId id : plan.requests) {
     const Request& r = req(id);
     if (r.state != RequestState::waiting && r.state != RequestState::swapped) continue;
-    int64_t need = r.state == RequestState::waiting ? ceil_div(r.context_tokens(), bs) : r.host_blocks + 1;
+    int64_t need =
+        r.state == RequestState::waiting ? ceil_div(r.context_tokens(), bs) : r.host_blocks + 1;
     if (cfg_.unified_pool && !resident(r.spec.adapter))
       need += pool_.blocks_for_bytes(adapters_[static_cast<size_t>(r.spec.adapter)].bytes);
     if (need > pool_.total() - pool_.watermark()) return false;  // can never fit
@@ -592,7 +617,8 @@ std::optional<double> Replica::step(double now) {
   }
 
   // Weights: fold in the plan's adapter, or restore the clean base weights.
-  const AdapterId target = api::has_merged_weights(plan.mode) ? plan.merged_adapter : api::kNoAdapter;
+  const AdapterId target =
+      api::has_merged_weights(plan.mode) ? plan.merged_adapter : api::kNoAdapter;
   if (target != merged_) {
     for (const CostStep& s : executor_->switch_weights(merged_, target)) {
       event(now + cost, s.kind, s.adapter, -1, s.seconds, s.bytes);

@@ -66,7 +66,9 @@ class Replica {
   const std::vector<int32_t>& unfinished_per_adapter() const { return unfinished_per_adapter_; }
   // Unfinished requests in the artifact's order: waiting, ready, swapped.
   std::vector<api::RequestId> unfinished_requests() const;
-  api::Mode mode() const { return merged_ == api::kNoAdapter ? api::Mode::unmerged : api::Mode::merged; }
+  api::Mode mode() const {
+    return merged_ == api::kNoAdapter ? api::Mode::unmerged : api::Mode::merged;
+  }
   api::AdapterId merged_adapter() const { return merged_; }
 
   // Plans, admits and runs one iteration starting at `now`. Returns its end time, or

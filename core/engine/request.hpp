@@ -13,10 +13,10 @@ namespace lorasched {
 struct Request {
   RequestSpec spec;
   api::RequestState state = api::RequestState::waiting;
-  int32_t generated = 0;              // output tokens produced so far
-  std::vector<int32_t> block_table;   // device KV blocks (in position order)
-  int32_t host_blocks = 0;            // KV blocks held in host memory while swapped
-  std::vector<int32_t> tokens;        // prompt + generated token ids (real executors only)
+  int32_t generated = 0;             // output tokens produced so far
+  std::vector<int32_t> block_table;  // device KV blocks (in position order)
+  int32_t host_blocks = 0;           // KV blocks held in host memory while swapped
+  std::vector<int32_t> tokens;       // prompt + generated token ids (real executors only)
   RequestRecord record;
 
   int32_t context_tokens() const { return spec.prompt_tokens + generated; }

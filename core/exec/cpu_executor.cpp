@@ -1,8 +1,8 @@
 #include "core/exec/cpu_executor.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
-#include <fmt/format.h>
 #include <thread>
 
 #include "core/common/error.hpp"
@@ -18,7 +18,8 @@ double since(Clock::time_point t0) {
 }  // namespace
 
 int set_cpu_threads(int threads) {
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   kernels::cpu::set_blas_threads(n);
   return n;
 }
@@ -46,8 +47,8 @@ IterationResult CpuExecutor::run(const ExecBatch& batch) {
     LORASCHED_CHECK(static_cast<int32_t>(e.tokens.size()) == e.new_tokens,
                     "request {}: {} token ids for {} new tokens", e.request, e.tokens.size(),
                     e.new_tokens);
-    entries.push_back({&resident(e.adapter), e.tokens, e.context_tokens - e.new_tokens,
-                       e.block_table});
+    entries.push_back(
+        {&resident(e.adapter), e.tokens, e.context_tokens - e.new_tokens, e.block_table});
   }
   const auto t0 = Clock::now();
   model_.forward(entries, logits_);

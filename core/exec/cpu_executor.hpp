@@ -14,7 +14,8 @@ class CpuExecutor final : public Executor {
  public:
   // host_adapters: the adapters' weights in host memory, indexed by adapter id (shared by
   // every replica); the executor copies an adapter into its own pool on load_adapter.
-  CpuExecutor(ModelWeights weights, std::shared_ptr<const std::vector<LoraAdapterWeights>> host_adapters,
+  CpuExecutor(ModelWeights weights,
+              std::shared_ptr<const std::vector<LoraAdapterWeights>> host_adapters,
               int64_t kv_blocks, int32_t block_size);
 
   std::string name() const override { return "cpu"; }

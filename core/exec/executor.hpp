@@ -18,9 +18,9 @@ namespace lorasched {
 struct ExecEntry {
   api::RequestId request = 0;
   api::AdapterId adapter = 0;
-  bool prefill = false;           // whole context (prompt, or prompt + generated when recomputed)
-  int32_t new_tokens = 0;         // tokens run now (context length at prefill, 1 at decode)
-  int32_t context_tokens = 0;     // tokens in its KV cache after this iteration
+  bool prefill = false;        // whole context (prompt, or prompt + generated when recomputed)
+  int32_t new_tokens = 0;      // tokens run now (context length at prefill, 1 at decode)
+  int32_t context_tokens = 0;  // tokens in its KV cache after this iteration
   std::span<const int32_t> block_table;
   std::span<const int32_t> tokens;  // the new token ids (real executors only)
 };

@@ -6,7 +6,9 @@ namespace lorasched {
 
 BlockPool::BlockPool(int64_t total_blocks, int64_t block_bytes, int64_t watermark_blocks,
                      int64_t host_blocks)
-    : total_(total_blocks), block_bytes_(block_bytes), watermark_(watermark_blocks),
+    : total_(total_blocks),
+      block_bytes_(block_bytes),
+      watermark_(watermark_blocks),
       host_total_(host_blocks) {
   LORASCHED_CHECK(total_blocks > 0 && total_blocks < (int64_t(1) << 31), "pool of {} blocks",
                   total_blocks);

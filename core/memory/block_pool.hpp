@@ -12,7 +12,8 @@ class BlockPool {
  public:
   // total_blocks device blocks of block_bytes each; watermark_blocks kept free at admission
   // of new prompts (vLLM's 1%); host_blocks of swap space.
-  BlockPool(int64_t total_blocks, int64_t block_bytes, int64_t watermark_blocks, int64_t host_blocks);
+  BlockPool(int64_t total_blocks, int64_t block_bytes, int64_t watermark_blocks,
+            int64_t host_blocks);
 
   int64_t total() const { return total_; }
   int64_t free() const { return static_cast<int64_t>(free_list_.size()); }
@@ -22,11 +23,13 @@ class BlockPool {
   int64_t adapter_blocks() const { return adapter_blocks_; }
   int64_t kv_blocks_used() const { return used() - adapter_blocks_; }
 
-  int32_t allocate();                     // one block; the pool must not be empty
+  int32_t allocate();  // one block; the pool must not be empty
   void release(int32_t block);
   std::vector<int32_t> allocate_adapter(int64_t bytes);  // blocks for an adapter's weights
   void release_adapter(const std::vector<int32_t>& blocks);
-  int64_t blocks_for_bytes(int64_t bytes) const { return (bytes + block_bytes_ - 1) / block_bytes_; }
+  int64_t blocks_for_bytes(int64_t bytes) const {
+    return (bytes + block_bytes_ - 1) / block_bytes_;
+  }
 
   int64_t host_free() const { return host_total_ - host_used_; }
   bool host_allocate(int64_t n);

@@ -13,24 +13,24 @@ namespace lorasched {
 inline constexpr double kNoTime = std::numeric_limits<double>::quiet_NaN();
 
 enum class RequestStatus : int8_t {
-  unfinished = 0,  // still running when the run ended (duration limit)
-  finished = 1,    // generated all its output tokens
-  ignored = 2,     // prompt longer than the replica's prompt limit (never ran, as in vLLM)
+  unfinished = 0,     // still running when the run ended (duration limit)
+  finished = 1,       // generated all its output tokens
+  ignored = 2,        // prompt longer than the replica's prompt limit (never ran, as in vLLM)
   length_capped = 3,  // prompt + output reached the model's maximum length
 };
 
 struct RequestRecord {
   int64_t id = 0;
   int32_t adapter = 0;
-  int32_t replica = -1;         // replica that finished it (last one if migrated)
-  double arrival = kNoTime;     // seconds of virtual time
+  int32_t replica = -1;              // replica that finished it (last one if migrated)
+  double arrival = kNoTime;          // seconds of virtual time
   double first_scheduled = kNoTime;  // start of the first iteration it was in
   double first_token = kNoTime;      // end of its prefill iteration
   double finish = kNoTime;           // end of the iteration producing its last token
   int32_t prompt_tokens = 0;
-  int32_t output_tokens = 0;    // tokens generated
+  int32_t output_tokens = 0;        // tokens generated
   double queueing_delay = kNoTime;  // first_scheduled - arrival
-  double exec_time = 0;         // sum of the (switch + execution) times of its iterations
+  double exec_time = 0;             // sum of the (switch + execution) times of its iterations
   int32_t migrations = 0;
   int32_t preemptions = 0;
   int8_t status = static_cast<int8_t>(RequestStatus::unfinished);
@@ -63,28 +63,36 @@ enum class EventKind : int8_t {
   preempt_swap = 4,       // KV swapped out to host memory
   preempt_recompute = 5,  // KV dropped, request recomputed later
   swap_in = 6,
-  migrate_request = 7,    // request moved from `replica` to `other_replica`
-  migrate_adapter = 8,    // adapter copied to `other_replica` (placement change)
-  threshold_change = 9,   // value = new alpha, value2 = new beta
+  migrate_request = 7,      // request moved from `replica` to `other_replica`
+  migrate_adapter = 8,      // adapter copied to `other_replica` (placement change)
+  threshold_change = 9,     // value = new alpha, value2 = new beta
   migration_decision = 10,  // duration = solve time, value = objective, value2 = bound
-  warning = 11,           // something the run recovered from; see `adapter`/`request`
+  warning = 11,             // something the run recovered from; see `adapter`/`request`
   request_ignored = 12,
 };
 inline constexpr int kNumEventKinds = 13;
-inline const char* const kEventKindNames[kNumEventKinds] = {
-    "merge",           "unmerge",         "adapter_load",       "adapter_evict",
-    "preempt_swap",    "preempt_recompute", "swap_in",          "migrate_request",
-    "migrate_adapter", "threshold_change", "migration_decision", "warning",
-    "request_ignored"};
+inline const char* const kEventKindNames[kNumEventKinds] = {"merge",
+                                                            "unmerge",
+                                                            "adapter_load",
+                                                            "adapter_evict",
+                                                            "preempt_swap",
+                                                            "preempt_recompute",
+                                                            "swap_in",
+                                                            "migrate_request",
+                                                            "migrate_adapter",
+                                                            "threshold_change",
+                                                            "migration_decision",
+                                                            "warning",
+                                                            "request_ignored"};
 
 struct EventRecord {
-  double time = 0;       // virtual time the event began
+  double time = 0;  // virtual time the event began
   int32_t replica = -1;
-  int8_t kind = 0;       // EventKind
+  int8_t kind = 0;  // EventKind
   int32_t adapter = -1;
   int64_t request = -1;
-  double duration = 0;   // seconds it cost (stalls the replica unless noted)
-  int64_t bytes = 0;     // bytes moved or touched
+  double duration = 0;  // seconds it cost (stalls the replica unless noted)
+  int64_t bytes = 0;    // bytes moved or touched
   int32_t other_replica = -1;
   double value = kNoTime;
   double value2 = kNoTime;

@@ -128,9 +128,10 @@ std::pair<double, double> mean_ci95(const std::vector<double>& values) {
   for (double v : values)
     if (!std::isnan(v)) ss += (v - mean) * (v - mean);
   // Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
-  static const double t95[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                               2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                               2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  static const double t95[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306,
+                               2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+                               2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+                               2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
   const int df = n - 1;
   const double t = df <= 30 ? t95[df - 1] : 1.96;
   return {mean, t * std::sqrt(ss / df / n)};
@@ -145,8 +146,10 @@ void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, b
   };
   static const std::vector<Metric> metrics{
       {"req/s", "throughput_rps", 3, [](const Summary& s) { return s.throughput_rps; }},
-      {"s/tok avg", "per_token_latency_mean", 4, [](const Summary& s) { return s.per_token_latency_mean; }},
-      {"s/tok P90", "per_token_latency_p90", 4, [](const Summary& s) { return s.per_token_latency_p90; }},
+      {"s/tok avg", "per_token_latency_mean", 4,
+       [](const Summary& s) { return s.per_token_latency_mean; }},
+      {"s/tok P90", "per_token_latency_p90", 4,
+       [](const Summary& s) { return s.per_token_latency_p90; }},
       {"lat avg(s)", "latency_mean", 3, [](const Summary& s) { return s.latency_mean; }},
       {"lat P90(s)", "latency_p90", 3, [](const Summary& s) { return s.latency_p90; }},
       {"TTFT(s)", "ttft_mean", 3, [](const Summary& s) { return s.ttft_mean; }},
@@ -168,7 +171,8 @@ void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, b
     out << "\n";
     for (size_t i = 0; i < groups.size(); ++i) {
       out << csv_quote(groups[i].label) << "," << groups[i].runs.size();
-      for (const auto& [mean, ci] : cells[i]) out << "," << csv_number(mean, 0) << "," << csv_number(ci, 0);
+      for (const auto& [mean, ci] : cells[i])
+        out << "," << csv_number(mean, 0) << "," << csv_number(ci, 0);
       out << "\n";
     }
     return;
@@ -190,11 +194,13 @@ void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, b
     text.push_back(row);
   }
   out << fmt::format("{:<{}}  {:>4}", "group", label_w, "runs");
-  for (size_t j = 0; j < metrics.size(); ++j) out << fmt::format("  {:>{}}", metrics[j].human, width[j]);
+  for (size_t j = 0; j < metrics.size(); ++j)
+    out << fmt::format("  {:>{}}", metrics[j].human, width[j]);
   out << "\n";
   for (size_t i = 0; i < groups.size(); ++i) {
     out << fmt::format("{:<{}}  {:>4}", groups[i].label, label_w, groups[i].runs.size());
-    for (size_t j = 0; j < metrics.size(); ++j) out << fmt::format("  {:>{}}", text[i][j], width[j]);
+    for (size_t j = 0; j < metrics.size(); ++j)
+      out << fmt::format("  {:>{}}", text[i][j], width[j]);
     out << "\n";
   }
   out << "(mean ± half-width of the 95% confidence interval over the group's runs)\n";

@@ -1,7 +1,7 @@
 #include "core/model/generate.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <fstream>
 
 #include "core/common/error.hpp"
@@ -22,7 +22,8 @@ void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
   int32_t next_block = 0;
   for (size_t i : which) {
     tokens.push_back(requests[i].prompt);
-    const int need = static_cast<int>((requests[i].prompt.size() + max_new_tokens + kBlock - 1) / kBlock);
+    const int need =
+        static_cast<int>((requests[i].prompt.size() + max_new_tokens + kBlock - 1) / kBlock);
     std::vector<int32_t> b;
     for (int k = 0; k < need; ++k) b.push_back(next_block++);
     blocks.push_back(std::move(b));
@@ -50,8 +51,9 @@ void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
 
 }  // namespace
 
-GenerateResult greedy_generate(const ModelWeights& weights, std::span<const GenerateRequest> requests,
-                               int max_new_tokens, bool merged, bool keep_logits) {
+GenerateResult greedy_generate(const ModelWeights& weights,
+                               std::span<const GenerateRequest> requests, int max_new_tokens,
+                               bool merged, bool keep_logits) {
   GenerateResult out;
   out.tokens.resize(requests.size());
   if (keep_logits) out.logits.resize(requests.size());
@@ -74,7 +76,8 @@ GenerateResult greedy_generate(const ModelWeights& weights, std::span<const Gene
   }
   std::vector<const LoraAdapterWeights*> groups;
   for (const auto& r : requests)
-    if (std::find(groups.begin(), groups.end(), r.adapter) == groups.end()) groups.push_back(r.adapter);
+    if (std::find(groups.begin(), groups.end(), r.adapter) == groups.end())
+      groups.push_back(r.adapter);
   for (const LoraAdapterWeights* a : groups) {
     std::vector<size_t> which;
     for (size_t i = 0; i < requests.size(); ++i)
@@ -90,8 +93,8 @@ void write_logits_npy(const std::filesystem::path& path, const GenerateResult& r
   const size_t n = result.logits.size();
   const size_t steps = n ? result.logits[0].size() : 0;
   const size_t vocab = steps ? result.logits[0][0].size() : 0;
-  std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
-                                   n, steps, vocab);
+  std::string header = fmt::format(
+      "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}", n, steps, vocab);
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header.push_back('\n');
@@ -106,7 +109,8 @@ void write_logits_npy(const std::filesystem::path& path, const GenerateResult& r
     f.write(header.data(), static_cast<std::streamsize>(header.size()));
     for (const auto& req : result.logits)
       for (const auto& row : req)
-        f.write(reinterpret_cast<const char*>(row.data()), static_cast<std::streamsize>(row.size() * sizeof(float)));
+        f.write(reinterpret_cast<const char*>(row.data()),
+                static_cast<std::streamsize>(row.size() * sizeof(float)));
     if (!f) throw Error(ExitCode::runtime, fmt::format("{}: write failed", path.string()));
   }
   std::filesystem::rename(tmp, path);

@@ -19,7 +19,8 @@ LlamaModel::LlamaModel(ModelWeights weights, int64_t kv_blocks, int32_t block_si
   LORASCHED_CHECK(s.num_heads % s.num_kv_heads == 0, "heads {} not a multiple of kv heads {}",
                   s.num_heads, s.num_kv_heads);
   LORASCHED_CHECK(kv_blocks > 0 && block_size > 0, "empty KV cache");
-  const size_t per_layer = static_cast<size_t>(kv_blocks) * block_size * s.num_kv_heads * s.head_dim;
+  const size_t per_layer =
+      static_cast<size_t>(kv_blocks) * block_size * s.num_kv_heads * s.head_dim;
   k_cache_.assign(s.num_layers, std::vector<float>(per_layer, 0.0f));
   v_cache_.assign(s.num_layers, std::vector<float>(per_layer, 0.0f));
   residuals_.resize(s.num_layers);
@@ -102,8 +103,9 @@ size_t LlamaModel::merge_bytes(const LoraAdapterWeights& adapter) const {
 
 // Adds the LoRA terms of layer `layer`, module t to y for every token group: its own
 // adapter's term, minus the merged adapter's for groups of other adapters.
-void LlamaModel::lora(int layer, Target t, const float* x, int in, float* y, int out,
-                      const std::vector<std::pair<const LoraAdapterWeights*, std::pair<int, int>>>& groups) {
+void LlamaModel::lora(
+    int layer, Target t, const float* x, int in, float* y, int out,
+    const std::vector<std::pair<const LoraAdapterWeights*, std::pair<int, int>>>& groups) {
   const int ti = static_cast<int>(t);
   for (int pass = 0; pass < 2; ++pass) {
     segs_.clear();
@@ -146,7 +148,8 @@ void LlamaModel::forward(std::span<const ForwardEntry> entries, std::vector<floa
   }
   std::vector<int> order(E);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return group_of[a] < group_of[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return group_of[a] < group_of[b]; });
 
   int T = 0;
   std::vector<int> last_row(E);
@@ -197,8 +200,9 @@ void LlamaModel::forward(std::span<const ForwardEntry> entries, std::vector<floa
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   for (int l = 0; l < s.num_layers; ++l) {
     const LayerWeights& L = w_.layers[l];
-    kernels::PagedKvLayer kv{k_cache_[l].data(), v_cache_[l].data(), static_cast<int32_t>(kv_blocks_),
-                             block_size_, s.num_kv_heads, s.head_dim};
+    kernels::PagedKvLayer kv{
+        k_cache_[l].data(), v_cache_[l].data(), static_cast<int32_t>(kv_blocks_),
+        block_size_,        s.num_kv_heads,     s.head_dim};
     cpu::rmsnorm(h_.data(), L.input_norm.data(), T, H, s.rms_norm_eps, xn_.data());
     cpu::gemm_xwt(xn_.data(), T, H, H, L[Target::q].data(), QD, q_.data(), QD, false);
     lora(l, Target::q, xn_.data(), H, q_.data(), QD, groups);

@@ -32,21 +32,29 @@ struct ModelShape {
   // [out, in] of a target projection.
   int out_features(Target t) const {
     switch (t) {
-      case Target::q: return num_heads * head_dim;
+      case Target::q:
+        return num_heads * head_dim;
       case Target::k:
-      case Target::v: return num_kv_heads * head_dim;
-      case Target::o: return hidden_size;
+      case Target::v:
+        return num_kv_heads * head_dim;
+      case Target::o:
+        return hidden_size;
       case Target::gate:
-      case Target::up: return intermediate_size;
-      case Target::down: return hidden_size;
+      case Target::up:
+        return intermediate_size;
+      case Target::down:
+        return hidden_size;
     }
     return 0;
   }
   int in_features(Target t) const {
     switch (t) {
-      case Target::o: return num_heads * head_dim;
-      case Target::down: return intermediate_size;
-      default: return hidden_size;
+      case Target::o:
+        return num_heads * head_dim;
+      case Target::down:
+        return intermediate_size;
+      default:
+        return hidden_size;
     }
   }
   // Parameters of the weights (fp32 elements), for memory accounting.

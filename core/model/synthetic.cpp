@@ -35,7 +35,8 @@ ModelWeights synthetic_model(const ModelShape& shape, uint64_t seed) {
   }
   fill_norm(w.final_norm, H, rng);
   if (!shape.tie_word_embeddings)
-    fill_normal(w.lm_head, static_cast<size_t>(shape.vocab_size) * H, 1.0 / std::sqrt(double(H)), rng);
+    fill_normal(w.lm_head, static_cast<size_t>(shape.vocab_size) * H, 1.0 / std::sqrt(double(H)),
+                rng);
   return w;
 }
 

@@ -18,7 +18,7 @@ struct LayerWeights {
 
 struct ModelWeights {
   ModelShape shape;
-  std::vector<float> embed;       // [vocab, hidden]
+  std::vector<float> embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [hidden]
   std::vector<float> lm_head;     // [vocab, hidden]; empty when tie_word_embeddings

@@ -1,9 +1,9 @@
 #include "core/plugin/loader.hpp"
 
+#include <fmt/format.h>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
-#include <fmt/format.h>
 
 #include "core/common/strings.hpp"
 
@@ -59,14 +59,16 @@ PluginRegistry::PluginRegistry(std::vector<fs::path> search_path)
     : search_path_(std::move(search_path)) {}
 
 std::shared_ptr<const PluginLibrary> PluginRegistry::open(const fs::path& file) {
-  if (!fs::exists(file)) throw PluginError(fmt::format("plugin file {} does not exist", file.string()));
+  if (!fs::exists(file))
+    throw PluginError(fmt::format("plugin file {} does not exist", file.string()));
   auto lib = std::make_shared<boost::dll::shared_library>();
   boost::system::error_code ec;
   lib->load(boost::dll::fs::path(file.string()), boost::dll::load_mode::rtld_now, ec);
   if (ec)
-    throw PluginError(fmt::format("plugin {} could not be loaded: {}", file.string(), ec.message()));
-  for (const char* sym : {"lorasched_plugin_api_version", "lorasched_plugin_info",
-                          "lorasched_plugin_create"}) {
+    throw PluginError(
+        fmt::format("plugin {} could not be loaded: {}", file.string(), ec.message()));
+  for (const char* sym :
+       {"lorasched_plugin_api_version", "lorasched_plugin_info", "lorasched_plugin_create"}) {
     if (!lib->has(sym))
       throw PluginError(fmt::format(
           "plugin {} does not export '{}': is it a lorasched plugin built with LORASCHED_PLUGIN?",
@@ -112,9 +114,9 @@ std::shared_ptr<const PluginLibrary> PluginRegistry::find(api::PluginKind kind,
     if (it != cache_.end()) return it->second;
     auto lib = open(p);
     if (lib->info.name != name || lib->info.kind != kind)
-      throw PluginError(fmt::format("plugin {} calls itself {} '{}', but its file name says {} '{}'",
-                                    p.string(), api::to_string(lib->info.kind), lib->info.name,
-                                    api::to_string(kind), name));
+      throw PluginError(
+          fmt::format("plugin {} calls itself {} '{}', but its file name says {} '{}'", p.string(),
+                      api::to_string(lib->info.kind), lib->info.name, api::to_string(kind), name));
     cache_[p] = lib;
     return lib;
   }

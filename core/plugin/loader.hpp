@@ -31,7 +31,8 @@ template <class T>
 class PluginInstance {
  public:
   PluginInstance() = default;
-  PluginInstance(std::shared_ptr<const PluginLibrary> lib, T* obj) : lib_(std::move(lib)), obj_(obj) {}
+  PluginInstance(std::shared_ptr<const PluginLibrary> lib, T* obj)
+      : lib_(std::move(lib)), obj_(obj) {}
   PluginInstance(PluginInstance&&) noexcept = default;
   PluginInstance& operator=(PluginInstance&& o) noexcept {
     obj_.reset();
@@ -123,8 +124,8 @@ PluginInstance<T> instantiate(const std::shared_ptr<const PluginLibrary>& lib,
   if (p == nullptr && error.rfind(prefix, 0) == 0)
     throw PluginArgumentError(error.substr(prefix.size()));
   if (p == nullptr)
-    throw PluginError(describe_plugin(*lib) + " failed at creation: " +
-                      (error.empty() ? "no reason given" : error));
+    throw PluginError(describe_plugin(*lib) +
+                      " failed at creation: " + (error.empty() ? "no reason given" : error));
   return PluginInstance<T>(lib, static_cast<T*>(p));
 }
 

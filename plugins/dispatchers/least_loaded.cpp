@@ -22,8 +22,11 @@ class LeastLoaded : public Dispatcher {
 };
 
 PluginInfo info() {
-  return {kApiVersion, PluginKind::dispatcher, "least-loaded",
-          "send each request to the replica with the fewest unfinished requests", {}};
+  return {kApiVersion,
+          PluginKind::dispatcher,
+          "least-loaded",
+          "send each request to the replica with the fewest unfinished requests",
+          {}};
 }
 
 }  // namespace

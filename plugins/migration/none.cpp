@@ -11,9 +11,7 @@ class None : public Migration {
   MigrationPlan plan(const ClusterView&) override { return {}; }
 };
 
-PluginInfo info() {
-  return {kApiVersion, PluginKind::migration, "none", "no migration", {}};
-}
+PluginInfo info() { return {kApiVersion, PluginKind::migration, "none", "no migration", {}}; }
 
 }  // namespace
 

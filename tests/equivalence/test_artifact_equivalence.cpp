@@ -5,8 +5,8 @@
 // per switch; prefill, loads and swaps free.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <fmt/format.h>
+#include <cmath>
 #include <fstream>
 
 #include "core/cluster/simulation.hpp"
@@ -28,14 +28,16 @@ std::string temp_path(const std::string& name) {
 }
 
 // Runs `policy` on the adapter trace rows "arrival,adapter,prompt,output".
-Outcome run(const std::string& name, const std::string& rows, int adapters, const std::string& scheduler,
-            const std::string& engine_extra = "", const std::string& scheduler_extra = "") {
+Outcome run(const std::string& name, const std::string& rows, int adapters,
+            const std::string& scheduler, const std::string& engine_extra = "",
+            const std::string& scheduler_extra = "") {
   const std::string trace = temp_path(name + ".csv");
   {
     std::ofstream f(trace);
     f << "arrival_s,adapter,prompt_tokens,output_tokens\n" << rows;
   }
-  const std::string text = fmt::format(R"(
+  const std::string text =
+      fmt::format(R"(
 [run]
 name = "{0}"
 [model]
@@ -63,7 +65,7 @@ estimate = "constants"
 [metrics]
 log_batches = true
 )",
-                                       name, adapters, trace, scheduler, engine_extra, scheduler_extra);
+                  name, adapters, trace, scheduler, engine_extra, scheduler_extra);
   auto exps = parse_experiments(text, name + ".toml");
   PluginRegistry registry(plugin_search_path());
   Simulation sim(exps.at(0), registry);
@@ -73,7 +75,8 @@ log_batches = true
   o.requests = r.records.requests;
   o.events = r.records.events;
   o.batches.resize(o.iterations.size());
-  for (const auto& b : r.records.batches) o.batches.at(static_cast<size_t>(b.iteration)).push_back(b.request);
+  for (const auto& b : r.records.batches)
+    o.batches.at(static_cast<size_t>(b.iteration)).push_back(b.request);
   return o;
 }
 
@@ -120,7 +123,8 @@ TEST(ArtifactEquivalence, HotAdapterMergesAndWaitingGoesBeforeReady) {
   EXPECT_EQ(o.iterations[0].mode, 1);
   EXPECT_EQ(o.iterations[0].merged_adapter, 0);
   EXPECT_EQ(o.batches[0], ids(2, 17));
-  EXPECT_TIME(o.iterations[0].start + o.iterations[0].switch_time + o.iterations[0].duration, 0.035);
+  EXPECT_TIME(o.iterations[0].start + o.iterations[0].switch_time + o.iterations[0].duration,
+              0.035);
   std::vector<int64_t> want = ids(18, 21);
   for (auto i : ids(2, 13)) want.push_back(i);
   EXPECT_EQ(o.iterations[1].mode, 1);
@@ -129,7 +133,8 @@ TEST(ArtifactEquivalence, HotAdapterMergesAndWaitingGoesBeforeReady) {
   EXPECT_TIME(o.iterations[1].switch_time, 0.0);
   // Adapter 1's two requests wait until adapter 0's queue falls below beta x |fcfs|, then
   // run unmerged after a 20 ms unmerge; every request finishes exactly once.
-  for (const auto& r : o.requests) EXPECT_EQ(r.status, static_cast<int8_t>(RequestStatus::finished));
+  for (const auto& r : o.requests)
+    EXPECT_EQ(r.status, static_cast<int8_t>(RequestStatus::finished));
   EXPECT_GT(o.requests[0].first_token, o.requests[2].finish);
 }
 
@@ -251,11 +256,13 @@ TEST(ArtifactEquivalence, SwapUnderMemoryPressure) {
   // (time, kind, request) of every swap, in order.
   std::vector<std::tuple<double, int, int64_t>> swaps;
   for (const auto& e : o.events)
-    if (e.kind == static_cast<int8_t>(EventKind::preempt_swap) || e.kind == static_cast<int8_t>(EventKind::swap_in))
+    if (e.kind == static_cast<int8_t>(EventKind::preempt_swap) ||
+        e.kind == static_cast<int8_t>(EventKind::swap_in))
       swaps.emplace_back(e.time, e.kind, e.request);
-  const int out = static_cast<int>(EventKind::preempt_swap), in = static_cast<int>(EventKind::swap_in);
+  const int out = static_cast<int>(EventKind::preempt_swap),
+            in = static_cast<int>(EventKind::swap_in);
   const std::vector<std::tuple<double, int, int64_t>> want = {
-      {0.275, out, 2}, {0.530, out, 1}, {0.545, in, 2}, {0.755, out, 2},
+      {0.275, out, 2}, {0.530, out, 1}, {0.545, in, 2},  {0.755, out, 2},
       {0.770, in, 1},  {0.770, in, 2},  {0.815, out, 2}, {1.010, in, 2}};
   ASSERT_EQ(swaps.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {

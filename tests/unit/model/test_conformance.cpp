@@ -17,7 +17,8 @@
 namespace lorasched {
 namespace {
 
-const std::filesystem::path kDir = std::filesystem::path(LORASCHED_SOURCE_DIR) / "tests/fixtures/hf-tiny";
+const std::filesystem::path kDir =
+    std::filesystem::path(LORASCHED_SOURCE_DIR) / "tests/fixtures/hf-tiny";
 
 class Conformance : public ::testing::Test {
  protected:
@@ -27,8 +28,10 @@ class Conformance : public ::testing::Test {
     weights_ = new ModelWeights(load_hf_model(kDir / "model"));
     adapters_ = new std::map<std::string, LoraAdapterWeights>();
     for (const auto& [name, a] : (*expected_)["adapters"].items())
-      adapters_->emplace(name, load_peft_adapter(kDir / a["dir"].get<std::string>(), weights_->shape));
-    logits_ = new checkpoint::SafetensorsFile(checkpoint::SafetensorsFile::open(kDir / "logits.safetensors"));
+      adapters_->emplace(name,
+                         load_peft_adapter(kDir / a["dir"].get<std::string>(), weights_->shape));
+    logits_ = new checkpoint::SafetensorsFile(
+        checkpoint::SafetensorsFile::open(kDir / "logits.safetensors"));
   }
   static void TearDownTestSuite() {
     delete expected_;
@@ -44,7 +47,8 @@ class Conformance : public ::testing::Test {
   }
 
   // Checks tokens and logits of `got` against an expected block ("generated", "logits").
-  static void check(const GenerateResult& got, const nlohmann::json& want, const std::string& what) {
+  static void check(const GenerateResult& got, const nlohmann::json& want,
+                    const std::string& what) {
     const auto& gen = want["generated"];
     const auto& names = want["logits"];
     ASSERT_EQ(got.tokens.size(), gen.size()) << what;
@@ -92,7 +96,8 @@ TEST_F(Conformance, EveryAdapterMatchesPeftUnmergedAndMerged) {
 TEST_F(Conformance, ShardedCheckpointGivesTheSameTokens) {
   const ModelWeights sharded = load_hf_model(kDir / "model-sharded");
   const int n = (*expected_)["max_new_tokens"].get<int>();
-  check(greedy_generate(sharded, requests(nullptr), n, false, true), (*expected_)["base"], "sharded");
+  check(greedy_generate(sharded, requests(nullptr), n, false, true), (*expected_)["base"],
+        "sharded");
 }
 
 TEST_F(Conformance, MixedBatchOfAllAdaptersEqualsHf) {
@@ -114,7 +119,8 @@ TEST_F(Conformance, MixedBatchOfAllAdaptersEqualsHf) {
     const auto& [name, p] = who[i];
     const auto& want = name.empty() ? (*expected_)["base"]["generated"][p]
                                     : (*expected_)["adapters"][name]["unmerged"]["generated"][p];
-    EXPECT_EQ(got.tokens[i], want.get<std::vector<int32_t>>()) << (name.empty() ? "base" : name) << " prompt " << p;
+    EXPECT_EQ(got.tokens[i], want.get<std::vector<int32_t>>())
+        << (name.empty() ? "base" : name) << " prompt " << p;
   }
 }
 

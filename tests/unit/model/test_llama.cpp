@@ -26,8 +26,9 @@ struct Seq {
 
 // Greedy decoding of all sequences together: one prefill step, then `steps` decodes.
 // Returns the generated ids per sequence and the logits of every step per sequence.
-std::vector<std::vector<int32_t>> decode(LlamaModel& m, std::vector<Seq> seqs, int steps,
-                                         std::vector<std::vector<std::vector<float>>>* logits = nullptr) {
+std::vector<std::vector<int32_t>> decode(
+    LlamaModel& m, std::vector<Seq> seqs, int steps,
+    std::vector<std::vector<std::vector<float>>>* logits = nullptr) {
   const int V = m.shape().vocab_size;
   std::vector<std::vector<int32_t>> out(seqs.size());
   if (logits) logits->assign(seqs.size(), {});
@@ -36,7 +37,8 @@ std::vector<std::vector<int32_t>> decode(LlamaModel& m, std::vector<Seq> seqs, i
     for (auto& q : seqs) {
       const int ctx = static_cast<int>(q.tokens.size());
       const int start = s == 0 ? 0 : ctx - 1;
-      entries.push_back({q.adapter, std::span<const int32_t>(q.tokens).subspan(static_cast<size_t>(start)),
+      entries.push_back({q.adapter,
+                         std::span<const int32_t>(q.tokens).subspan(static_cast<size_t>(start)),
                          start, q.blocks});
     }
     std::vector<float> lg;
@@ -61,8 +63,8 @@ class LlamaTest : public ::testing::Test {
     for (int i = 0; i < 4; ++i) {
       // scale 2 for every adapter (adapter 2 uses rsLoRA: alpha / sqrt(r)).
       const double alpha = i == 2 ? 2.0 * std::sqrt(double(ranks[i])) : 2.0 * ranks[i];
-      adapters_.push_back(synthetic_adapter(shape_, ranks[i], alpha, i == 2, 100 + i,
-                                            "a" + std::to_string(i)));
+      adapters_.push_back(
+          synthetic_adapter(shape_, ranks[i], alpha, i == 2, 100 + i, "a" + std::to_string(i)));
     }
   }
   Seq make_seq(const LoraAdapterWeights* a, int prompt, int first_block, uint64_t seed) {
@@ -111,8 +113,8 @@ TEST_F(LlamaTest, MergedEqualsUnmergedForEveryAdapter) {
 TEST_F(LlamaTest, MixedBatchEqualsEachRequestAlone) {
   LlamaModel m(weights_, 128, kBlock);
   std::vector<Seq> seqs;
-  const LoraAdapterWeights* which[] = {&adapters_[0], &adapters_[1], nullptr, &adapters_[2],
-                                       &adapters_[0], &adapters_[3]};
+  const LoraAdapterWeights* which[] = {&adapters_[0], &adapters_[1], nullptr,
+                                       &adapters_[2], &adapters_[0], &adapters_[3]};
   int prompts[] = {5, 33, 17, 1, 48, 12};
   for (int i = 0; i < 6; ++i) seqs.push_back(make_seq(which[i], prompts[i], i * 8, 50 + i));
   std::vector<std::vector<std::vector<float>>> together;

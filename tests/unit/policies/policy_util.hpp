@@ -15,7 +15,8 @@ inline PluginRegistry& registry() {
 }
 
 template <class T>
-PluginInstance<T> load(const std::string& name, const std::map<std::string, api::ParamValue>& params = {},
+PluginInstance<T> load(const std::string& name,
+                       const std::map<std::string, api::ParamValue>& params = {},
                        api::Threshold* threshold = nullptr, int32_t num_adapters = 4,
                        api::ReplicaLimits limits = {}) {
   auto lib = registry().find(api::kind_of<T>(), name);

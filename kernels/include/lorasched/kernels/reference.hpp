@@ -1,4 +1,5 @@
-// Plain-loop implementations of every kernel: the oracle the cpu and cuda kernels are tested against.
+// Plain-loop implementations of every kernel: the oracle the cpu and cuda kernels are tested
+// against.
 #pragma once
 
 #include <span>
@@ -13,12 +14,10 @@ void gemm_xwt(const float* x, int m, int k, int ldx, const float* W, int n, floa
 
 // LoRA shrink: for every segment, t_seg[len, rank] = x[start:start+len, :in] A^T.
 // t is laid out as described for lora_workspace_floats.
-void lora_shrink(const float* x, int in, int ldx, std::span<const LoraSegment> segments,
-                 float* t);
+void lora_shrink(const float* x, int in, int ldx, std::span<const LoraSegment> segments, float* t);
 
 // LoRA expand: for every segment, y[start:start+len, :out] += scale * t_seg B^T.
-void lora_expand(const float* t, std::span<const LoraSegment> segments, int out, float* y,
-                 int ldy);
+void lora_expand(const float* t, std::span<const LoraSegment> segments, int out, float* y, int ldy);
 
 // Merge W[out, in] += scale * B A (B: [out, rank], A: [rank, in]) and record what unmerge
 // needs to restore W bit-exactly. D = scale * B A is evaluated per element as
@@ -28,8 +27,8 @@ void lora_merge(float* W, int out, int in, const float* A, const float* B, int r
                 MergeResidual* residual);
 
 // Undo lora_merge exactly: afterwards W holds the bits it held before the merge.
-void lora_unmerge(float* W, int out, int in, const float* A, const float* B, int rank,
-                  float scale, const MergeResidual& residual);
+void lora_unmerge(float* W, int out, int in, const float* A, const float* B, int rank, float scale,
+                  const MergeResidual& residual);
 
 // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight   (Llama RMSNorm; in place ok)
 void rmsnorm(const float* x, const float* weight, int rows, int dim, float eps, float* out);

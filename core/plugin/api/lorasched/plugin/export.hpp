@@ -30,11 +30,11 @@ using CreateFn = void*(const CreateArgs& args, std::string* error);
 inline constexpr const char* kInvalidArgumentPrefix = "invalid parameters: ";
 
 template <class Impl>
-using PolicyBase = std::conditional_t<
-    std::is_base_of_v<Scheduler, Impl>, Scheduler,
-    std::conditional_t<std::is_base_of_v<Threshold, Impl>, Threshold,
-                       std::conditional_t<std::is_base_of_v<Migration, Impl>, Migration,
-                                          Dispatcher>>>;
+using PolicyBase =
+    std::conditional_t<std::is_base_of_v<Scheduler, Impl>, Scheduler,
+                       std::conditional_t<std::is_base_of_v<Threshold, Impl>, Threshold,
+                                          std::conditional_t<std::is_base_of_v<Migration, Impl>,
+                                                             Migration, Dispatcher>>>;
 
 template <class Impl>
 void* create_guarded(const CreateArgs& args, std::string* error) noexcept {
@@ -57,20 +57,19 @@ void* create_guarded(const CreateArgs& args, std::string* error) noexcept {
 
 }  // namespace lorasched::api
 
-#define LORASCHED_PLUGIN(Class, info_function)                                         \
-  namespace lorasched_plugin_exports {                                                 \
-  int exported_api_version() { return ::lorasched::api::kApiVersion; }                 \
-  ::lorasched::api::PluginInfo exported_info() {                                       \
-    ::lorasched::api::PluginInfo i = info_function();                                  \
-    i.api_version = ::lorasched::api::kApiVersion;                                     \
-    i.kind = ::lorasched::api::kind_of<Class>();                                       \
-    return i;                                                                          \
-  }                                                                                    \
-  void* exported_create(const ::lorasched::api::CreateArgs& args, std::string* error) { \
-    return ::lorasched::api::create_guarded<Class>(args, error);                       \
-  }                                                                                    \
-  }                                                                                    \
-  BOOST_DLL_ALIAS(lorasched_plugin_exports::exported_api_version,                      \
-                  lorasched_plugin_api_version)                                        \
-  BOOST_DLL_ALIAS(lorasched_plugin_exports::exported_info, lorasched_plugin_info)      \
+#define LORASCHED_PLUGIN(Class, info_function)                                                  \
+  namespace lorasched_plugin_exports {                                                          \
+  int exported_api_version() { return ::lorasched::api::kApiVersion; }                          \
+  ::lorasched::api::PluginInfo exported_info() {                                                \
+    ::lorasched::api::PluginInfo i = info_function();                                           \
+    i.api_version = ::lorasched::api::kApiVersion;                                              \
+    i.kind = ::lorasched::api::kind_of<Class>();                                                \
+    return i;                                                                                   \
+  }                                                                                             \
+  void* exported_create(const ::lorasched::api::CreateArgs& args, std::string* error) {         \
+    return ::lorasched::api::create_guarded<Class>(args, error);                                \
+  }                                                                                             \
+  }                                                                                             \
+  BOOST_DLL_ALIAS(lorasched_plugin_exports::exported_api_version, lorasched_plugin_api_version) \
+  BOOST_DLL_ALIAS(lorasched_plugin_exports::exported_info, lorasched_plugin_info)               \
   BOOST_DLL_ALIAS(lorasched_plugin_exports::exported_create, lorasched_plugin_create)

@@ -9,8 +9,8 @@
 
 #include <exception>
 #include <memory>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lorasched/plugin/types.hpp"
@@ -22,9 +22,9 @@ class Threshold;
 
 // Everything a plugin gets at creation.
 struct CreateArgs {
-  Params params;                  // checked against the plugin's specs, defaults filled in
-  uint64_t seed = 0;              // the run's seed, for randomised policies
-  int32_t replica = -1;           // the replica it serves (-1 for cluster-level plugins)
+  Params params;         // checked against the plugin's specs, defaults filled in
+  uint64_t seed = 0;     // the run's seed, for randomised policies
+  int32_t replica = -1;  // the replica it serves (-1 for cluster-level plugins)
   int32_t num_adapters = 0;
   ReplicaLimits limits;
   Threshold* threshold = nullptr;  // schedulers only: the replica's threshold plugin (may be null)
@@ -70,10 +70,10 @@ struct Thresholds {
 // Counters of the period that just ended (a run of iterations in one mode), as dLoRA's
 // scheduler keeps them: the actual vs. counterfactual batch sizes and switches.
 struct PeriodStats {
-  bool merged = false;          // the period ran merged
-  int64_t num_iters = 0;        // iterations in the period
-  double merge_batch_cnt = 0;   // requests a merged batch held / would have held
-  double unmerge_batch_cnt = 0; // requests an unmerged (FCFS) batch held / would have held
+  bool merged = false;             // the period ran merged
+  int64_t num_iters = 0;           // iterations in the period
+  double merge_batch_cnt = 0;      // requests a merged batch held / would have held
+  double unmerge_batch_cnt = 0;    // requests an unmerged (FCFS) batch held / would have held
   int64_t virtual_switch_cnt = 0;  // changes of the largest adapter while unmerged
   double now = 0;
 };
@@ -106,10 +106,10 @@ struct Placement {
 };
 
 struct SolverReport {
-  std::string status;       // "optimal", "feasible", "infeasible", "time limit", "heuristic"
-  double solve_time = 0;    // seconds of wall time spent deciding
-  double objective = 0;     // the policy's objective (e.g. makespan, seconds)
-  double bound = 0;         // best bound when known (== objective when optimal)
+  std::string status;     // "optimal", "feasible", "infeasible", "time limit", "heuristic"
+  double solve_time = 0;  // seconds of wall time spent deciding
+  double objective = 0;   // the policy's objective (e.g. makespan, seconds)
+  double bound = 0;       // best bound when known (== objective when optimal)
   int64_t variables = 0;
   int64_t constraints = 0;
 };
@@ -240,10 +240,14 @@ using Guarded = std::conditional_t<
 
 template <class Impl>
 constexpr PluginKind kind_of() {
-  if constexpr (std::is_base_of_v<Scheduler, Impl>) return PluginKind::scheduler;
-  else if constexpr (std::is_base_of_v<Threshold, Impl>) return PluginKind::threshold;
-  else if constexpr (std::is_base_of_v<Migration, Impl>) return PluginKind::migration;
-  else return PluginKind::dispatcher;
+  if constexpr (std::is_base_of_v<Scheduler, Impl>)
+    return PluginKind::scheduler;
+  else if constexpr (std::is_base_of_v<Threshold, Impl>)
+    return PluginKind::threshold;
+  else if constexpr (std::is_base_of_v<Migration, Impl>)
+    return PluginKind::migration;
+  else
+    return PluginKind::dispatcher;
 }
 
 }  // namespace lorasched::api

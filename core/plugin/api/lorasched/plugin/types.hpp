@@ -34,9 +34,12 @@ enum class Mode : uint8_t { unmerged = 0, merged = 1, mixed = 2 };
 
 inline const char* to_string(Mode m) {
   switch (m) {
-    case Mode::unmerged: return "unmerged";
-    case Mode::merged: return "merged";
-    case Mode::mixed: return "mixed";
+    case Mode::unmerged:
+      return "unmerged";
+    case Mode::merged:
+      return "merged";
+    case Mode::mixed:
+      return "mixed";
   }
   return "?";
 }
@@ -47,10 +50,14 @@ enum class PluginKind : uint8_t { scheduler = 0, threshold = 1, migration = 2, d
 
 inline const char* to_string(PluginKind k) {
   switch (k) {
-    case PluginKind::scheduler: return "scheduler";
-    case PluginKind::threshold: return "threshold";
-    case PluginKind::migration: return "migration";
-    case PluginKind::dispatcher: return "dispatcher";
+    case PluginKind::scheduler:
+      return "scheduler";
+    case PluginKind::threshold:
+      return "threshold";
+    case PluginKind::migration:
+      return "migration";
+    case PluginKind::dispatcher:
+      return "dispatcher";
   }
   return "?";
 }
@@ -97,10 +104,14 @@ enum class ParamType : uint8_t { integer, real, boolean, string };
 
 inline const char* to_string(ParamType t) {
   switch (t) {
-    case ParamType::integer: return "integer";
-    case ParamType::real: return "real";
-    case ParamType::boolean: return "boolean";
-    case ParamType::string: return "string";
+    case ParamType::integer:
+      return "integer";
+    case ParamType::real:
+      return "real";
+    case ParamType::boolean:
+      return "boolean";
+    case ParamType::string:
+      return "string";
   }
   return "?";
 }
@@ -133,7 +144,7 @@ inline ParamSpec param_bool(std::string name, bool def, std::string help) {
 }
 inline ParamSpec param_choice(std::string name, std::string def, std::vector<std::string> choices,
                               std::string help) {
-  return {std::move(name), ParamType::string, std::move(def), std::move(help), 0, 0,
+  return {std::move(name),   ParamType::string, std::move(def), std::move(help), 0, 0,
           std::move(choices)};
 }
 

@@ -12,15 +12,26 @@ namespace lorasched::api {
 // dLoRA / vLLM 0.1.4 request states. waiting: not prefilled (or preempted by
 // recomputation); ready: KV cache on the device, waiting for its next iteration; swapped:
 // KV cache in host memory; running: in the iteration being executed.
-enum class RequestState : uint8_t { waiting = 0, ready = 1, swapped = 2, running = 3, finished = 4 };
+enum class RequestState : uint8_t {
+  waiting = 0,
+  ready = 1,
+  swapped = 2,
+  running = 3,
+  finished = 4
+};
 
 inline const char* to_string(RequestState s) {
   switch (s) {
-    case RequestState::waiting: return "waiting";
-    case RequestState::ready: return "ready";
-    case RequestState::swapped: return "swapped";
-    case RequestState::running: return "running";
-    case RequestState::finished: return "finished";
+    case RequestState::waiting:
+      return "waiting";
+    case RequestState::ready:
+      return "ready";
+    case RequestState::swapped:
+      return "swapped";
+    case RequestState::running:
+      return "running";
+    case RequestState::finished:
+      return "finished";
   }
   return "?";
 }
@@ -28,12 +39,12 @@ inline const char* to_string(RequestState s) {
 struct RequestView {
   RequestId id = 0;
   AdapterId adapter = 0;
-  double arrival = 0;         // seconds of virtual time
+  double arrival = 0;  // seconds of virtual time
   int32_t prompt_tokens = 0;
   int32_t output_tokens = 0;  // tokens it will generate in total (EOS ignored, as in dLoRA)
   int32_t generated = 0;      // tokens generated so far
   RequestState state = RequestState::waiting;
-  int32_t kv_blocks = 0;      // KV blocks it holds (device or host when swapped)
+  int32_t kv_blocks = 0;  // KV blocks it holds (device or host when swapped)
   int32_t context_tokens() const { return prompt_tokens + generated; }
 };
 
@@ -50,15 +61,16 @@ struct ReplicaLimits {
   int32_t max_batch_size = 16;        // B = max_num_seqs
   int32_t max_batched_tokens = 4096;  // prompt + generation tokens per iteration
   int32_t block_size = 16;            // tokens per KV block
-  int32_t max_adapters_per_batch = 0; // distinct adapters an unmerged batch may hold (gpu_capacity)
-  int32_t prompt_limit = 4096;        // longer prompts are rejected (finished as ignored)
+  int32_t max_adapters_per_batch =
+      0;                        // distinct adapters an unmerged batch may hold (gpu_capacity)
+  int32_t prompt_limit = 4096;  // longer prompts are rejected (finished as ignored)
 };
 
 struct ReplicaView {
   int32_t replica = 0;
   double now = 0;
-  int64_t iteration = 0;      // index of the iteration being planned
-  int32_t num_adapters = 0;   // adapter ids are 0 .. num_adapters-1
+  int64_t iteration = 0;     // index of the iteration being planned
+  int32_t num_adapters = 0;  // adapter ids are 0 .. num_adapters-1
   ReplicaLimits limits;
   Mode mode = Mode::unmerged;             // how the replica's weights are now
   AdapterId merged_adapter = kNoAdapter;  // set when mode == merged
@@ -92,10 +104,10 @@ struct ReplicaState {
   int32_t replica = 0;
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_used = 0;
-  int32_t adapter_slots = 0;                  // adapters it may host at once
-  std::span<const AdapterId> hosted;          // adapters placed on it, ascending
+  int32_t adapter_slots = 0;                        // adapters it may host at once
+  std::span<const AdapterId> hosted;                // adapters placed on it, ascending
   std::span<const int32_t> unfinished_per_adapter;  // indexed by adapter id
-  int32_t unfinished = 0;                     // all its unfinished requests
+  int32_t unfinished = 0;                           // all its unfinished requests
   // Its unfinished requests (waiting, running, swapped, ready). Filled for migration
   // policies; empty in dispatcher views (which are built for every request).
   std::span<const RequestView> requests;
@@ -106,12 +118,12 @@ struct ClusterView {
   int32_t num_adapters = 0;
   ReplicaLimits limits;  // per replica (all replicas share them)
   std::span<const ReplicaState> replicas;
-  std::span<const int64_t> adapter_bytes;          // indexed by adapter id
+  std::span<const int64_t> adapter_bytes;  // indexed by adapter id
   // Mean execution time (sum of the iteration times a request was in) of the finished
   // requests of each adapter, over the whole cluster; NaN when none finished yet.
   std::span<const double> adapter_mean_exec_time;
-  int64_t kv_block_bytes = 0;       // bytes of one KV block across all layers
-  double link_bandwidth = 0;        // bytes/s between replicas (PCIe/NVLink/network)
+  int64_t kv_block_bytes = 0;  // bytes of one KV block across all layers
+  double link_bandwidth = 0;   // bytes/s between replicas (PCIe/NVLink/network)
 };
 
 }  // namespace lorasched::api

@@ -37,11 +37,9 @@ inline api::Params params_for(const api::PluginInfo& info,
 // Creates policy class T (the class a plugin exports) as the engine would: guarded, so its
 // checked_* functions work, with CreateArgs built from the info's defaults + overrides.
 template <class T>
-std::unique_ptr<api::PolicyBase<T>> make_policy(const api::PluginInfo& info,
-                                                const std::map<std::string, api::ParamValue>& overrides = {},
-                                                api::Threshold* threshold = nullptr,
-                                                int32_t num_adapters = 4,
-                                                api::ReplicaLimits limits = {}) {
+std::unique_ptr<api::PolicyBase<T>> make_policy(
+    const api::PluginInfo& info, const std::map<std::string, api::ParamValue>& overrides = {},
+    api::Threshold* threshold = nullptr, int32_t num_adapters = 4, api::ReplicaLimits limits = {}) {
   api::CreateArgs args;
   args.params = params_for(info, overrides);
   args.seed = 1;
@@ -67,10 +65,12 @@ class ReplicaBuilder {
     limits_.max_batch_size = max_batch_size;
     limits_.max_adapters_per_batch = num_adapters;
     adapters_.resize(static_cast<size_t>(num_adapters));
-    for (int32_t a = 0; a < num_adapters; ++a) adapters_[static_cast<size_t>(a)] = {a, 16, 0, true, 0};
+    for (int32_t a = 0; a < num_adapters; ++a)
+      adapters_[static_cast<size_t>(a)] = {a, 16, 0, true, 0};
   }
-  ReplicaBuilder& add(api::AdapterId adapter, double arrival, int32_t prompt = 32, int32_t output = 16,
-                      api::RequestState state = api::RequestState::waiting, int32_t generated = 0) {
+  ReplicaBuilder& add(api::AdapterId adapter, double arrival, int32_t prompt = 32,
+                      int32_t output = 16, api::RequestState state = api::RequestState::waiting,
+                      int32_t generated = 0) {
     api::RequestView r;
     r.id = next_id_++;
     r.adapter = adapter;
@@ -131,10 +131,11 @@ class ReplicaBuilder {
 
   const api::ReplicaView& view() {
     sorted_ = requests_;
-    std::stable_sort(sorted_.begin(), sorted_.end(), [](const api::RequestView& a, const api::RequestView& b) {
-      if (a.arrival != b.arrival) return a.arrival < b.arrival;
-      return static_cast<int>(a.state) < static_cast<int>(b.state);
-    });
+    std::stable_sort(sorted_.begin(), sorted_.end(),
+                     [](const api::RequestView& a, const api::RequestView& b) {
+                       if (a.arrival != b.arrival) return a.arrival < b.arrival;
+                       return static_cast<int>(a.state) < static_cast<int>(b.state);
+                     });
     view_.replica = 0;
     view_.now = now_;
     view_.iteration = iteration_;
