@@ -35,7 +35,8 @@ test-asan: deps
 # builds them and runs each for FUZZ_SECONDS (label fuzz-long). Findings (crashing inputs) go
 # to build/fuzz/tests/fuzz/findings/, new coverage to build/fuzz/tests/fuzz/corpus/.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz:
+	scripts/install-deps --fuzz
 	cmake --preset fuzz -DLORASCHED_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
 	cmake --build --preset fuzz -j $(JOBS) --target fuzz_targets
 	ctest --test-dir build/fuzz -L fuzz-long -j $(JOBS) --output-on-failure $(CTEST_ARGS)
