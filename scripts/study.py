@@ -548,14 +548,18 @@ checked in the runs' iteration and event records (docs/results-format.md).
   -1.2 +- 33% alternating). So the lag of dLoRA's queue thresholds behind a burst is not what
   limits it on these workloads; what limits it is the decision rule itself (when a merged
   period pays for its switches), which is where the fixed-vs-adaptive gap above points.
-- **Mixed-mode batching, as built, degenerates to unmerged serving under load.** Its rule
-  compares LoRA work in token x rank units: mixing on adapter m costs sum over i != m of
-  n_i (r_i + r_m), which beats unmerged only when m holds about half the FCFS batch. Under
-  load the batch mixes many adapters, so `mixed` merges 1-8 times per run and its latencies
-  equal `unmerged-fcfs` to three digits. The rule ignores what a merged batch actually saves
-  on this cost model, the per-distinct-adapter overhead (0.73 ms per adapter per iteration on
-  7B/A100, docs/costmodel.md); a rule priced by the executor's cost model is the obvious next
-  step and is not done.
+- **Mixed-mode batching degenerates to unmerged serving under load, and rightly so on this
+  cost model.** A mixed batch saves only the merged adapter's own LoRA pass (its tokens and one
+  adapter's overhead) and adds a second pass of rank r_m for every other request: mixing on m
+  costs sum over i != m of n_i (r_i + r_m) against sum over i of n_i r_i unmerged, which pays
+  only when m holds about half the FCFS batch. Under load the batch mixes many adapters, so
+  `mixed` merges 1-8 times per run on the loaded bursty and artifact points, and its latency
+  per token is within 1% of `unmerged-fcfs` wherever the system is loaded.
+  dLoRA's gain comes from the opposite choice, excluding the other adapters to run a pure
+  merged batch that skips every per-adapter overhead (0.73 ms per distinct adapter per
+  iteration on 7B/A100, docs/costmodel.md); not excluding anyone gives that up. Mixed batches
+  remain useful as an option inside a dLoRA-style rule (merge for the hot adapter, let a few
+  old requests of others ride along instead of starving), which is not built.
 - **Migration: the target is met, and it matters end to end.** dLoRA's ILP balances only the
   two extreme replicas per period: on the 32-replica snapshot its plan leaves the makespan at
   0.982 of before, against 0.372 for greedy and 0.374 for the full-cluster ILP, which hits its
