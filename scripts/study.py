@@ -296,7 +296,7 @@ def main():
 
     # mode timelines around hot-adapter changes (alternating, 5 s drift, seed 1)
     with h5py.File(res / "alternating.h5", "r") as f:
-        wanted = ["dlora+adaptive", "predictive+adaptive", "mixed"]
+        wanted = ["dlora+adaptive", "dlora+adaptive-measured", "predictive+adaptive", "mixed"]
         fig, axes = plt.subplots(len(wanted), 1, figsize=(10, 2.3 * len(wanted)), sharex=True)
         for ax, v in zip(axes, wanted):
             for g in sorted(f["runs"].keys()):
@@ -400,7 +400,10 @@ def write_page(results, oracle_runs, cluster, snapshots, figures, log, quick):
     L.append("")
     L.append("| policy | plugin(s) | idea |")
     L.append("|---|---|---|")
-    L.append("| predictive+adaptive | scheduler `dlora-predictive`, threshold `dlora-adaptive` | dLoRA's rules on forecast queues: queue + arrivals expected over the next iterations (fast/slow arrival-rate estimates with burst detection) |")
+    L.append("| dlora+adaptive (baseline) | scheduler `dlora`, threshold `dlora-adaptive` with `estimate = \"constants\"` | the artifact's dLoRA exactly: credits, alpha/beta tuned at mode switches from the fixed 15 / 27 / 20 ms |")
+    L.append("| dlora+adaptive-measured | threshold `dlora-adaptive` with `estimate = \"measured\"` (the plugin's default) | the same tuning rule on this run's measured iteration times and switch stalls |")
+    L.append("| dlora+fixed | threshold `fixed` | dLoRA's fixed-threshold variant: the artifact's initial alpha = 1, beta = 15/27 held constant |")
+    L.append("| predictive+adaptive | scheduler `dlora-predictive`, threshold `dlora-adaptive` (constants) | dLoRA's rules on forecast queues: queue + arrivals expected over the next iterations (fast/slow arrival-rate estimates with burst detection) |")
     L.append("| dlora+cost-aware | scheduler `dlora`, threshold `cost-aware` | alpha/beta from measured merged/unmerged iteration times, switch stalls and merged-period lengths: merge only when it pays for its switches |")
     L.append("| predictive+cost-aware | both | |")
     L.append("| mixed | scheduler `mixed` | mixed-mode batches: the hot adapter stays merged, other adapters' requests join through the unmerged path with the merged term subtracted |")
