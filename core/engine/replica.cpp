@@ -207,19 +207,25 @@ bool Replica::ensure_resident(AdapterId adapter, double now, double& cost, bool&
 
 void Replica::add(RequestId id, double now) {
   Request& r = req(id);
+  LORASCHED_CHECK(r.block_table.empty(), "request {} joins replica {} still holding KV blocks", id,
+                  cfg_.id);
   r.state = RequestState::waiting;
   r.record.replica = cfg_.id;
   waiting_.push_back(id);
+  joined(r, now);
+}
+
+void Replica::joined(Request& r, double now) {
   ++unfinished_;
   ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
-  api::RequestView v{r.spec.id,
-                     r.spec.adapter,
-                     r.spec.arrival,
-                     r.spec.prompt_tokens,
-                     r.spec.output_tokens,
-                     r.generated,
-                     r.state,
-                     0};
+  const api::RequestView v{r.spec.id,
+                           r.spec.adapter,
+                           r.spec.arrival,
+                           r.spec.prompt_tokens,
+                           r.spec.output_tokens,
+                           r.generated,
+                           r.state,
+                           static_cast<int32_t>(r.block_table.size())};
   if (auto st = scheduler_->checked_on_arrival(v, now); !st)
     throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
 }
@@ -254,18 +260,7 @@ std::span<const int32_t> Replica::insert_with_kv(RequestId id, int64_t blocks, d
   r.state = RequestState::ready;
   r.record.replica = cfg_.id;
   ready_.push_back(id);
-  ++unfinished_;
-  ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
-  api::RequestView v{r.spec.id,
-                     r.spec.adapter,
-                     r.spec.arrival,
-                     r.spec.prompt_tokens,
-                     r.spec.output_tokens,
-                     r.generated,
-                     r.state,
-                     static_cast<int32_t>(r.block_table.size())};
-  if (auto st = scheduler_->checked_on_arrival(v, now); !st)
-    throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
+  joined(r, now);
   return r.block_table;
 }
 

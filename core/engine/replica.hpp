@@ -113,6 +113,9 @@ class Replica {
   void make_room(int64_t blocks, double time);
   bool allocate_kv(Request& r, int64_t blocks, double time);
   void release_kv(Request& r);
+  // Counts a request that joined this replica (arrival, dispatch, migration) and tells the
+  // scheduler.
+  void joined(Request& r, double now);
   void finish(Request& r, RequestStatus status, double now);
   void event(double time, EventKind kind, api::AdapterId adapter, api::RequestId request,
              double duration, int64_t bytes, double value = kNoTime, double value2 = kNoTime);
