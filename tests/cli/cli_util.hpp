@@ -75,20 +75,14 @@ struct ProcessResult {
   }
 };
 
-// Runs `program args...` with the working directory `cwd`, extra environment variables
-// `env` (value nullopt: unset), stdout and stderr captured through files in `cwd`'s parent
-// scratch area (never in `cwd`, so file checks in `cwd` stay exact).
-inline ProcessResult run_process(
-    const fs::path& program, const std::vector<std::string>& args, const fs::path& cwd,
-    const std::vector<std::pair<std::string, std::optional<std::string>>>& env = {}) {
-  static int counter = 0;
-  const fs::path capture =
-      fs::path(testing::TempDir()) /
-      ("lorasched_capture_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  fs::create_directories(capture);
-  const std::string out_path = (capture / "stdout").string();
-  const std::string err_path = (capture / "stderr").string();
+using EnvChanges = std::vector<std::pair<std::string, std::optional<std::string>>>;
 
+// Starts `program args...` in `cwd` with stdout and stderr going to the files `out_path` and
+// `err_path` and the environment changed by `env` (value nullopt: unset); returns the child's
+// pid (-1 when fork failed) without waiting for it.
+inline pid_t spawn_process(const fs::path& program, const std::vector<std::string>& args,
+                           const fs::path& cwd, const std::string& out_path,
+                           const std::string& err_path, const EnvChanges& env = {}) {
   std::vector<std::string> argv_s;
   argv_s.push_back(program.string());
   argv_s.insert(argv_s.end(), args.begin(), args.end());
@@ -117,6 +111,23 @@ inline ProcessResult run_process(
     std::fprintf(stderr, "exec %s failed: %s\n", argv[0], std::strerror(errno));
     ::_exit(127);
   }
+  return pid;
+}
+
+// Runs `program args...` with the working directory `cwd`, extra environment variables
+// `env` (value nullopt: unset), stdout and stderr captured through files in `cwd`'s parent
+// scratch area (never in `cwd`, so file checks in `cwd` stay exact).
+inline ProcessResult run_process(const fs::path& program, const std::vector<std::string>& args,
+                                 const fs::path& cwd, const EnvChanges& env = {}) {
+  static int counter = 0;
+  const fs::path capture =
+      fs::path(testing::TempDir()) /
+      ("lorasched_capture_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  fs::create_directories(capture);
+  const std::string out_path = (capture / "stdout").string();
+  const std::string err_path = (capture / "stderr").string();
+
+  const pid_t pid = spawn_process(program, args, cwd, out_path, err_path, env);
   ProcessResult r;
   if (pid < 0) {
     r.err = std::string("fork failed: ") + std::strerror(errno);

@@ -26,26 +26,8 @@ class Child {
     fs::create_directories(capture_dir);
     out_ = capture_dir / "stdout";
     err_ = capture_dir / "stderr";
-    std::vector<std::string> argv_s{program.string()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : argv_s) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    std::fflush(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-      const int o = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int e = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (o < 0 || e < 0) ::_exit(126);
-      ::dup2(o, STDOUT_FILENO);
-      ::dup2(e, STDERR_FILENO);
-      ::close(o);
-      ::close(e);
-      ::unsetenv("LORASCHED_PLUGIN_PATH");
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    pid_ = spawn_process(program, args, cwd, out_.string(), err_.string(),
+                         {{"LORASCHED_PLUGIN_PATH", std::nullopt}});
   }
   ~Child() {
     if (pid_ > 0 && !reaped_) kill_now();
