@@ -11,6 +11,7 @@ Writes into DIR (default: results/<file stem>/):
                    axis when the run had them, and merge/unmerge events marked
   throughput.png   only when the runs differ in their workload rate: completed requests per
                    second against the offered rate, one line per other sweep setting
+  latency_vs_rate.png  likewise: mean latency per output token against the offered rate
   groups.png       when runs are grouped (--group-by, or the experiment's [report] group_by
                    with two keys): mean latency per output token and its P90, bars per
                    SERIES value at each X value, 95% confidence intervals over the group's
@@ -197,26 +198,37 @@ def main(argv=None):
         rates = [(run_rate(run), label, run) for _, label, run in runs]
         distinct = {r for r, _, _ in rates if r is not None}
         if len(distinct) > 1:
-            series = {}
-            for rate, label, run in rates:
-                if rate is None:
-                    continue
-                tput = float(run["summary"].attrs.get("throughput_rps", np.nan))
-                series.setdefault(label_without_rate(label), []).append((rate, tput))
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            for name, points in sorted(series.items()):
-                points.sort()
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-            lo, hi = min(distinct), max(distinct)
-            ax.plot([lo, hi], [lo, hi], linestyle=":", color="grey", label="offered")
-            ax.set_xlabel("offered rate (requests/s)")
-            ax.set_ylabel("throughput (completed requests/s)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize="small")
-            fig.tight_layout()
-            fig.savefig(out / "throughput.png", dpi=120)
-            plt.close(fig)
-            written.append(out / "throughput.png")
+            def by_rate(field):
+                series = {}
+                for rate, label, run in rates:
+                    if rate is not None:
+                        value = float(run["summary"].attrs.get(field, np.nan))
+                        series.setdefault(label_without_rate(label), []).append((rate, value))
+                return series
+
+            for field, ylabel, name, offered, log in (
+                    ("throughput_rps", "throughput (completed requests/s)", "throughput.png", True,
+                     False),
+                    ("per_token_latency_mean", "mean latency per output token (s)",
+                     "latency_vs_rate.png", False, True)):
+                fig, ax = plt.subplots(figsize=(7, 4.5))
+                for series_name, points in sorted(by_rate(field).items()):
+                    points.sort()
+                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                            label=series_name)
+                if offered:
+                    lo, hi = min(distinct), max(distinct)
+                    ax.plot([lo, hi], [lo, hi], linestyle=":", color="grey", label="offered")
+                if log:
+                    ax.set_yscale("log")
+                ax.set_xlabel("offered rate (requests/s)")
+                ax.set_ylabel(ylabel)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize="small")
+                fig.tight_layout()
+                fig.savefig(out / name, dpi=120)
+                plt.close(fig)
+                written.append(out / name)
 
         # ---- grouped bars (dLoRA Figure 10 layout) ------------------------------------------
         keys = args.group_by.split(",") if args.group_by else report_group_by(runs)
