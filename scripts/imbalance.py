@@ -20,6 +20,12 @@ import h5py
 import numpy as np
 
 
+def die(message):
+    """Bad input: one line on stderr, exit status 2 (as lorasched and scripts/plot.py)."""
+    print(f"imbalance.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def text(v):
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -54,13 +60,21 @@ def main(argv):
     ap.add_argument("--runs", nargs="*", default=[], help="only runs whose label has one of these")
     args = ap.parse_args(argv)
     if args.window <= 0:
-        sys.exit("imbalance.py: --window must be > 0")
+        die("--window must be > 0")
 
+    if args.results.endswith(".partial"):
+        die(f"{args.results} is an incomplete run (.partial); rerun it")
+    try:
+        f = h5py.File(args.results, "r")
+    except OSError as e:
+        die(f"cannot open {args.results} as a lorasched results file: {e}")
     rows = []
-    with h5py.File(args.results, "r") as f:
+    with f:
+        if "runs" not in f:
+            die(f"{args.results} is not a lorasched results file (no /runs)")
         status = text(f.attrs.get("status", "complete"))
         if status != "complete":
-            sys.exit(f"imbalance.py: {args.results} is an {status} run; rerun it")
+            die(f"{args.results} is an {status} run; rerun it")
         for name in sorted(f["runs"].keys()):
             g = f["runs"][name]
             label = text(g.attrs.get("label", name))
