@@ -170,14 +170,19 @@ CONFIG = {"model_type": "llama", "hidden_size": 8, "intermediate_size": 12, "num
           "tie_word_embeddings": False, "hidden_act": "silu"}
 
 
-def cfg(**kw):
-    c = dict(CONFIG)
+def variant(base, **kw):
+    """`base` with the keys in kw set (None: removed), as indented JSON."""
+    c = dict(base)
     for k, v in kw.items():
         if v is None:
             c.pop(k, None)
         else:
             c[k] = v
     return json.dumps(c, indent=1)
+
+
+def cfg(**kw):
+    return variant(CONFIG, **kw)
 
 
 HF_CONFIGS = {
@@ -204,13 +209,7 @@ ADAPTER = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "use_rslora": False, "b
 
 
 def acfg(**kw):
-    c = dict(ADAPTER)
-    for k, v in kw.items():
-        if v is None:
-            c.pop(k, None)
-        else:
-            c[k] = v
-    return json.dumps(c, indent=1)
+    return variant(ADAPTER, **kw)
 
 
 ADAPTER_CONFIGS = {
