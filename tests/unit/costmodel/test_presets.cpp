@@ -1,7 +1,10 @@
-// Hardware presets: the 7B/A100 preset reproduces dLoRA's 15 / 27 / 20 ms, the other
-// presets follow from the same calibration, 70B with tensor parallelism runs; and the
-// dlora-artifact timing model is unchanged.
+// Hardware presets: the 7B/A100 preset reproduces dLoRA's 15 / 27 / 20 ms it was fitted to
+// (a fit check), predicts published measurements the fit did not use within the stated band
+// (an out-of-sample check), the other presets follow from the same calibration, 70B with
+// tensor parallelism runs; and the dlora-artifact timing model is unchanged.
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 #include "core/cluster/simulation.hpp"
 #include "core/common/error.hpp"
@@ -33,7 +36,11 @@ double switch_time(const CostModel& m, int rank) {
   return steps.at(0).seconds;
 }
 
-TEST(Presets, Llama7bA100ReproducesDloraFigures) {
+// A fit check, not a validation: the preset's efficiency and per-adapter overhead were computed
+// from exactly these three figures (docs/costmodel.md, "Calibration"), so this only shows that
+// the calibration code still does what the doc says. PublishedA100DecodeOutOfSample below is
+// the check against numbers the fit never saw.
+TEST(Presets, Llama7bA100FitReproducesDloraFigures) {
   const ModelShape s = model_preset("llama2-7b");
   auto m = make_cost_model("llama2-7b@a100-80gb", s);
   const double merged = m->iteration(reference(s, false));
@@ -51,6 +58,54 @@ TEST(Presets, Llama7bA100ReproducesDloraFigures) {
   // Loads over PCIe 4: a rank-16 adapter (80 MB fp16) in ~3 ms.
   const auto a = adapters_of(s, {16}, 2);
   EXPECT_NEAR(m->load(a[0].bytes), static_cast<double>(a[0].bytes) / 25e9, 1e-12);
+}
+
+// Out of sample: LMDeploy's published static-inference benchmark of Llama-2 on A100-80G in
+// FP16 (github.com/InternLM/lmdeploy, docs/en/benchmark/a100_fp16.md, lmdeploy v0.1.0a1, rows
+// "prompt_tokens 1, output_tokens 128"): a batch of B one-token prompts generates 128 tokens
+// each, so its time is 128 decode steps at contexts 1..128 and the mean step time is
+// B / (output tokens per second). None of these figures entered the fit (one 7B batch of 16 at
+// context 512, from dLoRA's artifact); 13B and 70B-TP4 enter only through the roofline.
+// Expected agreement (docs/costmodel.md, "Out-of-sample check"): the preset models another
+// engine (dLoRA's), so it is not expected to match TurboMind exactly; at the batch sizes the
+// dLoRA experiments run (up to 16) it must stay within -15% / +25% of the measurement, which
+// a systematic error of the roofline (a wrong bandwidth, η or per-layer term, of 1.3x or more)
+// would break. At batch 64 the roofline is known to be optimistic (it has no term that grows
+// with the batch besides KV reads and FLOPs): that gap is bounded here, not hidden.
+TEST(Presets, PublishedA100DecodeOutOfSample) {
+  struct Published {
+    const char* preset;
+    const char* model;
+    int batch;
+    double tokens_per_second;  // "throughput(out tok/s)" of the row
+  };
+  const Published rows[] = {
+      {"llama2-7b@a100-80gb", "llama2-7b", 1, 100.02},
+      {"llama2-7b@a100-80gb", "llama2-7b", 16, 1504.72},
+      {"llama2-7b@a100-80gb", "llama2-7b", 64, 4154.81},
+      {"llama2-13b@a100-80gb", "llama2-13b", 1, 57.49},
+      {"llama2-13b@a100-80gb", "llama2-13b", 16, 869.45},
+      {"llama2-13b@a100-80gb", "llama2-13b", 64, 3049.16},
+      {"llama2-70b-tp4@a100-80gb", "llama2-70b", 1, 33.94},
+      {"llama2-70b-tp4@a100-80gb", "llama2-70b", 16, 468.52},
+      {"llama2-70b-tp4@a100-80gb", "llama2-70b", 64, 1425.79},
+  };
+  constexpr int kSteps = 128;
+  for (const auto& r : rows) {
+    const ModelShape s = model_preset(r.model);
+    auto m = make_cost_model(r.preset, s);
+    double total = 0;
+    for (int context = 1; context <= kSteps; ++context)
+      total += m->iteration(reference(s, false, r.batch, context));
+    const double predicted = total / kSteps;
+    const double measured = r.batch / r.tokens_per_second;
+    const double ratio = predicted / measured;
+    const double low = r.batch <= 16 ? 0.85 : 0.6;
+    std::printf("%s batch %d: predicted %.2f ms, published %.2f ms, ratio %.3f\n", r.preset,
+                r.batch, predicted * 1e3, measured * 1e3, ratio);
+    EXPECT_GE(ratio, low) << r.preset << " batch " << r.batch;
+    EXPECT_LE(ratio, 1.25) << r.preset << " batch " << r.batch;
+  }
 }
 
 TEST(Presets, EveryPresetBuildsAndScalesSensibly) {
