@@ -16,7 +16,7 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr int kElem = 2;  // fp16 weights, activations and KV cache
 
-// dLoRA's artifact (vllm/core/scheduler.py; reference/dlora-artifact.md §2.1): Llama-2-7B
+// dLoRA's artifact (vllm/core/scheduler.py; docs/dlora-artifact.md#constants): Llama-2-7B
 // on an A100-80GB, batch 16.
 constexpr double kRefMerged = 0.015;
 constexpr double kRefUnmerged = 0.027;

@@ -1,5 +1,5 @@
 // Migration `greedy`: the simple heuristic of docs/cluster.md (measured against dLoRA's ILP
-// in reference/migration-anchor.md). When dLoRA's trigger fires, it repeatedly moves the
+// there, "Decision time and quality"). When dLoRA's trigger fires, it repeatedly moves the
 // single request from the most loaded replica that lowers the larger of the two replicas'
 // loads the most, to a replica that hosts its adapter, has a free adapter slot, or hosts an
 // adapter without requests there (which the moved request's adapter replaces); it stops

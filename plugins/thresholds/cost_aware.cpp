@@ -1,6 +1,6 @@
 // Threshold `cost-aware`: alpha and beta derived from this run's measured costs instead of
 // dLoRA's fixed 15 / 27 / 20 ms (the artifact tunes alpha/beta from those constants; see
-// ../shared/reference/dlora-artifact.md §4), so a merge happens only when it pays for
+// docs/dlora-artifact.md#thresholds), so a merge happens only when it pays for
 // itself over the run of merged iterations it is expected to start.
 //
 // With t_m, t_u the measured mean merged and unmerged iteration times, s the measured

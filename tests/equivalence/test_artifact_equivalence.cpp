@@ -1,6 +1,6 @@
 // lorasched's dLoRA against the dLoRA artifact, iteration by iteration, on small traces
 // whose outcome is derived by hand from the artifact's code (vllm/core/scheduler.py,
-// vllm/engine/llm_engine.py; ../shared/reference/dlora-artifact.md). The runs use the
+// vllm/engine/llm_engine.py; docs/dlora-artifact.md). The runs use the
 // `dlora-artifact` timing model: 15 ms per merged iteration, 27 ms per unmerged one, 20 ms
 // per switch; prefill, loads and swaps free.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // dLoRA's adapter placement greedy (core/cluster/placement.hpp) against the artifact's
-// documented outcome (reference/dlora-artifact.md §7.2).
+// documented outcome (docs/dlora-artifact.md#placement, rule P5).
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // dLoRA's per-iteration decision on hand-built queue states, against the rules of its
-// artifact (vllm/core/scheduler.py _credit_schedule; ../shared/reference/dlora-artifact.md
-// §3-4). Each expected outcome below is derived by hand from those rules.
+// artifact (vllm/core/scheduler.py _credit_schedule; docs/dlora-artifact.md#decision,
+// #credits, #thresholds). Each expected outcome below is derived by hand from those rules.
 #include <gtest/gtest.h>
 
 #include "policy_util.hpp"
@@ -32,7 +32,8 @@ struct Dlora {
 };
 
 TEST(Dlora, LoneRequestMerges) {
-  // |Q| = 1: n_max = 1 >= alpha (1.0) x |fcfs| (1), so A2 merges it (artifact §3.1).
+  // |Q| = 1: n_max = 1 >= alpha (1.0) x |fcfs| (1), so A2 merges it
+  // (docs/dlora-artifact.md#decision).
   Dlora d(4, 16);
   testkit::ReplicaBuilder b(4);
   b.add(3, 0.0);
