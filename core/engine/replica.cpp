@@ -291,6 +291,7 @@ void Replica::finish(Request& r, RequestStatus status, double now) {
 void Replica::preempt(RequestId id, double now, double& cost, bool& swapped_out) {
   Request& r = req(id);
   ++r.record.preemptions;
+  queues_changed_ = true;
   const int32_t blocks = static_cast<int32_t>(r.block_table.size());
   if (cfg_.swap_preemption && pool_.host_allocate(blocks)) {
     const CostStep step = executor_->swap_out(id, r.block_table);
@@ -513,6 +514,7 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
           erase_from(waiting_, id);
           event(now, EventKind::request_ignored, r.spec.adapter, id, 0, 0, len);
           finish(r, RequestStatus::ignored, now);
+          queues_changed_ = true;
           continue;
         }
         const int64_t need = ceil_div(len, bs);
@@ -538,6 +540,11 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
   return batch;
 }
 
+// Not in dLoRA's artifact, which returns an empty schedule here and spins until its policy's
+// own state changes (docs/policies.md, "Relief"): the plan's first waiting or swapped request
+// cannot get its blocks while ready requests the plan does not run hold them. Preempts the
+// last ready requests until it fits, recorded as a `relief` event followed by their preempt
+// events. Returns whether it preempted anything.
 bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, bool& swapped_out) {
   const int64_t bs = cfg_.limits.block_size;
   for (RequestId id : plan.requests) {
@@ -548,14 +555,18 @@ bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, 
     if (cfg_.unified_pool && !resident(r.spec.adapter))
       need += pool_.blocks_for_bytes(adapters_[static_cast<size_t>(r.spec.adapter)].bytes);
     if (need > pool_.total() - pool_.watermark()) return false;  // can never fit
-    bool preempted = false;
+    if (kv_free() - need >= pool_.watermark() || ready_.empty()) return false;
+    const size_t at = records_.events.size();
+    event(now + cost, EventKind::relief, r.spec.adapter, id, 0, 0, static_cast<double>(need));
+    int32_t victims = 0;
     while (kv_free() - need < pool_.watermark() && !ready_.empty()) {
       const RequestId victim = ready_.back();
       ready_.pop_back();
       preempt(victim, now, cost, swapped_out);
-      preempted = true;
+      ++victims;
     }
-    return preempted;
+    records_.events[at].value2 = victims;
+    return true;
   }
   return false;
 }
@@ -593,21 +604,24 @@ std::optional<double> Replica::step(double now) {
 
   double cost = 0;  // time paid before the batch runs: loads, swaps, switches
   bool swapped_in = false, swapped_out = false;
+  queues_changed_ = false;
   std::vector<Admitted> batch = admit(plan, now, cost, swapped_in, swapped_out);
   // Nothing fits while requests the plan does not run hold the KV cache (e.g. a merged
   // batch whose waiting requests are blocked by other adapters' ready ones): preempt those
   // so the head of the plan can run, instead of waiting forever.
-  if (batch.empty() && relieve(plan, now, cost, swapped_out)) {
+  if (batch.empty() && relieve(plan, now, cost, swapped_out))
     batch = admit(plan, now, cost, swapped_in, swapped_out);
-    if (batch.empty()) return now + cost;  // state changed: plan again at once
-  }
   if (swapped_in && swapped_out)  // the artifact asserts on this; we record it and go on
     event(now, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
   if (batch.empty()) {
-    // Nothing runs; time passes only for what was paid (swap-outs, loads). If the queue
-    // changed (prompts ignored as too long), plan again at once: the artifact's engine
-    // simply calls schedule() again.
-    if (cost > 0 || static_cast<int32_t>(view.queued.size()) != queued_now()) return now + cost;
+    // Nothing runs. Plan again at once when the queues changed (a preemption, a prompt
+    // ignored as too long: the artifact's engine simply calls schedule() again), after what
+    // was paid (loads, swaps; under the `dlora-artifact` timing they cost nothing, so the
+    // cost cannot tell). Otherwise wait for the next event. Such re-plans at one instant
+    // end: an empty iteration admits and swaps in nothing, and each change moves a request
+    // out of `ready` or out of the queue. A load alone changes no queue: it re-plans only
+    // when it took time, so a policy that flips residency cannot spin at one instant.
+    if (queues_changed_ || cost > 0) return now + cost;
     return std::nullopt;
   }
 

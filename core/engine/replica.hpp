@@ -159,6 +159,7 @@ class Replica {
     return a != merged_ && !pinned_[static_cast<size_t>(a)];
   }
   int64_t iteration_ = 0;
+  bool queues_changed_ = false;           // this step moved a request between queues or out of them
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   double inflight_end_ = -1;              // its end time
 

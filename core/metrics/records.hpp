@@ -69,8 +69,13 @@ enum class EventKind : int8_t {
   migration_decision = 10,  // duration = solve time, value = objective, value2 = bound
   warning = 11,             // something the run recovered from; see `adapter`/`request`
   request_ignored = 12,
+  // The plan's first waiting or swapped request could not get KV blocks, so ready requests
+  // the plan does not run were preempted for it (not in dLoRA's artifact: docs/policies.md).
+  // request = that request, value = the blocks it needs, value2 = requests preempted (the
+  // preempt events right after this one on the same replica).
+  relief = 13,
 };
-inline constexpr int kNumEventKinds = 13;
+inline constexpr int kNumEventKinds = 14;
 inline const char* const kEventKindNames[kNumEventKinds] = {"merge",
                                                             "unmerge",
                                                             "adapter_load",
@@ -83,7 +88,8 @@ inline const char* const kEventKindNames[kNumEventKinds] = {"merge",
                                                             "threshold_change",
                                                             "migration_decision",
                                                             "warning",
-                                                            "request_ignored"};
+                                                            "request_ignored",
+                                                            "relief"};
 
 struct EventRecord {
   double time = 0;  // virtual time the event began

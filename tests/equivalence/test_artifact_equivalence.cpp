@@ -274,5 +274,86 @@ TEST(ArtifactEquivalence, SwapUnderMemoryPressure) {
   EXPECT_EQ(o.requests[2].preemptions, 3);
 }
 
+TEST(ArtifactEquivalence, ReliefUnderKvPressureIsRecorded) {
+  // Where lorasched departs from the artifact on purpose (docs/policies.md, "Relief"). Two
+  // adapters, B = 4, a pool of 6 KV blocks (watermark 0). r0, r1 of adapter 1 arrive at 0
+  // (32-token prompts = 2 blocks, 4 output tokens); r2..r5 of adapter 0 at 0.040 (32 tokens,
+  // 2 output tokens). A running request of context c holds ceil(c / 16) blocks.
+  //  it 0 (0): A2 merges adapter 1 (2 >= 1.0 x 2; num_iters 0: no update): r0, r1 prefill
+  //        (4 blocks, free 2); merge 20 ms + 15 ms -> 0.035.
+  //  it 1 (0.035): A1 (2 >= 0.5556 x 2); r0, r1 (context 33) take a third block: free 0 -> 0.050.
+  //  it 2 (0.050): queue r0, r1 (ready) then r2..r5: fcfs = [r0, r1, r2, r3]; A1 fails
+  //        (2 < 0.5556 x 4); A2 merges adapter 0 (4 >= 1.0 x 4) after scoring the merged period
+  //        (n 2, Cm 4, Cu 4: 4 / 0.050 > 4 / 0.054, alpha 1.0 -> 0.95); plan [r2..r5]. Each
+  //        needs 2 blocks, free 0: nothing is admitted. The artifact returns this empty
+  //        schedule and spins; lorasched relieves: a `relief` event for r2 (needs 2 blocks,
+  //        1 victim), then r1, the last ready request, swapped out (free 3). Admission again:
+  //        r2 (free 1); r3..r5 do not fit. Switch 1 -> 0 (10 + 10 ms) + 15 ms -> 0.085.
+  //  it 3 (0.085): A1 (map[0] = [r3, r4, r5, r2] = 4 >= 0.5556 x 4): only r2 fits (its third
+  //        block, free 0) -> 0.100, r2 done (frees 3).
+  //  it 4: A1 (3): r3 prefills (free 1) -> 0.115.   it 5: A1 (3): r3's third block -> 0.130,
+  //        r3 done (free 3).
+  //  it 6 (0.130): A1 fails (2 < 2.22), A2 fails (2 < 0.95 x 4): A3 unmerged [r0, r1, r4, r5]
+  //        (the merged period scored: alpha 0.95 -> 0.90): r0 runs (context 34, 3 blocks held);
+  //        r1 (swapped) needs 3 + 1 > 3 free: skipped; r4 prefills (free 1); r5 does not fit.
+  //        Unmerge 20 ms + 27 ms -> 0.177.
+  //  it 7: A3 [r0, r1, r5, r4]: r0 (context 35), r4's third block (free 0) -> 0.204: r0 and
+  //        r4 done (free 6).
+  //  it 8 (0.204): A3 [r1, r5]: r1 swapped in (3 blocks), r5 prefills -> 0.231.
+  //  it 9: r1, r5 -> 0.258, both done.
+  std::string rows = "0.0,1,32,4\n0.0,1,32,4\n";
+  for (int i = 0; i < 4; ++i) rows += "0.040,0,32,2\n";
+  auto o = run("relief", rows, 2, "dlora",
+               "max_batch_size = 4\nkv_blocks = 6\nmax_adapters_per_batch = 2");
+  ASSERT_EQ(o.iterations.size(), 10u);
+  const std::vector<std::vector<int64_t>> batches = {{0, 1}, {0, 1}, {2},    {2},    {3},
+                                                     {3},    {0, 4}, {0, 4}, {1, 5}, {1, 5}};
+  const std::vector<int> modes = {1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
+  const std::vector<int> merged = {1, 1, 0, 0, 0, 0, -1, -1, -1, -1};
+  const std::vector<double> starts = {0.0,   0.035, 0.050, 0.085, 0.100,
+                                      0.115, 0.130, 0.177, 0.204, 0.231};
+  for (size_t i = 0; i < batches.size(); ++i) {
+    EXPECT_EQ(o.batches[i], batches[i]) << i;
+    EXPECT_EQ(o.iterations[i].mode, modes[i]) << i;
+    EXPECT_EQ(o.iterations[i].merged_adapter, merged[i]) << i;
+    EXPECT_TIME(o.iterations[i].start, starts[i]);
+  }
+  EXPECT_DOUBLE_EQ(o.iterations[3].alpha, 0.95);
+  EXPECT_DOUBLE_EQ(o.iterations[7].alpha, 0.90);
+  const std::vector<double> finish = {0.204, 0.258, 0.100, 0.130, 0.204, 0.258};
+  for (size_t i = 0; i < finish.size(); ++i) EXPECT_TIME(o.requests[i].finish, finish[i]);
+  EXPECT_EQ(o.requests[1].preemptions, 1);
+
+  // Every relief, preemption and swap, in order: (time, kind, request, value, value2).
+  struct Ev {
+    double time;
+    EventKind kind;
+    int64_t request;
+    double value, value2;
+  };
+  std::vector<Ev> got;
+  for (const auto& e : o.events) {
+    const auto k = static_cast<EventKind>(e.kind);
+    if (k == EventKind::relief || k == EventKind::preempt_swap || k == EventKind::swap_in ||
+        k == EventKind::preempt_recompute)
+      got.push_back({e.time, k, e.request, e.value, e.value2});
+  }
+  const std::vector<Ev> want = {{0.050, EventKind::relief, 2, 2.0, 1.0},
+                                {0.050, EventKind::preempt_swap, 1, NAN, NAN},
+                                {0.204, EventKind::swap_in, 1, NAN, NAN}};
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TIME(got[i].time, want[i].time);
+    EXPECT_EQ(got[i].kind, want[i].kind) << i;
+    EXPECT_EQ(got[i].request, want[i].request) << i;
+    if (want[i].kind == EventKind::relief) {
+      EXPECT_EQ(got[i].value, want[i].value);
+      EXPECT_EQ(got[i].value2, want[i].value2);
+    }
+  }
+  for (const auto& r : o.requests)
+    EXPECT_EQ(r.status, static_cast<int8_t>(RequestStatus::finished));
+}
+
 }  // namespace
 }  // namespace lorasched

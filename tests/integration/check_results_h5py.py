@@ -34,7 +34,7 @@ STATUS = {"unfinished": 0, "finished": 1, "ignored": 2, "length_capped": 3}
 MODE = {"unmerged": 0, "merged": 1, "mixed": 2}
 KINDS = ["merge", "unmerge", "adapter_load", "adapter_evict", "preempt_swap", "preempt_recompute",
          "swap_in", "migrate_request", "migrate_adapter", "threshold_change", "migration_decision",
-         "warning", "request_ignored"]
+         "warning", "request_ignored", "relief"]
 
 problems = []
 
