@@ -28,7 +28,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // (the artifact draws it with an unseeded random.randint).
 constexpr uint64_t kReplicatedAdapterStream = 0x706c6163656d656eULL;
 // Warning codes (events.value of kind `warning`) raised here.
-constexpr double kWarnMigrationFailed = 3.0;
+constexpr double kWarnMigrationFailed = 3.0;    // no usable plan: nothing moved
+constexpr double kWarnMigrationFallback = 4.0;  // time limit: the policy's fallback plan applied
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -245,11 +246,15 @@ void Simulation::migrate(double now) {
   d.value = plan.has_report ? plan.report.objective : kNaN;
   d.value2 = plan.has_report ? plan.report.bound : kNaN;
   records_.events.push_back(d);
-  if (plan.has_report && failed_status(plan.report.status) && plan.moves.empty()) {
+  // A failed solve that moves nothing, or a solve stopped at its time limit whose policy
+  // fell back to another plan: a warning, so a run shows where its decisions are not the
+  // solver's.
+  const bool failed = plan.has_report && failed_status(plan.report.status);
+  if (failed && (plan.moves.empty() || plan.report.status == "time limit")) {
     EventRecord w;
     w.time = now;
     w.kind = static_cast<int8_t>(EventKind::warning);
-    w.value = kWarnMigrationFailed;
+    w.value = plan.moves.empty() ? kWarnMigrationFailed : kWarnMigrationFallback;
     w.value2 = d.duration;
     records_.events.push_back(w);
   }

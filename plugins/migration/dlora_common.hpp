@@ -140,4 +140,140 @@ inline double cluster_objective(const ClusterView& v, const std::vector<double>&
   return worst;
 }
 
+// The result of `rebalance_greedily`.
+struct GreedyPlan {
+  std::vector<api::RequestMove> moves;
+  std::vector<api::Placement> placements;  // replicas whose adapter list changed
+  double makespan = 0;                     // the objective over the active replicas after it
+  int64_t requests = 0;                    // requests of the view
+};
+
+// The greedy of docs/cluster.md over the replicas with active[j] (index in v.replicas):
+// repeatedly take the most loaded active replica and apply the one move of one of its
+// non-running requests to another active replica that hosts the request's adapter, has a
+// free adapter slot, or hosts an adapter without requests there (which the moved request's
+// adapter replaces), that lowers the larger of the two loads the most; stop when no single
+// move helps or after max_moves. Used by `greedy` and as `dlora-ilp`'s plan when its solver
+// runs out of time.
+inline GreedyPlan rebalance_greedily(const ClusterView& v, const std::vector<uint8_t>& active,
+                                     const std::vector<double>& cost, double per_move,
+                                     int64_t max_moves) {
+  using api::Placement;
+  using api::RequestState;
+  GreedyPlan out;
+  const size_t R = v.replicas.size();
+  const double bw = blocks_per_second(v);
+  struct Req {
+    const RequestView* r;
+    size_t orig, at;
+    double e, b;
+  };
+  std::vector<Req> reqs;
+  std::vector<double> work(R, 0.0), blocks(R, 0.0), mem(R, 0.0);
+  std::vector<std::vector<uint8_t>> hosts(
+      R, std::vector<uint8_t>(static_cast<size_t>(v.num_adapters), 0));
+  std::vector<std::vector<int32_t>> cnt(
+      R, std::vector<int32_t>(static_cast<size_t>(v.num_adapters), 0));
+  std::vector<int32_t> hosted_n(R, 0), slots(R, 0);
+  std::vector<std::vector<size_t>> on(R);
+  for (size_t j = 0; j < R; ++j) {
+    const auto& s = v.replicas[j];
+    mem[j] = static_cast<double>(s.kv_blocks_total);
+    for (AdapterId a : s.hosted) hosts[j][static_cast<size_t>(a)] = 1;
+    for (const auto& r : s.requests) {
+      hosts[j][static_cast<size_t>(r.adapter)] = 1;
+      ++cnt[j][static_cast<size_t>(r.adapter)];
+      const double e = cost[static_cast<size_t>(r.adapter)];
+      const double b = static_cast<double>(logical_blocks(r, v.limits.block_size));
+      work[j] += e;
+      blocks[j] += b;
+      if (r.state != RequestState::running) on[j].push_back(reqs.size());
+      reqs.push_back({&r, j, j, e, b});
+    }
+    for (uint8_t h : hosts[j]) hosted_n[j] += h;
+    slots[j] = std::max(s.adapter_slots, hosted_n[j]);
+  }
+  // A replica takes an adapter it does not host into a free slot, or in place of a hosted
+  // adapter without requests there (the lowest such id), as the ILP's y may.
+  auto idle_adapter = [&](size_t d) -> int32_t {
+    for (size_t a = 0; a < hosts[d].size(); ++a)
+      if (hosts[d][a] && cnt[d][a] == 0) return static_cast<int32_t>(a);
+    return -1;
+  };
+  std::vector<int32_t> idle(R);
+  for (size_t j = 0; j < R; ++j) idle[j] = idle_adapter(j);
+  auto overflow = [&](size_t j, double b) { return std::max(0.0, b - mem[j]) / bw; };
+  auto load = [&](size_t j) { return work[j] + overflow(j, blocks[j]); };
+  std::vector<uint8_t> changed(R, 0);
+  int64_t moves = 0;
+  while (moves < max_moves) {
+    size_t s = R;
+    for (size_t j = 0; j < R; ++j)
+      if (active[j] && (s == R || load(j) > load(s))) s = j;
+    if (s == R) break;
+    const double ls = load(s);
+    double best = ls - 1e-9;
+    size_t best_i = reqs.size(), best_d = R, best_pos = 0;
+    for (size_t pos = 0; pos < on[s].size(); ++pos) {
+      const Req& q = reqs[on[s][pos]];
+      const size_t k = static_cast<size_t>(q.r->adapter);
+      const double ls_after =
+          work[s] - q.e - (q.orig != s ? per_move : 0.0) + overflow(s, blocks[s] - q.b);
+      if (ls_after >= best) continue;
+      for (size_t d = 0; d < R; ++d) {
+        if (d == s || !active[d]) continue;
+        if (!hosts[d][k] && hosted_n[d] >= slots[d] && idle[d] < 0) continue;
+        const double ld_after =
+            work[d] + q.e + (q.orig != d ? per_move : 0.0) + overflow(d, blocks[d] + q.b);
+        const double m = std::max(ls_after, ld_after);
+        if (m < best) {
+          best = m;
+          best_i = on[s][pos];
+          best_d = d;
+          best_pos = pos;
+        }
+      }
+    }
+    if (best_i == reqs.size()) break;
+    Req& q = reqs[best_i];
+    work[s] -= q.e + (q.orig != s ? per_move : 0.0);
+    blocks[s] -= q.b;
+    work[best_d] += q.e + (q.orig != best_d ? per_move : 0.0);
+    blocks[best_d] += q.b;
+    const size_t k = static_cast<size_t>(q.r->adapter);
+    if (!hosts[best_d][k]) {
+      if (hosted_n[best_d] >= slots[best_d]) {
+        hosts[best_d][static_cast<size_t>(idle[best_d])] = 0;  // replaced
+        --hosted_n[best_d];
+      }
+      hosts[best_d][k] = 1;
+      ++hosted_n[best_d];
+      changed[best_d] = 1;
+    }
+    --cnt[s][k];
+    ++cnt[best_d][k];
+    idle[s] = idle_adapter(s);
+    idle[best_d] = idle_adapter(best_d);
+    on[s].erase(on[s].begin() + static_cast<std::ptrdiff_t>(best_pos));
+    on[best_d].push_back(best_i);
+    q.at = best_d;
+    ++moves;
+  }
+  for (const Req& q : reqs)
+    if (q.at != q.orig)
+      out.moves.push_back({q.r->id, v.replicas[q.orig].replica, v.replicas[q.at].replica});
+  for (size_t j = 0; j < R; ++j) {
+    if (!changed[j]) continue;
+    Placement p;
+    p.replica = v.replicas[j].replica;
+    for (size_t a = 0; a < hosts[j].size(); ++a)
+      if (hosts[j][a]) p.adapters.push_back(static_cast<AdapterId>(a));
+    out.placements.push_back(std::move(p));
+  }
+  for (size_t j = 0; j < R; ++j)
+    if (active[j]) out.makespan = std::max(out.makespan, load(j));
+  out.requests = static_cast<int64_t>(reqs.size());
+  return out;
+}
+
 }  // namespace lorasched::dlora

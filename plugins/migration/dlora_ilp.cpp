@@ -17,10 +17,17 @@
 // scope = "cluster": every replica at once, x binary with sum_j x[i,j] = 1 (the paper's
 // formulation as remembered; a solve that becomes the bottleneck at 16+ replicas).
 #include <coin/Cbc_C_Interface.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cfloat>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -35,20 +42,33 @@ using namespace lorasched::api;
 namespace dl = lorasched::dlora;
 
 constexpr double kInf = DBL_MAX;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Moves the greedy fallback may make (the `greedy` plugin's default max_moves).
+constexpr int64_t kMaxMoves = 100000;
 
 // A model built row by row, loaded into CBC column-wise.
 struct Lp {
   std::vector<double> col_lb, col_ub, obj;
   std::vector<char> integer;
   std::vector<double> row_lb, row_ub;
-  std::vector<std::vector<std::pair<int, double>>> cols;  // per column: (row, value)
+  // Entries in the order they were set (rows ascending): row, column, value.
+  std::vector<int> entry_row, entry_col;
+  std::vector<double> entry_value;
 
+  void reserve(size_t cols, size_t entries) {
+    col_lb.reserve(cols);
+    col_ub.reserve(cols);
+    obj.reserve(cols);
+    integer.reserve(cols);
+    entry_row.reserve(entries);
+    entry_col.reserve(entries);
+    entry_value.reserve(entries);
+  }
   int add_col(double lb, double ub, double c, bool is_int) {
     col_lb.push_back(lb);
     col_ub.push_back(ub);
     obj.push_back(c);
     integer.push_back(is_int ? 1 : 0);
-    cols.emplace_back();
     return static_cast<int>(col_lb.size()) - 1;
   }
   int add_row(double lb, double ub) {
@@ -57,7 +77,27 @@ struct Lp {
     return static_cast<int>(row_lb.size()) - 1;
   }
   void set(int row, int col, double v) {
-    if (v != 0.0) cols[static_cast<size_t>(col)].push_back({row, v});
+    if (v == 0.0) return;
+    entry_row.push_back(row);
+    entry_col.push_back(col);
+    entry_value.push_back(v);
+  }
+  // Column-major arrays for Cbc_loadProblem (a stable counting sort by column: within a
+  // column, entries keep the order of their rows).
+  void column_major(std::vector<CoinBigIndex>& start, std::vector<int>& index,
+                    std::vector<double>& value) const {
+    const size_t C = col_lb.size(), E = entry_col.size();
+    start.assign(C + 1, 0);
+    for (int c : entry_col) ++start[static_cast<size_t>(c) + 1];
+    for (size_t c = 0; c < C; ++c) start[c + 1] += start[c];
+    std::vector<CoinBigIndex> next(start.begin(), start.end() - 1);
+    index.resize(E);
+    value.resize(E);
+    for (size_t e = 0; e < E; ++e) {
+      const auto at = static_cast<size_t>(next[static_cast<size_t>(entry_col[e])]++);
+      index[at] = entry_row[e];
+      value[at] = entry_value[e];
+    }
   }
 };
 
@@ -70,19 +110,16 @@ struct Solved {
   int64_t constraints = 0;
 };
 
-Solved solve_with_cbc(const Lp& lp, double time_limit, const std::vector<int>& start_idx,
-                      const std::vector<double>& start_val) {
+// Solves in this process: loads the model, runs CBC (its own limit: `time_limit` seconds,
+// which CBC checks between the steps of its search, not inside the root LP), reads back
+// the status and the solution.
+Solved solve_in_process(const Lp& lp, double time_limit, const std::vector<int>& start_idx,
+                        const std::vector<double>& start_val) {
   Solved out;
-  std::vector<CoinBigIndex> start{0};
+  std::vector<CoinBigIndex> start;
   std::vector<int> index;
   std::vector<double> value;
-  for (const auto& c : lp.cols) {
-    for (const auto& [r, v] : c) {
-      index.push_back(r);
-      value.push_back(v);
-    }
-    start.push_back(static_cast<CoinBigIndex>(index.size()));
-  }
+  lp.column_major(start, index, value);
   Cbc_Model* m = Cbc_newModel();
   Cbc_loadProblem(m, static_cast<int>(lp.col_lb.size()), static_cast<int>(lp.row_lb.size()),
                   start.data(), index.data(), value.data(), lp.col_lb.data(), lp.col_ub.data(),
@@ -124,6 +161,128 @@ Solved solve_with_cbc(const Lp& lp, double time_limit, const std::vector<int>& s
   return out;
 }
 
+// ---- the hard time limit --------------------------------------------------------------------
+// CBC's own limit is not hard: the root LP (Clp) and the preprocessing run to the end before
+// the limit is looked at (273-356 s for a 10 s limit on a 64-replica cluster-scope model).
+// No API of the CBC 2.10 C interface reaches into them, and a thread running them cannot be
+// stopped. So the solve runs in a child process that the caller abandons (SIGKILL) when the
+// deadline passes; the child sends its result back through a pipe. The model and CBC's
+// decisions are the same as in process: results do not change when the solve finishes in time.
+
+// Extra seconds the child gets after CBC's own limit to return the incumbent CBC stopped with
+// (its limit is checked between nodes; a node's LP can take a while on a large model).
+double grace_seconds(double time_limit) { return 0.25 + 0.05 * time_limit; }
+
+bool write_all(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// The result on the wire: status code, objective, bound, sizes, then the solution.
+constexpr const char* kStatuses[] = {"optimal",   "feasible",   "infeasible", "unbounded",
+                                     "abandoned", "time limit", "error"};
+struct WireHeader {
+  int32_t status = 0;
+  double objective = 0, bound = 0;
+  int64_t variables = 0, constraints = 0, solution_size = 0;
+};
+
+[[noreturn]] void child_solve(int fd, const Lp& lp, double time_limit,
+                              const std::vector<int>& start_idx,
+                              const std::vector<double>& start_val) {
+  const Solved s = solve_in_process(lp, time_limit, start_idx, start_val);
+  WireHeader h;
+  h.status = 6;
+  for (int32_t i = 0; i < 7; ++i)
+    if (s.status == kStatuses[i]) h.status = i;
+  h.objective = s.objective;
+  h.bound = s.bound;
+  h.variables = s.variables;
+  h.constraints = s.constraints;
+  h.solution_size = static_cast<int64_t>(s.x.size());
+  const bool ok =
+      write_all(fd, &h, sizeof h) && write_all(fd, s.x.data(), s.x.size() * sizeof(double));
+  ::_exit(ok ? 0 : 1);  // no atexit handlers, no destructors of the parent's objects
+}
+
+// Reads exactly n bytes before the deadline; false on timeout, EOF or error.
+bool read_until(int fd, void* data, size_t n, std::chrono::steady_clock::time_point deadline) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return false;
+    pollfd pfd{fd, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return false;
+    const ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// Runs the solve under a hard deadline of time_limit + grace_seconds (wall time). Status
+// "time limit" without a solution when the deadline passed (the child is killed).
+Solved solve_with_cbc(const Lp& lp, double time_limit, const std::vector<int>& start_idx,
+                      const std::vector<double>& start_val) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(time_limit + grace_seconds(time_limit)));
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return solve_in_process(lp, time_limit, start_idx, start_val);
+  const pid_t pid = ::fork();
+  if (pid < 0) {  // no process to spare: solve here, with CBC's own (soft) limit
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return solve_in_process(lp, time_limit, start_idx, start_val);
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    child_solve(fds[1], lp, time_limit, start_idx, start_val);
+  }
+  ::close(fds[1]);
+  Solved out;
+  WireHeader h;
+  bool ok = read_until(fds[0], &h, sizeof h, deadline) && h.status >= 0 && h.status < 7 &&
+            h.solution_size >= 0 && h.solution_size <= static_cast<int64_t>(lp.col_lb.size());
+  if (ok) {
+    out.x.resize(static_cast<size_t>(h.solution_size));
+    ok = read_until(fds[0], out.x.data(), out.x.size() * sizeof(double), deadline);
+  }
+  ::close(fds[0]);
+  if (!ok) ::kill(pid, SIGKILL);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  out.variables = static_cast<int64_t>(lp.col_lb.size());
+  out.constraints = static_cast<int64_t>(lp.row_lb.size());
+  if (!ok) {
+    out.x.clear();
+    // Killed at the deadline, or the child died (then the status says error).
+    const bool killed = std::chrono::steady_clock::now() >= deadline;
+    out.status = killed ? "time limit" : "error";
+    return out;
+  }
+  out.status = kStatuses[h.status];
+  out.objective = h.objective;
+  out.bound = h.bound;
+  out.variables = h.variables;
+  out.constraints = h.constraints;
+  return out;
+}
+
 class DloraIlp : public Migration {
  public:
   explicit DloraIlp(const CreateArgs& a)
@@ -133,7 +292,8 @@ class DloraIlp : public Migration {
         exec_time_bug_(a.params.boolean("exec_time_bug")),
         warm_start_(a.params.boolean("warm_start")),
         cluster_scope_(a.params.string("scope") == "cluster"),
-        always_(a.params.string("trigger") == "always") {
+        always_(a.params.string("trigger") == "always"),
+        greedy_fallback_(a.params.string("on_time_limit") == "greedy") {
     trig_.mem_threshold = a.params.real("mem_threshold");
     trig_.load_threshold = a.params.real("load_threshold");
   }
@@ -206,6 +366,7 @@ class DloraIlp : public Migration {
     const double bw = dl::blocks_per_second(v);
     Lp lp;
     const size_t I = reqs.size();
+    lp.reserve((I + K.size() + 1) * J + 1, 4 * I * J + K.size() * J + 3 * J);
     std::vector<int> xcol(I * J), ycol(K.size() * J), zcol(J);
     for (size_t i = 0; i < I; ++i)
       for (size_t j = 0; j < J; ++j) {
@@ -263,6 +424,16 @@ class DloraIlp : public Migration {
         }
     }
     Solved s = solve_with_cbc(lp, time_limit_, sidx, sval);
+    if (s.x.empty() && s.status == "time limit" && greedy_fallback_) {
+      // Out of time without a solution: the best plan known is the greedy's over the same
+      // replicas (never worse than staying put, the warm start). Status "time limit" says so.
+      std::vector<uint8_t> active(v.replicas.size(), 0);
+      for (size_t j : reps) active[j] = 1;
+      dl::GreedyPlan g = dl::rebalance_greedily(v, active, global_cost, per_move_, kMaxMoves);
+      plan.moves = std::move(g.moves);
+      plan.placements = std::move(g.placements);
+      return finish(plan, t0, s.status, g.makespan, kNaN, s.variables, s.constraints);
+    }
     if (s.x.empty()) return finish(plan, t0, s.status, 0, 0, s.variables, s.constraints);
 
     // Rounding: the first replica with the strictly largest x (artifact: start j=0, max 0.0).
@@ -306,7 +477,7 @@ class DloraIlp : public Migration {
   }
 
   double time_limit_, per_move_, default_exec_;
-  bool exec_time_bug_, warm_start_, cluster_scope_, always_;
+  bool exec_time_bug_, warm_start_, cluster_scope_, always_, greedy_fallback_;
   dl::TriggerParams trig_;
 };
 
@@ -316,7 +487,10 @@ PluginInfo info() {
       PluginKind::migration,
       "dlora-ilp",
       "dLoRA's request-adapter co-migration: trigger + makespan ILP (CBC), as in its artifact",
-      {param_real("time_limit_s", 600.0, "CBC time limit per solve, seconds (artifact: 600)", 0.0),
+      {param_real("time_limit_s", 600.0,
+                  "time limit per solve, seconds (artifact: 600); hard: the solve is abandoned "
+                  "0.25 s + 5% after it",
+                  0.0),
        param_real("mem_threshold", 0.9,
                   "trigger 1: a replica's requests hold >= this share of its KV blocks", 0.0, 1.0),
        param_real("load_threshold", 16.0,
@@ -335,7 +509,11 @@ PluginInfo info() {
                     "(artifact); cluster: every replica, binary request assignment"),
        param_choice("trigger", "dlora", {"dlora", "always"},
                     "dlora: migrate only when the memory or load trigger fires; always: "
-                    "every period (pair scope: the most and least loaded replicas)")}};
+                    "every period (pair scope: the most and least loaded replicas)"),
+       param_choice("on_time_limit", "greedy", {"greedy", "none"},
+                    "the plan when the solve reaches time_limit_s (a hard limit) without a "
+                    "solution: greedy: the `greedy` policy's moves over the same replicas; "
+                    "none: no moves (the warm start)")}};
 }
 
 }  // namespace

@@ -65,6 +65,17 @@ class Faulty : public Migration {
         if (!p.moves.empty()) break;
       }
       if (p.moves.empty()) return p;
+    } else if (fault_ == "time limit fallback") {  // ready requests moved, status time limit
+      for (const auto& s : v.replicas) {
+        for (const auto& r : s.requests)
+          if (r.state == RequestState::ready)
+            p.moves.push_back({r.id, s.replica, (s.replica + 1) % R});
+        if (!p.moves.empty()) break;
+      }
+      if (p.moves.empty()) return p;
+      p.has_report = true;
+      p.report.status = "time limit";
+      p.report.solve_time = 0.5;
     } else if (fault_ == "infeasible" || fault_ == "time limit") {
       p.has_report = true;
       p.report.status = fault_;
@@ -86,8 +97,9 @@ PluginInfo info() {
           "test plugin: one bad or failed migration plan",
           {param_choice("fault", "unknown",
                         {"unknown", "running", "not-on-from", "range", "nomem", "infeasible",
-                         "time limit", "move-ready"},
-                        "which fault (move-ready: a valid plan moving ready requests)")}};
+                         "time limit", "move-ready", "time limit fallback"},
+                        "which fault (move-ready: a valid plan moving ready requests; time "
+                        "limit fallback: the same plan with status time limit)")}};
 }
 
 }  // namespace

@@ -206,6 +206,26 @@ TEST(ClusterSim, FailedSolveWarnsAndMovesNothing) {
   }
 }
 
+TEST(ClusterSim, TimeLimitFallbackPlanIsAppliedWithAWarning) {
+  // A policy out of time that returns its fallback moves: they are applied, and one warning
+  // (value 4) says the moves are not the solver's.
+  auto run = make_run(costmodel_toml(faulty("time limit fallback"), "", 300));
+  const RunResult out = run->sim->run();
+  check_conservation(*run, out);
+  EXPECT_GT(count(out.records, EventKind::migrate_request), 0);
+  int64_t fallback = 0, failed = 0;
+  for (const auto& e : out.records.events)
+    if (e.kind == static_cast<int8_t>(EventKind::warning)) {
+      if (e.value == 4.0) {
+        ++fallback;
+        EXPECT_DOUBLE_EQ(e.value2, 0.5);
+      }
+      if (e.value == 3.0) ++failed;
+    }
+  EXPECT_EQ(fallback, 1);
+  EXPECT_EQ(failed, 0);
+}
+
 TEST(ClusterSim, CpuExecutorTransfersKvForReal) {
   const std::string toml = R"(
 [run]
