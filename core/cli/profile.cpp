@@ -1,5 +1,5 @@
 // `lorasched profile`: measures a cost-model profile of the cpu executor (or, with --executor
-// cuda, of the cuda executor) on this machine (core/exec/profile.hpp, docs/costmodel.md); and the
+// cuda, of the cuda executor) on this machine (core/exec/profiler.hpp, docs/costmodel.md); and the
 // fidelity section of `lorasched report`: the error of a costmodel run against a cpu run of the
 // same workload.
 #include <fmt/format.h>
@@ -17,7 +17,9 @@
 #include "core/common/error.hpp"
 #include "core/exec/cpu_executor.hpp"
 #include "core/exec/cuda_factory.hpp"
-#include "core/exec/profile.hpp"
+#include "core/exec/profile_grid.hpp"
+#include "core/exec/profile_json.hpp"
+#include "core/exec/profiler.hpp"
 #include "core/metrics/h5.hpp"
 #include "core/model/presets.hpp"
 #include "core/model/synthetic.hpp"

@@ -12,7 +12,7 @@
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
 #include "core/config/plugin_params.hpp"
-#include "core/exec/costmodel.hpp"
+#include "core/exec/costmodel_factory.hpp"
 #include "core/exec/cpu_executor.hpp"
 #include "core/exec/cuda_factory.hpp"
 #include "core/model/presets.hpp"

@@ -2,13 +2,6 @@
 
 #include <fmt/format.h>
 #include <algorithm>
-#include <filesystem>
-#include <system_error>
-
-#include "core/common/error.hpp"
-#include "core/common/strings.hpp"
-#include "core/exec/presets.hpp"
-#include "core/exec/profile.hpp"
 
 namespace lorasched {
 
@@ -78,59 +71,6 @@ std::string shape_difference(const ModelShape& a, const ModelShape& b) {
         diff("rope_theta", a.rope_theta, b.rope_theta)})
     if (!d.empty()) out += (out.empty() ? "" : ", ") + d;
   return out;
-}
-
-namespace {
-
-// The timing model dLoRA's artifact assumes when it tunes alpha/beta (vllm/core/scheduler.py
-// merge_time / unmerge_time / switch_cost): 15 ms per merged iteration, 27 ms per unmerged
-// one, whatever the batch; 20 ms per switch (a re-merge onto another adapter counts as one
-// switch); prefill, adapter loads and swaps free. For equivalence checks, not a hardware model.
-class ArtifactCostModel final : public CostModel {
- public:
-  explicit ArtifactCostModel(const ModelShape& shape) : shape_(shape) {}
-  std::string describe() const override {
-    return "dlora-artifact timing model (15 ms merged, 27 ms unmerged, 20 ms switch)";
-  }
-  double iteration(const BatchFeatures& f) const override {
-    return f.mode == api::Mode::merged ? 0.015 : 0.027;
-  }
-  std::vector<CostStep> switch_steps(const AdapterInfo* from,
-                                     const AdapterInfo* to) const override {
-    std::vector<CostStep> s;
-    const double each = (from && to) ? kSwitch / 2 : kSwitch;
-    if (from) s.push_back({EventKind::unmerge, from->id, each, 0});
-    if (to) s.push_back({EventKind::merge, to->id, each, 0});
-    return s;
-  }
-  double load(int64_t) const override { return 0; }
-  double swap(int64_t, bool) const override { return 0; }
-  double device_memory_bytes() const override { return 80.0 * (1ull << 30); }  // A100-80GB
-  int bytes_per_element() const override { return 2; }
-  const ModelShape& shape() const override { return shape_; }
-
- private:
-  static constexpr double kSwitch = 0.020;
-  ModelShape shape_;
-};
-
-}  // namespace
-
-std::vector<std::string> cost_model_presets() {
-  std::vector<std::string> out = {"dlora-artifact"};
-  for (auto& p : hardware_preset_names()) out.push_back(p);
-  return out;
-}
-
-std::unique_ptr<CostModel> make_cost_model(const std::string& spec, const ModelShape& shape) {
-  if (spec == "dlora-artifact") return std::make_unique<ArtifactCostModel>(shape);
-  if (auto preset = make_hardware_preset(spec, shape)) return preset;
-  std::error_code ec;
-  if (spec.ends_with(".json") || std::filesystem::exists(spec, ec))
-    return profile_cost_model(read_profile(spec), spec, shape);
-  throw InputError(fmt::format("unknown cost model '{}'{} (presets: {}; or a profile file, *.json)",
-                               spec, did_you_mean(spec, cost_model_presets()),
-                               join(cost_model_presets(), ", ")));
 }
 
 CostModelExecutor::CostModelExecutor(std::shared_ptr<const CostModel> model,

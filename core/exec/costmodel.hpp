@@ -1,7 +1,9 @@
 // Executor "costmodel": predicts how long iterations, switches, adapter loads and swaps
-// take instead of running them, so cluster-scale experiments run on a laptop. Models:
-// profiles measured with `lorasched profile`, hardware presets, and the dLoRA artifact's
-// timing model (docs/costmodel.md).
+// take instead of running them, so cluster-scale experiments run on a laptop. This header is
+// the interface every cost model implements; the models are profiles measured with
+// `lorasched profile` (profile_model.hpp), hardware presets (presets.hpp) and the dLoRA
+// artifact's timing (artifact_costmodel.hpp), built by costmodel_factory.hpp
+// (docs/costmodel.md).
 #pragma once
 
 #include <memory>
@@ -59,12 +61,6 @@ class CostModel {
 // "" when a and b are the same model shape (the name aside), else the fields that differ,
 // e.g. "hidden_size 1024 vs 256, num_layers 8 vs 4".
 std::string shape_difference(const ModelShape& a, const ModelShape& b);
-
-// Creates the cost model named by [cluster] costmodel: "dlora-artifact", a hardware preset
-// "<model>@<gpu>" (core/exec/presets.hpp) or a profile file (core/exec/profile.hpp).
-// Throws InputError for an unknown preset, a bad profile, or one taken on another model.
-std::unique_ptr<CostModel> make_cost_model(const std::string& spec, const ModelShape& shape);
-std::vector<std::string> cost_model_presets();
 
 class CostModelExecutor final : public Executor {
  public:

@@ -1,21 +1,18 @@
-// Profiles: what `lorasched profile` measures on an executor (a grid of batches, weight
-// switches, adapter loads and swaps, each the median of repeated runs), the JSON file it
-// writes, and the cost model built from one (docs/costmodel.md).
-//
-// The profiler drives any Executor through its interface (run, switch_weights,
-// load_adapter, swap_out/in) and times what the executor reports, so the cpu executor
-// today and a cuda executor later are profiled the same way.
+// A profile: what `lorasched profile` measures on an executor (a grid of batches, weight
+// switches, adapter loads and swaps, each the median of repeated runs), as data. Where it comes
+// from and where it goes live beside it, one concern per file (docs/costmodel.md):
+//   profile_grid.hpp   which points to measure
+//   profiler.hpp       measuring them on any Executor
+//   profile_json.hpp   the JSON file
+//   profile_model.hpp  the cost model fitted to a profile
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
-#include <filesystem>
-#include <functional>
-#include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "core/exec/costmodel.hpp"
+#include "core/model/shape.hpp"
 
 namespace lorasched {
 
@@ -75,12 +72,6 @@ struct ProfileGrid {
   int warmup = 1;   // untimed runs first
 };
 
-// The default grid for a model shape (--quick: a small one for tests, seconds).
-ProfileGrid default_profile_grid(const ModelShape& shape, bool quick, std::vector<int32_t> ranks);
-// Adapters of each rank the grid needs (the rotation, at least the most distinct adapters
-// in a batch, plus one to load).
-int32_t profile_adapters_per_rank(const ProfileGrid& grid);
-
 struct MachineInfo {
   std::string hostname;
   std::string cpu_model;
@@ -108,35 +99,12 @@ struct Profile {
   std::vector<SizePoint> merge, unmerge, load, swap_out, swap_in;
 };
 
-// What the profiler runs on: an executor holding the model and, in its host memory, the
-// adapters listed (adapters[i].id is the id to pass to load_adapter), with a pool of
-// `kv_blocks` blocks of `block_size` tokens.
-struct ProfileTarget {
-  Executor* executor = nullptr;
-  ModelShape shape;
-  int element_bytes = 4;
-  int32_t block_size = 16;
-  int64_t block_bytes = 0;
-  int64_t kv_blocks = 0;
-  std::vector<AdapterInfo> adapters;  // at least profile_adapters_per_rank() of each grid rank
-};
-
-// Runs the grid on the target (loads the adapters it needs first). `log` gets one line per
-// part. The result has no machine, date or memory figures (the caller knows them).
-Profile run_profile(const ProfileTarget& target, const ProfileGrid& grid,
-                    const std::function<void(std::string_view)>& log = {});
-
-// JSON (nlohmann). read_profile throws InputError naming the file and the key for a
-// missing or corrupt file, a wrong format or version, or a missing or bad field.
-void write_profile(const Profile& p, const std::filesystem::path& path);
-Profile read_profile(const std::filesystem::path& path);
-std::string profile_to_json(const Profile& p);
-Profile profile_from_json(const std::string& text, const std::string& source);
-
-// The cost model of a profile (docs/costmodel.md, "Profiles"). Throws InputError naming
-// `source` when the profile was taken on another model shape than `shape`, or lacks a point
-// the model needs.
-std::unique_ptr<CostModel> profile_cost_model(const Profile& p, const std::string& source,
-                                              const ModelShape& shape);
+// The median of samples (the mean of the two middle ones for an even count); 0 for none.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 }  // namespace lorasched

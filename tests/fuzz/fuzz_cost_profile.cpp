@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core/adapters/adapter.hpp"
-#include "core/exec/costmodel.hpp"
+#include "core/exec/costmodel_factory.hpp"
 #include "core/model/presets.hpp"
 #include "fuzz/fuzz_util.hpp"
 

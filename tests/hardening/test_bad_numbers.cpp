@@ -15,7 +15,7 @@
 #include "core/cluster/simulation.hpp"
 #include "core/common/error.hpp"
 #include "core/config/experiment.hpp"
-#include "core/exec/costmodel.hpp"
+#include "core/exec/costmodel_factory.hpp"
 #include "core/model/presets.hpp"
 #include "core/plugin/loader.hpp"
 #include "core/workload/workload.hpp"

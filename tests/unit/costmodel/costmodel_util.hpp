@@ -13,7 +13,12 @@
 
 #include "core/adapters/adapter.hpp"
 #include "core/exec/costmodel.hpp"
+#include "core/exec/costmodel_factory.hpp"
 #include "core/exec/profile.hpp"
+#include "core/exec/profile_grid.hpp"
+#include "core/exec/profile_json.hpp"
+#include "core/exec/profile_model.hpp"
+#include "core/exec/profiler.hpp"
 #include "core/model/presets.hpp"
 
 namespace lorasched::test {

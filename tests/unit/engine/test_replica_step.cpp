@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/engine/replica.hpp"
-#include "core/exec/costmodel.hpp"
+#include "core/exec/costmodel_factory.hpp"
 
 namespace lorasched {
 namespace {
