@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "lorasched/plugin/api.hpp"
+#include "measured_costs.hpp"
 
 namespace {
 
@@ -25,11 +26,9 @@ using namespace lorasched::api;
 class CostAware : public Threshold {
  public:
   explicit CostAware(const CreateArgs& args)
-      : t_m_(args.params.real("merge_time")),
-        t_u_(args.params.real("unmerge_time")),
-        s_(args.params.real("switch_cost")),
+      : costs_(args.params.real("merge_time"), args.params.real("unmerge_time"),
+               args.params.real("switch_cost"), args.params.real("ewma")),
         k_(args.params.real("horizon_iters")),
-        w_(args.params.real("ewma")),
         floor_(args.params.real("min_alpha")) {
     recompute();
   }
@@ -37,19 +36,12 @@ class CostAware : public Threshold {
   Thresholds current() const override { return t_; }
 
   void observe(const IterationOutcome& o) override {
-    const bool switched = o.mode != last_mode_ || o.merged_adapter != last_adapter_;
-    last_mode_ = o.mode;
-    last_adapter_ = o.merged_adapter;
-    if (switched && o.switch_time > 0) s_ += w_ * (o.switch_time - s_);
-    if (o.batch_size > 0) {
-      if (o.mode == Mode::merged) t_m_ += w_ * (o.duration - t_m_);
-      if (o.mode == Mode::unmerged) t_u_ += w_ * (o.duration - t_u_);
-    }
+    costs_.observe(o);
     recompute();
   }
 
   Thresholds on_period_end(const PeriodStats& s) override {
-    if (s.merged && s.num_iters > 0) k_ += w_ * (static_cast<double>(s.num_iters) - k_);
+    if (s.merged && s.num_iters > 0) k_ += costs_.weight * (static_cast<double>(s.num_iters) - k_);
     recompute();
     return t_;
   }
@@ -57,15 +49,15 @@ class CostAware : public Threshold {
  private:
   void recompute() {
     const double k = std::max(k_, 1.0);
-    t_.beta = std::max(floor_ / 2, t_m_ / t_u_);
-    t_.alpha = std::max(floor_, (t_m_ + 2 * s_ / k) / t_u_);
+    const double t_m = costs_.merged, t_u = costs_.unmerged, s = costs_.switch_cost;
+    t_.beta = std::max(floor_ / 2, t_m / t_u);
+    t_.alpha = std::max(floor_, (t_m + 2 * s / k) / t_u);
     if (t_.alpha <= t_.beta) t_.alpha = t_.beta * 1.000001 + 1e-12;
   }
 
-  double t_m_, t_u_, s_, k_, w_, floor_;
+  lorasched::thresholds::MeasuredCosts costs_;
+  double k_, floor_;
   Thresholds t_;
-  Mode last_mode_ = Mode::unmerged;
-  AdapterId last_adapter_ = kNoAdapter;
 };
 
 PluginInfo info() {

@@ -9,8 +9,9 @@
 // beta + add < alpha), beta /= mul if it lost. So beta < alpha holds forever.
 //
 // estimate = "measured" (default): merge_time, unmerge_time and the switch cost are
-// running estimates (EWMA) of the measured merged / unmerged iteration times and of the
-// stall of iterations that switched mode, starting from the artifact's constants.
+// running estimates (EWMA, measured_costs.hpp) of the measured merged / unmerged iteration
+// times and of the stall of iterations that switched mode, starting from the artifact's
+// constants.
 // estimate = "constants": the artifact's fixed 15 / 27 / 20 ms (its Llama-7B A100
 // profile, used there for every model). Under the `dlora-artifact` cost model both give
 // the same numbers, bit for bit.
@@ -20,6 +21,7 @@
 #include <string>
 
 #include "lorasched/plugin/api.hpp"
+#include "measured_costs.hpp"
 
 namespace {
 
@@ -29,15 +31,13 @@ class DloraAdaptive : public Threshold {
  public:
   explicit DloraAdaptive(const CreateArgs& args)
       : measured_(args.params.string("estimate") == "measured"),
-        merge_time_(args.params.real("merge_time")),
-        unmerge_time_(args.params.real("unmerge_time")),
-        switch_cost_(args.params.real("switch_cost")),
+        costs_(args.params.real("merge_time"), args.params.real("unmerge_time"),
+               args.params.real("switch_cost"), args.params.real("ewma")),
         add_(args.params.real("aimd_add")),
-        mul_(args.params.real("aimd_mul")),
-        ewma_(args.params.real("ewma")) {
+        mul_(args.params.real("aimd_mul")) {
     t_.alpha = args.params.real("alpha");
     t_.beta =
-        args.params.real("beta") >= 0 ? args.params.real("beta") : merge_time_ / unmerge_time_;
+        args.params.real("beta") >= 0 ? args.params.real("beta") : costs_.merged / costs_.unmerged;
     if (!(t_.beta < t_.alpha))
       throw std::invalid_argument("initial beta (" + std::to_string(t_.beta) +
                                   ") must be below alpha (" + std::to_string(t_.alpha) + ")");
@@ -46,27 +46,19 @@ class DloraAdaptive : public Threshold {
   Thresholds current() const override { return t_; }
 
   void observe(const IterationOutcome& o) override {
-    if (!measured_) return;
-    // Iterations that changed mode carry the switch; the others measure plain speed.
-    const bool switched = o.mode != last_mode_ || o.merged_adapter != last_adapter_;
-    last_mode_ = o.mode;
-    last_adapter_ = o.merged_adapter;
-    if (switched && o.switch_time > 0) switch_cost_ += ewma_ * (o.switch_time - switch_cost_);
-    if (o.batch_size == 0) return;
-    double& t = o.mode == Mode::merged ? merge_time_ : unmerge_time_;
-    t += ewma_ * (o.duration - t);
+    if (measured_) costs_.observe(o);
   }
 
   Thresholds on_period_end(const PeriodStats& s) override {
     if (s.num_iters == 0) return t_;
     const double n = static_cast<double>(s.num_iters);
-    double t_merge = merge_time_ * n;
-    double t_unmerge = unmerge_time_ * n;
+    double t_merge = costs_.merged * n;
+    double t_unmerge = costs_.unmerged * n;
     if (s.merged) {
-      t_merge += switch_cost_;
+      t_merge += costs_.switch_cost;
     } else {
-      t_unmerge += switch_cost_;
-      t_merge += switch_cost_ * static_cast<double>(s.virtual_switch_cnt);
+      t_unmerge += costs_.switch_cost;
+      t_merge += costs_.switch_cost * static_cast<double>(s.virtual_switch_cnt);
     }
     const double tput_merge = s.merge_batch_cnt / t_merge;
     const double tput_unmerge = s.unmerge_batch_cnt / t_unmerge;
@@ -86,10 +78,9 @@ class DloraAdaptive : public Threshold {
 
  private:
   bool measured_;
-  double merge_time_, unmerge_time_, switch_cost_, add_, mul_, ewma_;
+  lorasched::thresholds::MeasuredCosts costs_;
+  double add_, mul_;
   Thresholds t_;
-  Mode last_mode_ = Mode::unmerged;
-  AdapterId last_adapter_ = kNoAdapter;
 };
 
 PluginInfo info() {
