@@ -542,7 +542,7 @@ IterationResult CudaExecutor::run(const ExecBatch& batch) {
     const cu::AttentionPlan att =
         cu::AttentionPlan::build(seqs, block_size_, static_cast<int>(kv_blocks_), st);
 
-    cuda_exec::gather_rows(dtype_, weight(embed_), H, d_tokens, T, H, h_.get(), H, st);
+    cu::gather_rows(dtype_, weight(embed_), H, d_tokens, T, H, h_.get(), H, st);
     const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
     cu::BlasHandle& blas = *blas_;
     for (int l = 0; l < s.num_layers; ++l) {
@@ -575,11 +575,11 @@ IterationResult CudaExecutor::run(const ExecBatch& batch) {
       add_lora(l, Target::down, g_.get(), I, h_.get(), H);
     }
     // Final norm and LM head on each entry's last token only (rows in entry order).
-    cuda_exec::gather_rows(dtype_, h_.get(), H, d_last, E, H, last_.get(), H, st);
+    cu::gather_rows(dtype_, h_.get(), H, d_last, E, H, last_.get(), H, st);
     cu::rmsnorm(dtype_, last_.get(), weight(final_norm_), E, H, s.rms_norm_eps, last_.get(), st);
     cu::gemm_xwt(blas, dtype_, last_.get(), E, H, H, weight(lm_head_), V, H, logits_.get(), V,
                  false, st);
-    cuda_exec::argmax_rows(dtype_, logits_.get(), E, V, next_.get(), st);
+    cu::argmax_rows(dtype_, logits_.get(), E, V, next_.get(), st);
     LORASCHED_CUDA_CHECK(cudaMemcpyAsync(next_host_.get(), next_.get(), E_ * sizeof(int32_t),
                                          cudaMemcpyDeviceToHost, st));
     LORASCHED_CUDA_CHECK(cudaEventRecord(stop_.get(), st));

@@ -79,16 +79,6 @@ class PinnedBuffer {
   size_t bytes_ = 0;
 };
 
-// Kernels of cuda_executor.cu (the ones kernels/cuda does not have).
-// dst[i, :] = src[idx[i], :] for i < n: rows of `dim` elements of `dtype`, row strides in
-// elements. idx is a device array whose values the caller has checked.
-void gather_rows(kernels::cuda::DType dtype, const void* src, int64_t ld_src, const int32_t* idx,
-                 int n, int dim, void* dst, int64_t ld_dst, cudaStream_t stream);
-// out[i] = the first index of the largest value of row i of x [rows, n] (NaN never wins; a row
-// of NaN gives 0), as std::max_element picks it. out: device int32 [rows].
-void argmax_rows(kernels::cuda::DType dtype, const void* x, int rows, int n, int32_t* out,
-                 cudaStream_t stream);
-
 }  // namespace cuda_exec
 
 class CudaExecutor final : public Executor {

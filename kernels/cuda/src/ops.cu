@@ -1,6 +1,7 @@
-// RMSNorm, RoPE and the SiLU-gated MLP activation.
+// RMSNorm, RoPE, the SiLU-gated MLP activation, row gathers and the greedy argmax.
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -75,6 +76,58 @@ __global__ void silu_mul_kernel(const T* gate, const T* up, size_t n, T* out) {
   }
 }
 
+constexpr int kRowThreads = 256;
+
+// A row copy moves elements of `Bits` (the storage size), whatever the dtype.
+template <typename Bits>
+__global__ void __launch_bounds__(kRowThreads)
+    gather_rows_kernel(const Bits* __restrict__ src, int64_t ld_src,
+                       const int32_t* __restrict__ idx, int dim, Bits* __restrict__ dst,
+                       int64_t ld_dst) {
+  const int64_t row = blockIdx.x;
+  const Bits* s = src + static_cast<int64_t>(idx[row]) * ld_src;
+  Bits* d = dst + row * ld_dst;
+  for (int i = static_cast<int>(threadIdx.x); i < dim; i += kRowThreads) d[i] = s[i];
+}
+
+// One block per row: each thread keeps the first largest of its strided elements, then a tree
+// reduction that prefers the larger value and, on equal values, the smaller index.
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads)
+    argmax_rows_kernel(const T* __restrict__ x, int n, int32_t* __restrict__ out) {
+  const T* row = x + static_cast<int64_t>(blockIdx.x) * n;
+  float best = -INFINITY;
+  int bi = INT_MAX;
+  for (int i = static_cast<int>(threadIdx.x); i < n; i += kRowThreads) {
+    const float v = dev::to_float(row[i]);
+    if (v != v) continue;  // NaN never wins
+    if (bi == INT_MAX || v > best) {
+      best = v;
+      bi = i;
+    }
+  }
+  __shared__ float sv[kRowThreads];
+  __shared__ int si[kRowThreads];
+  sv[threadIdx.x] = best;
+  si[threadIdx.x] = bi;
+  __syncthreads();
+  for (int half = kRowThreads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) {
+      const float ov = sv[threadIdx.x + half];
+      const int oi = si[threadIdx.x + half];
+      const int mi = si[threadIdx.x];
+      const bool take = oi != INT_MAX && (mi == INT_MAX || ov > sv[threadIdx.x] ||
+                                          (ov == sv[threadIdx.x] && oi < mi));
+      if (take) {
+        sv[threadIdx.x] = ov;
+        si[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = si[0] == INT_MAX ? 0 : si[0];
+}
+
 }  // namespace
 
 void rmsnorm(DType dtype, const void* x, const void* weight, int rows, int dim, float eps,
@@ -118,6 +171,52 @@ void silu_mul(DType dtype, const void* gate, const void* up, size_t n, void* out
     silu_mul_kernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
         static_cast<const T*>(gate), static_cast<const T*>(up), n, static_cast<T*>(out));
   });
+  LORASCHED_CUDA_CHECK_LAUNCH();
+}
+
+void gather_rows(DType dtype, const void* src, int64_t ld_src, const int32_t* idx, int n, int dim,
+                 void* dst, int64_t ld_dst, cudaStream_t stream) {
+  if (n < 0 || dim < 0 || ld_src < dim || ld_dst < dim)
+    throw std::invalid_argument("gather_rows: bad sizes");
+  if (n == 0 || dim == 0) return;
+  if (src == nullptr || idx == nullptr || dst == nullptr)
+    throw std::invalid_argument("gather_rows: null pointer");
+  switch (dtype_size(dtype)) {
+    case 2:
+      gather_rows_kernel<uint16_t><<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(
+          static_cast<const uint16_t*>(src), ld_src, idx, dim, static_cast<uint16_t*>(dst), ld_dst);
+      break;
+    case 4:
+      gather_rows_kernel<uint32_t><<<static_cast<unsigned>(n), kRowThreads, 0, stream>>>(
+          static_cast<const uint32_t*>(src), ld_src, idx, dim, static_cast<uint32_t*>(dst), ld_dst);
+      break;
+    default:
+      throw std::invalid_argument("gather_rows: unsupported dtype");
+  }
+  LORASCHED_CUDA_CHECK_LAUNCH();
+}
+
+void argmax_rows(DType dtype, const void* x, int rows, int n, int32_t* out, cudaStream_t stream) {
+  if (rows < 0 || n <= 0) throw std::invalid_argument("argmax_rows: bad sizes");
+  if (rows == 0) return;
+  if (x == nullptr || out == nullptr) throw std::invalid_argument("argmax_rows: null pointer");
+  const auto grid = static_cast<unsigned>(rows);
+  switch (dtype) {
+    case DType::kF32:
+      argmax_rows_kernel<float>
+          <<<grid, kRowThreads, 0, stream>>>(static_cast<const float*>(x), n, out);
+      break;
+    case DType::kF16:
+      argmax_rows_kernel<__half>
+          <<<grid, kRowThreads, 0, stream>>>(static_cast<const __half*>(x), n, out);
+      break;
+    case DType::kBF16:
+      argmax_rows_kernel<__nv_bfloat16>
+          <<<grid, kRowThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), n, out);
+      break;
+    default:
+      throw std::invalid_argument("argmax_rows: unsupported dtype");
+  }
   LORASCHED_CUDA_CHECK_LAUNCH();
 }
 

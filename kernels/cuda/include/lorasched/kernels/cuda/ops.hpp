@@ -22,4 +22,15 @@ void rope(DType dtype, void* x, int tokens, int heads, int head_dim, const int32
 void silu_mul(DType dtype, const void* gate, const void* up, size_t n, void* out,
               cudaStream_t stream = nullptr);
 
+// dst[i, :] = src[idx[i], :] for i < n: rows of `dim` elements of `dtype` (embedding lookup,
+// each sequence's last row), row strides in elements. idx: device int32 [n], values checked by
+// the caller.
+void gather_rows(DType dtype, const void* src, int64_t ld_src, const int32_t* idx, int n, int dim,
+                 void* dst, int64_t ld_dst, cudaStream_t stream = nullptr);
+
+// out[i] = the first index of the largest value of row i of x [rows, n] (NaN never wins; a row
+// of NaN gives 0), as std::max_element picks it. out: device int32 [rows].
+void argmax_rows(DType dtype, const void* x, int rows, int n, int32_t* out,
+                 cudaStream_t stream = nullptr);
+
 }  // namespace lorasched::kernels::cuda
