@@ -4,6 +4,8 @@
 //    per request) with our gathered (BGMV) / segmented (SGMV) kernels, a loop of cuBLAS GEMMs
 //    per adapter and cuBLAS grouped batched GEMM. Counters: GBps (adapter weights + x + y read
 //    and written + t, per op), pct_peak (of the device's peak memory bandwidth).
+//  * lora_tile_rows: the segmented kernels with 1-row and 8-row tiles forced, at segment
+//    lengths 1 to 16 (the cut-over rule of LoraBatchPlan::segmented).
 //  * layer: one 4096x4096 projection at batch 32: base GEMM + LoRA (rank 16, 8 adapters) vs
 //    the merged weight (base GEMM alone).
 //  * merge / unmerge: Llama-2-7B projection shapes, rank 16, against the bandwidth bound.
@@ -207,6 +209,7 @@ struct LoraSetup {
   int rows_per = 0;
   int tokens = 0;
   bool gathered = true;
+  int tile_rows = 0;  // segmented form: forced rows per tile (0: the plan's rule)
   int copies = 1;
   size_t adapter_elems = 0;      // A + B elements of one adapter
   DeviceBuffer<__half> weights;  // [copies][adapters][A | B]
@@ -229,7 +232,7 @@ struct LoraSetup {
 };
 
 std::unique_ptr<LoraSetup> make_lora_setup(const std::string& key, int rank, int adapters,
-                                           int rows_per, bool gathered) {
+                                           int rows_per, bool gathered, int tile_rows = 0) {
   auto s = std::make_unique<LoraSetup>();
   s->key = key;
   s->rank = rank;
@@ -237,6 +240,7 @@ std::unique_ptr<LoraSetup> make_lora_setup(const std::string& key, int rank, int
   s->rows_per = rows_per;
   s->tokens = adapters * rows_per;
   s->gathered = gathered;
+  s->tile_rows = tile_rows;
   s->adapter_elems = 2 * static_cast<size_t>(rank) * kHidden;
   const size_t weight_bytes = s->adapter_elems * adapters * sizeof(__half);
   s->copies = copies_for(weight_bytes);
@@ -262,7 +266,7 @@ std::unique_ptr<LoraSetup> make_lora_setup(const std::string& key, int rank, int
   } else {
     std::vector<cu::LoraSlotSegment> segs;
     for (int a = 0; a < adapters; ++a) segs.push_back({a * rows_per, rows_per, a});
-    s->plan = cu::LoraBatchPlan::segmented(segs, s->tokens, ranks);
+    s->plan = cu::LoraBatchPlan::segmented(segs, s->tokens, ranks, nullptr, tile_rows);
   }
   s->t.resize(std::max<size_t>(s->plan.t_floats(), 1));
 
@@ -302,13 +306,14 @@ std::unique_ptr<LoraSetup> make_lora_setup(const std::string& key, int rank, int
 std::unique_ptr<LoraSetup> g_lora;  // one entry: a benchmark's repeated runs reuse it
 std::unique_ptr<cu::BlasHandle> g_blas;
 
-LoraSetup& lora_setup(int rank, int adapters, int rows_per, bool gathered) {
+LoraSetup& lora_setup(int rank, int adapters, int rows_per, bool gathered, int tile_rows = 0) {
   std::unique_ptr<LoraSetup>& cache = g_lora;
   const std::string key = std::to_string(rank) + "/" + std::to_string(adapters) + "/" +
-                          std::to_string(rows_per) + "/" + (gathered ? "g" : "s");
+                          std::to_string(rows_per) + "/" + (gathered ? "g" : "s") + "/" +
+                          std::to_string(tile_rows);
   if (!cache || cache->key != key) {
     cache.reset();
-    cache = make_lora_setup(key, rank, adapters, rows_per, gathered);
+    cache = make_lora_setup(key, rank, adapters, rows_per, gathered, tile_rows);
   }
   return *cache;
 }
@@ -371,9 +376,9 @@ void lora_op(LoraSetup& s, Method method) {
 }
 
 void bench_lora(benchmark::State& state, Method method, int rank, int adapters, int rows_per,
-                bool gathered) {
+                bool gathered, int tile_rows = 0) {
   guarded(state, [&] {
-    LoraSetup& s = lora_setup(rank, adapters, rows_per, gathered);
+    LoraSetup& s = lora_setup(rank, adapters, rows_per, gathered, tile_rows);
     blas().set_stream(nullptr);
     const double sec = time_ops(state, [&] { lora_op(s, method); });
     report_bandwidth(state, s.bytes, sec);
@@ -524,6 +529,21 @@ void register_all() {
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond);
       }
+    }
+  }
+  // The segmented plan's cut-over between 1-row and 8-row tiles (lora.cu): both forms forced,
+  // 16 segments of L rows each.
+  for (const int seglen : {1, 2, 4, 8, 16}) {
+    for (const int tile_rows : {1, 8}) {
+      const std::string name = "lora_tile_rows/rows_per_tile:" + std::to_string(tile_rows) +
+                               "/seglen:" + std::to_string(seglen) + "/rank:16/segments:16";
+      benchmark::RegisterBenchmark(name.c_str(),
+                                   [=](benchmark::State& st) {
+                                     bench_lora(st, Method::kOurs, 16, 16, seglen, false,
+                                                tile_rows);
+                                   })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
     }
   }
   benchmark::RegisterBenchmark("layer/merged/batch:32/hidden:4096",

@@ -27,10 +27,19 @@ using detail::LoraTile;
 
 namespace {
 
-constexpr int kThreads = 128;     // threads per block, both kernels
-constexpr int kShrinkRanks = 4;   // rank rows per shrink block
-constexpr int kExpandChunk = 64;  // rank values of t staged in shared memory at a time
-constexpr int kSegmentTile = 8;   // rows per tile of the segmented form
+constexpr int kThreads = 128;  // threads per block, both kernels
+// Rank rows per shrink block. Each block reads its tile's x rows once per group of kShrinkRanks
+// rank rows, so a larger group reuses each x load for more ranks, but every thread keeps
+// TT x kShrinkRanks accumulators plus kShrinkRanks 16-byte vectors of A in registers. ptxas
+// for sm_90 (nvcc 13.0, `nvcc -arch=sm_90 -Xptxas -v`, the 8-row fp16 shrink): 71 registers at
+// 2, 108 at 4, 165 at 8 (no spills). 4 is the largest group that stays under 128 registers per
+// thread, i.e. 4 resident blocks (16 warps) per SM instead of 3 at 8. Not yet timed on a GPU.
+constexpr int kShrinkRanks = 4;
+// Rank values of t staged in shared memory per step of the expand (TT x 64 floats: 2 KiB at
+// TT = 8). Common LoRA ranks (8 to 64) then take a single step, i.e. one pair of
+// __syncthreads per block; ranks 128 and 256 take 2 and 4.
+constexpr int kExpandChunk = 64;
+constexpr int kSegmentTile = 8;  // rows per tile of the segmented form
 
 template <typename T, int TT>
 __global__ void __launch_bounds__(kThreads)
@@ -241,7 +250,8 @@ void LoraBatchPlan::upload(cudaStream_t stream) {
 }
 
 LoraBatchPlan LoraBatchPlan::segmented(std::span<const LoraSlotSegment> segments, int num_rows,
-                                       std::span<const int32_t> slot_ranks, cudaStream_t stream) {
+                                       std::span<const int32_t> slot_ranks, cudaStream_t stream,
+                                       int rows_per_tile) {
   if (num_rows < 0) throw std::invalid_argument("LoraBatchPlan::segmented: negative num_rows");
   LoraBatchPlan plan;
   plan.num_rows_ = num_rows;
@@ -271,9 +281,21 @@ LoraBatchPlan LoraBatchPlan::segmented(std::span<const LoraSlotSegment> segments
       throw std::invalid_argument("LoraBatchPlan::segmented: overlapping segments");
     }
   }
-  // Short segments (decode-like) gain nothing from 8-row tiles.
-  plan.rows_per_tile_ =
-      (active_segments > 0 && adapted_rows >= 4 * active_segments) ? kSegmentTile : 1;
+  // 8-row tiles when segments average at least 4 rows. A block of either kernel reads its
+  // adapter's weight rows (shrink: kShrinkRanks rows of A; expand: a 128-column slice of B) once
+  // per tile and its activation rows once per row, but an 8-row tile computes all 8 rows
+  // whatever the segment's length. Counting rows read per segment of length L, shrink:
+  // ceil(L / 8) x (4 + 8) for 8-row tiles against L x (4 + 1) for 1-row tiles, equal near
+  // L = 2.4; the expand's 8-row tile also does 8 rows of FMAs for L useful ones. So the
+  // cut-over sits above the point where the reads break even: at a mean of 4 rows, 8-row tiles
+  // read 12 rows where 1-row tiles read 20. (A model, not yet timed on a GPU:
+  // bench_kernels_cuda's lora_tile_rows/* measures both forms at mean lengths 1 to 16.)
+  plan.rows_per_tile_ = rows_per_tile > 0 ? rows_per_tile
+                        : (active_segments > 0 && adapted_rows >= 4 * active_segments)
+                            ? kSegmentTile
+                            : 1;
+  if (plan.rows_per_tile_ != 1 && plan.rows_per_tile_ != kSegmentTile)
+    throw std::invalid_argument("LoraBatchPlan::segmented: rows_per_tile must be 0, 1 or 8");
 
   size_t offset = 0;
   for (const auto& s : segments) {

@@ -78,9 +78,11 @@ struct LoraTile {
 class LoraBatchPlan {
  public:
   // Segments must lie in [0, num_rows) and not overlap; len 0 or rank 0 segments are skipped.
+  // rows_per_tile: 0 picks 8-row tiles when segments average at least 4 rows, else 1 (see
+  // lora.cu); 1 or 8 forces one form (benchmarks and tests).
   static LoraBatchPlan segmented(std::span<const LoraSlotSegment> segments, int num_rows,
-                                 std::span<const int32_t> slot_ranks,
-                                 cudaStream_t stream = nullptr);
+                                 std::span<const int32_t> slot_ranks, cudaStream_t stream = nullptr,
+                                 int rows_per_tile = 0);
   // row_slot[i] in [-1, slot_ranks.size()); num_rows = row_slot.size().
   static LoraBatchPlan gathered(std::span<const int32_t> row_slot,
                                 std::span<const int32_t> slot_ranks, cudaStream_t stream = nullptr);
