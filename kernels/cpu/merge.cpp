@@ -6,10 +6,15 @@
 // the scalar and the vector code (this file is compiled with -ffp-contract=off), so every
 // element comes out the same whichever code path, row pairing or thread computes it.
 //
+// A switch from adapter a to adapter b (lora_switch) fuses unmerge and merge into the same single
+// pass: per element, the base value is restored from a's residual and b merged onto it in
+// registers, so W and the residual byte are read and written once for both.
+//
 // Cost: 9 bytes of memory traffic per element (W read + written, one residual byte) plus
-// `rank` multiplies and adds. On the 2-core Zen 4 test box (1 thread, CPU time) a 4096 x 4096
-// merge takes ~12 ms at rank 0 (about the memory bound), ~30 ms at rank 16 and ~90 ms at
-// rank 64, so beyond small ranks the arithmetic dominates; unmerge costs the same.
+// `rank` multiplies and adds (10 bytes and rank_a + rank_b for a switch). On the 2-core Zen 4 test
+// box (1 thread, CPU time) a 4096 x 4096 merge takes ~12 ms at rank 0 (about the memory bound), ~30
+// ms at rank 16 and ~90 ms at rank 64, so beyond small ranks the arithmetic dominates; unmerge
+// costs the same.
 
 #include <algorithm>
 #include <atomic>
@@ -137,6 +142,59 @@ LORASCHED_INLINE void unmerge_chunk(const MergeArgs& a, const float* sb, int o0,
   }
 }
 
+// Switch rows [o0, o0 + NR), columns [i0, i0 + w) from adapter f to adapter t in one pass: the
+// base value is restored exactly as unmerge_chunk does (u = W' - D_f moved by the residual's
+// ulps), then merged with D_t as merge_chunk does, and the residual rewritten in place. So W and
+// the residual end up bit-identical to an unmerge followed by a merge. Elements that were
+// exceptions of f get a placeholder here (their base value is in f's exception list, not in the
+// ulps); the caller redoes them afterwards. New exceptions of t are appended.
+template <int NR, bool kFull>
+LORASCHED_INLINE void switch_chunk(const MergeArgs& f, const float* sbf, const MergeArgs& t,
+                                   const float* sbt, int o0, int i0, int w, int8_t* ulps,
+                                   std::vector<std::pair<uint32_t, float>>& exceptions) {
+  const int width = kFull ? kChunk : w;
+  float df[NR][kChunk];
+  float dt[NR][kChunk];
+  delta_chunk<NR, kFull>(f, sbf, i0, w, df);
+  delta_chunk<NR, kFull>(t, sbt, i0, w, dt);
+  float merged[NR][kChunk];
+  float base[NR][kChunk];
+  int8_t fresh[NR][kChunk];  // 1: a new exception of t (base value to record)
+  int bad = 0;
+  for (int k = 0; k < NR; ++k) {
+    const size_t row = static_cast<size_t>(o0 + k) * f.in + i0;
+    const float* wr = f.W + row;
+    int8_t* ur = ulps + row;
+    for (int l = 0; l < width; ++l) {
+      const int8_t old = ur[l];
+      const float u = wr[l] - df[k][l];
+      const float b = from_order(order(u) + static_cast<uint32_t>(static_cast<int32_t>(old)));
+      const float m = b + dt[k][l];
+      const float u2 = m - dt[k][l];
+      const uint32_t diff = order(b) - order(u2);
+      const bool fits = diff + 127u <= 254u;
+      const bool was_exception = old == MergeResidual::kUlpException;
+      ur[l] = fits && !was_exception ? static_cast<int8_t>(static_cast<int32_t>(diff))
+                                     : MergeResidual::kUlpException;
+      fresh[k][l] = static_cast<int8_t>(!fits && !was_exception);
+      bad += fresh[k][l];
+      merged[k][l] = m;
+      base[k][l] = b;
+    }
+  }
+  if (bad != 0) {
+    for (int k = 0; k < NR; ++k) {
+      const size_t row = static_cast<size_t>(o0 + k) * f.in + i0;
+      for (int l = 0; l < width; ++l)
+        if (fresh[k][l]) exceptions.emplace_back(static_cast<uint32_t>(row + l), base[k][l]);
+    }
+  }
+  for (int k = 0; k < NR; ++k) {
+    float* wr = f.W + static_cast<size_t>(o0 + k) * f.in + i0;
+    for (int l = 0; l < width; ++l) wr[l] = merged[k][l];
+  }
+}
+
 // Rows are processed in blocks of kRowBlock: for each chunk of columns, all rows of the block
 // (in pairs, sharing the loads of A), so that the rank x kChunk slice of A stays in L1 while
 // the block uses it instead of A being streamed from L2/L3 once per row pair.
@@ -178,6 +236,17 @@ LORASCHED_INLINE void unmerge_block_chunk(const MergeArgs& a, const RowBlock& b,
   if (o < b.oe) unmerge_chunk<1, kFull>(a, b.row(a, o), o, i0, w, ulps);
 }
 
+template <bool kFull>
+LORASCHED_INLINE void switch_block_chunk(const MergeArgs& f, const RowBlock& bf, const MergeArgs& t,
+                                         const RowBlock& bt, int i0, int w, int8_t* ulps,
+                                         std::vector<std::pair<uint32_t, float>>& exceptions) {
+  int o = bf.ob;
+  for (; o + 2 <= bf.oe; o += 2)
+    switch_chunk<2, kFull>(f, bf.row(f, o), t, bt.row(t, o), o, i0, w, ulps, exceptions);
+  if (o < bf.oe)
+    switch_chunk<1, kFull>(f, bf.row(f, o), t, bt.row(t, o), o, i0, w, ulps, exceptions);
+}
+
 LORASCHED_INLINE void merge_range_impl(const MergeArgs& a, int r0, int r1, int8_t* ulps,
                                        std::vector<std::pair<uint32_t, float>>& exceptions) {
   std::vector<float> buf;
@@ -205,12 +274,36 @@ LORASCHED_INLINE void unmerge_range_impl(const MergeArgs& a, int r0, int r1, con
   }
 }
 
+LORASCHED_INLINE void switch_range_impl(const MergeArgs& f, const MergeArgs& t, int r0, int r1,
+                                        int8_t* ulps,
+                                        std::vector<std::pair<uint32_t, float>>& exceptions) {
+  std::vector<float> buf_f, buf_t;
+  for (int ob = r0; ob < r1; ob += kRowBlock) {
+    const int oe = std::min(ob + kRowBlock, r1);
+    const RowBlock bf(f, ob, oe, buf_f);
+    const RowBlock bt(t, ob, oe, buf_t);
+    const size_t before = exceptions.size();
+    int i = 0;
+    for (; i + kChunk <= f.in; i += kChunk)
+      switch_block_chunk<true>(f, bf, t, bt, i, kChunk, ulps, exceptions);
+    if (i < f.in) switch_block_chunk<false>(f, bf, t, bt, i, f.in - i, ulps, exceptions);
+    if (exceptions.size() - before > 1) {  // chunks interleave the rows: restore index order
+      std::sort(exceptions.begin() + static_cast<std::ptrdiff_t>(before), exceptions.end(),
+                [](const auto& x, const auto& y) { return x.first < y.first; });
+    }
+  }
+}
+
 void merge_range_base(const MergeArgs& a, int r0, int r1, int8_t* ulps,
                       std::vector<std::pair<uint32_t, float>>& exceptions) {
   merge_range_impl(a, r0, r1, ulps, exceptions);
 }
 void unmerge_range_base(const MergeArgs& a, int r0, int r1, const int8_t* ulps) {
   unmerge_range_impl(a, r0, r1, ulps);
+}
+void switch_range_base(const MergeArgs& f, const MergeArgs& t, int r0, int r1, int8_t* ulps,
+                       std::vector<std::pair<uint32_t, float>>& exceptions) {
+  switch_range_impl(f, t, r0, r1, ulps, exceptions);
 }
 
 #if LORASCHED_X86_DISPATCH
@@ -223,6 +316,11 @@ __attribute__((target("avx2"))) void merge_range_avx2(
 __attribute__((target("avx2"))) void unmerge_range_avx2(const MergeArgs& a, int r0, int r1,
                                                         const int8_t* ulps) {
   unmerge_range_impl(a, r0, r1, ulps);
+}
+__attribute__((target("avx2"))) void switch_range_avx2(
+    const MergeArgs& f, const MergeArgs& t, int r0, int r1, int8_t* ulps,
+    std::vector<std::pair<uint32_t, float>>& exceptions) {
+  switch_range_impl(f, t, r0, r1, ulps, exceptions);
 }
 #endif
 
@@ -241,6 +339,24 @@ void unmerge_range(const MergeArgs& a, int r0, int r1, const int8_t* ulps) {
   unmerge_range_base(a, r0, r1, ulps);
 }
 
+void switch_range(const MergeArgs& f, const MergeArgs& t, int r0, int r1, int8_t* ulps,
+                  std::vector<std::pair<uint32_t, float>>& exceptions) {
+#if LORASCHED_X86_DISPATCH
+  if (detail::use_avx2()) return switch_range_avx2(f, t, r0, r1, ulps, exceptions);
+#endif
+  switch_range_base(f, t, r0, r1, ulps, exceptions);
+}
+
+// D at one element, in the order delta_chunk uses (the same float operations, so the same bits).
+float delta_at(const MergeArgs& a, int o, int i) {
+  float d = 0.0f;
+  for (int r = 0; r < a.rank; ++r) {
+    const float c = a.scale * a.B[static_cast<size_t>(o) * a.rank + r];
+    d += c * a.A[static_cast<size_t>(r) * a.in + i];
+  }
+  return d;
+}
+
 // Threads to use for `out` rows: at most one per 8 rows, so tiny weights stay serial.
 int thread_count(int out) {
   return std::max(1, std::min(g_merge_threads.load(std::memory_order_relaxed), out / 8));
@@ -251,6 +367,27 @@ std::pair<int, int> row_range(int out, int t, int n) {
   const int64_t r0 = static_cast<int64_t>(out) * t / n;
   const int64_t r1 = static_cast<int64_t>(out) * (t + 1) / n;
   return {static_cast<int>(r0), static_cast<int>(r1)};
+}
+
+// The residual of a merge of a weight of n elements: one ulp per element, and every
+// kUlpException mark with exactly one exception entry, sorted by index.
+void check_residual(const char* what, const MergeResidual& residual, size_t n_elems) {
+  if (residual.ulps.size() != n_elems) {
+    throw std::invalid_argument(std::string(what) + ": residual has " +
+                                std::to_string(residual.ulps.size()) + " entries, weight has " +
+                                std::to_string(n_elems));
+  }
+  const auto marks = static_cast<size_t>(
+      std::count(residual.ulps.begin(), residual.ulps.end(), MergeResidual::kUlpException));
+  bool consistent = marks == residual.exceptions.size();
+  for (size_t e = 0; consistent && e < residual.exceptions.size(); ++e) {
+    const uint32_t idx = residual.exceptions[e].first;
+    consistent = idx < n_elems && residual.ulps[idx] == MergeResidual::kUlpException &&
+                 (e == 0 || residual.exceptions[e - 1].first < idx);
+  }
+  if (!consistent) {
+    throw std::invalid_argument(std::string(what) + ": exception list does not match the ulps");
+  }
 }
 
 void check_shape(const char* what, int out, int in, int rank) {
@@ -301,24 +438,7 @@ void lora_merge(float* W, int out, int in, const float* A, const float* B, int r
 void lora_unmerge(float* W, int out, int in, const float* A, const float* B, int rank, float scale,
                   const MergeResidual& residual) {
   check_shape("lora_unmerge", out, in, rank);
-  const size_t n_elems = static_cast<size_t>(out) * static_cast<size_t>(in);
-  if (residual.ulps.size() != n_elems) {
-    throw std::invalid_argument("lora_unmerge: residual has " +
-                                std::to_string(residual.ulps.size()) + " entries, weight has " +
-                                std::to_string(n_elems));
-  }
-  // Every kUlpException mark needs exactly one entry, sorted by index.
-  const auto marks = static_cast<size_t>(
-      std::count(residual.ulps.begin(), residual.ulps.end(), MergeResidual::kUlpException));
-  bool consistent = marks == residual.exceptions.size();
-  for (size_t e = 0; consistent && e < residual.exceptions.size(); ++e) {
-    const uint32_t idx = residual.exceptions[e].first;
-    consistent = idx < n_elems && residual.ulps[idx] == MergeResidual::kUlpException &&
-                 (e == 0 || residual.exceptions[e - 1].first < idx);
-  }
-  if (!consistent) {
-    throw std::invalid_argument("lora_unmerge: exception list does not match the ulps");
-  }
+  check_residual("lora_unmerge", residual, static_cast<size_t>(out) * static_cast<size_t>(in));
   const MergeArgs args{W, out, in, A, B, rank, scale};
   const int n = thread_count(out);
   if (n == 1) {
@@ -337,6 +457,59 @@ void lora_unmerge(float* W, int out, int in, const float* A, const float* B, int
     for (auto& th : threads) th.join();
   }
   for (const auto& [idx, value] : residual.exceptions) W[idx] = value;
+}
+
+void lora_switch(float* W, int out, int in, const float* A_from, const float* B_from, int rank_from,
+                 float scale_from, const float* A_to, const float* B_to, int rank_to,
+                 float scale_to, MergeResidual* residual) {
+  check_shape("lora_switch", out, in, rank_from);
+  check_shape("lora_switch", out, in, rank_to);
+  check_residual("lora_switch", *residual, static_cast<size_t>(out) * static_cast<size_t>(in));
+  const MergeArgs f{W, out, in, A_from, B_from, rank_from, scale_from};
+  const MergeArgs t{W, out, in, A_to, B_to, rank_to, scale_to};
+  // The from-adapter's exceptions are read after the pass (their elements are redone below).
+  std::vector<std::pair<uint32_t, float>> old = std::move(residual->exceptions);
+  residual->exceptions.clear();
+  const int n = thread_count(out);
+  if (n == 1) {
+    switch_range(f, t, 0, out, residual->ulps.data(), residual->exceptions);
+  } else {
+    std::vector<std::vector<std::pair<uint32_t, float>>> exceptions(n);
+    std::vector<std::thread> threads;
+    threads.reserve(n - 1);
+    for (int k = 1; k < n; ++k) {
+      threads.emplace_back([&, k] {
+        const auto [r0, r1] = row_range(out, k, n);
+        switch_range(f, t, r0, r1, residual->ulps.data(), exceptions[k]);
+      });
+    }
+    const auto [r0, r1] = row_range(out, 0, n);
+    switch_range(f, t, r0, r1, residual->ulps.data(), residual->exceptions);
+    for (auto& th : threads) th.join();
+    for (int k = 1; k < n; ++k) {  // row ranges are in order, so the result stays sorted
+      residual->exceptions.insert(residual->exceptions.end(), exceptions[k].begin(),
+                                  exceptions[k].end());
+    }
+  }
+  // Elements that were exceptions of the from-adapter: their base value was recorded, so merge
+  // the to-adapter onto it here, exactly as merge_chunk would have.
+  if (old.empty()) return;
+  for (const auto& [idx, b] : old) {
+    const int o = static_cast<int>(idx / static_cast<uint32_t>(in));
+    const int i = static_cast<int>(idx % static_cast<uint32_t>(in));
+    const float d = delta_at(t, o, i);
+    const float m = b + d;
+    const uint32_t diff = order(b) - order(m - d);
+    if (diff + 127u <= 254u) {
+      residual->ulps[idx] = static_cast<int8_t>(static_cast<int32_t>(diff));
+    } else {
+      residual->ulps[idx] = MergeResidual::kUlpException;
+      residual->exceptions.emplace_back(idx, b);
+    }
+    W[idx] = m;
+  }
+  std::sort(residual->exceptions.begin(), residual->exceptions.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
 }
 
 }  // namespace lorasched::kernels::cpu

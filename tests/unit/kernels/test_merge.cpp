@@ -1,4 +1,5 @@
-// lora_merge / lora_unmerge: merged layer == base + LoRA, and bit-exact restoration.
+// lora_merge / lora_unmerge / lora_switch: merged layer == base + LoRA, bit-exact restoration,
+// and the fused switch equal to unmerge-then-merge.
 
 #include <gtest/gtest.h>
 
@@ -319,6 +320,110 @@ TEST(CpuMerge, UnmergeWithOtherAdapterDoesNotRestore) {
   cpu::lora_merge(W.data(), out, in, a.A.data(), a.B.data(), rank, a.scale, &res);
   cpu::lora_unmerge(W.data(), out, in, b.A.data(), b.B.data(), rank, b.scale, res);
   EXPECT_FALSE(same_bits(W, W0));
+}
+
+// The fused switch a -> b against the plain unmerge of a then merge of b, done by the reference
+// kernels (an independent implementation): the weights and the residual must be bit-identical,
+// with the vector code and without, on one thread and several, through chains of random
+// switches that include adapters whose delta is far larger than the weights (exceptions) and
+// special values. After every chain the unmerge of the last adapter restores the base bits.
+TEST(CpuSwitch, ChainsEqualUnmergeThenMergeAndRestoreTheBase) {
+  std::mt19937 rng(21);
+  const int out = 37, in = 131;
+  auto W0 = randn(static_cast<size_t>(out) * in, rng, 0.02f);
+  W0[0] = -0.0f;
+  W0[1] = 1e-30f;
+  W0[2] = std::numeric_limits<float>::denorm_min();
+  W0[3] = std::numeric_limits<float>::infinity();
+  W0[4] = std::bit_cast<float>(0x7fc01234u);
+  W0[5] = std::numeric_limits<float>::max();
+  std::vector<Adapter> adapters;
+  const int ranks[] = {1, 4, 8, 16, 33, 0};
+  for (int i = 0; i < 6; ++i)
+    adapters.push_back(make_adapter(rng, out, in, ranks[i], 0.5f + 0.4f * i, 0.05f));
+  adapters.push_back(make_adapter(rng, out, in, 8, 4.0f, 30.0f));  // |D| >> |W|: exceptions
+  adapters.push_back(make_adapter(rng, out, in, 2, 3.0f, 10.0f));
+  std::uniform_int_distribution<size_t> pick(0, adapters.size() - 1);
+  size_t switches = 0, exceptions_seen = 0;
+  for (int threads : {1, 3}) {
+    for (bool simd : {true, false}) {
+      MergeThreads mt(threads);
+      SimdMode mode(simd);
+      SCOPED_TRACE(::testing::Message() << "threads " << threads << " simd " << simd);
+      for (int chain = 0; chain < 25; ++chain) {
+        auto W = W0, Wr = W0;
+        MergeResidual res, rr;
+        size_t cur = pick(rng);
+        const Adapter* a = &adapters[cur];
+        cpu::lora_merge(W.data(), out, in, a->A.data(), a->B.data(), a->rank, a->scale, &res);
+        reference::lora_merge(Wr.data(), out, in, a->A.data(), a->B.data(), a->rank, a->scale, &rr);
+        for (int step = 0; step < 12; ++step) {
+          size_t next = pick(rng);
+          if (next == cur) next = (next + 1) % adapters.size();
+          const Adapter* b = &adapters[next];
+          cpu::lora_switch(W.data(), out, in, a->A.data(), a->B.data(), a->rank, a->scale,
+                           b->A.data(), b->B.data(), b->rank, b->scale, &res);
+          reference::lora_unmerge(Wr.data(), out, in, a->A.data(), a->B.data(), a->rank, a->scale,
+                                  rr);
+          reference::lora_merge(Wr.data(), out, in, b->A.data(), b->B.data(), b->rank, b->scale,
+                                &rr);
+          ASSERT_TRUE(same_bits(W, Wr)) << "chain " << chain << " step " << step;
+          ASSERT_EQ(res.ulps, rr.ulps) << "chain " << chain << " step " << step;
+          ASSERT_EQ(res.exceptions, rr.exceptions) << "chain " << chain << " step " << step;
+          exceptions_seen += res.exceptions.size();
+          ++switches;
+          a = b;
+          cur = next;
+        }
+        cpu::lora_unmerge(W.data(), out, in, a->A.data(), a->B.data(), a->rank, a->scale, res);
+        ASSERT_TRUE(same_bits(W, W0)) << "chain " << chain;
+      }
+    }
+  }
+  EXPECT_EQ(switches, 4u * 25 * 12);
+  EXPECT_GT(exceptions_seen, 0u);  // the exception path was exercised
+}
+
+// After a switch every element holds base + D_b (nothing of the old adapter is left), as the
+// switched layer's outputs against the reference base + LoRA show.
+TEST(CpuSwitch, SwitchedLayerMatchesBasePlusNewAdapter) {
+  std::mt19937 rng(22);
+  const int out = 64, in = 96, tokens = 5;
+  const auto W = randn(static_cast<size_t>(out) * in, rng, 0.05f);
+  const Adapter a = make_adapter(rng, out, in, 16, 0.9f, 0.1f);
+  const Adapter b = make_adapter(rng, out, in, 8, 1.7f, 0.1f);
+  const auto x = randn(static_cast<size_t>(tokens) * in, rng);
+  std::vector<float> want(static_cast<size_t>(tokens) * out);
+  reference::gemm_xwt(x.data(), tokens, in, in, W.data(), out, want.data(), out, false);
+  const LoraSegment seg{0, tokens, b.A.data(), b.B.data(), b.rank, b.scale};
+  std::vector<float> t(static_cast<size_t>(tokens) * b.rank);
+  reference::lora_shrink(x.data(), in, in, {&seg, 1}, t.data());
+  reference::lora_expand(t.data(), {&seg, 1}, out, want.data(), out);
+  auto Wm = W;
+  MergeResidual res;
+  cpu::lora_merge(Wm.data(), out, in, a.A.data(), a.B.data(), a.rank, a.scale, &res);
+  cpu::lora_switch(Wm.data(), out, in, a.A.data(), a.B.data(), a.rank, a.scale, b.A.data(),
+                   b.B.data(), b.rank, b.scale, &res);
+  std::vector<float> got(want.size());
+  cpu::gemm_xwt(x.data(), tokens, in, in, Wm.data(), out, got.data(), out, false);
+  EXPECT_TRUE(all_close(got, want, 1e-4));
+}
+
+TEST(CpuSwitch, RejectsMismatchedResidual) {
+  std::mt19937 rng(23);
+  const int out = 8, in = 16;
+  auto W = randn(static_cast<size_t>(out) * in, rng);
+  const Adapter a = make_adapter(rng, out, in, 2, 1.0f, 0.1f);
+  MergeResidual res;
+  res.ulps.assign(static_cast<size_t>(out) * in - 1, 0);
+  EXPECT_THROW(cpu::lora_switch(W.data(), out, in, a.A.data(), a.B.data(), 2, 1.0f, a.A.data(),
+                                a.B.data(), 2, 1.0f, &res),
+               std::invalid_argument);
+  res.ulps.assign(static_cast<size_t>(out) * in, 0);
+  res.ulps[3] = MergeResidual::kUlpException;  // a mark without its exception entry
+  EXPECT_THROW(cpu::lora_switch(W.data(), out, in, a.A.data(), a.B.data(), 2, 1.0f, a.A.data(),
+                                a.B.data(), 2, 1.0f, &res),
+               std::invalid_argument);
 }
 
 }  // namespace

@@ -41,8 +41,18 @@ void lora_merge(float* W, int out, int in, const float* A, const float* B, int r
 void lora_unmerge(float* W, int out, int in, const float* A, const float* B, int rank, float scale,
                   const MergeResidual& residual);
 
-// Threads lora_merge / lora_unmerge split the rows over (default 1, n < 1 means 1). The
-// results (weights and residual) do not depend on it. Process-wide setting.
+// Switch the merged adapter from (A_from, B_from) to (A_to, B_to) in one pass over W:
+// W = W_base + scale_to * B_to A_to where W_base is what lora_unmerge of the from-adapter would
+// restore, and the residual becomes the to-adapter's. W and the residual come out bit-identical
+// to lora_unmerge followed by lora_merge (so the base weights still restore exactly after any
+// chain of switches), reading and writing W once instead of twice. Throws
+// std::invalid_argument when the residual does not fit the weight's shape.
+void lora_switch(float* W, int out, int in, const float* A_from, const float* B_from, int rank_from,
+                 float scale_from, const float* A_to, const float* B_to, int rank_to,
+                 float scale_to, MergeResidual* residual);
+
+// Threads lora_merge / lora_unmerge / lora_switch split the rows over (default 1, n < 1 means 1).
+// The results (weights and residual) do not depend on it. Process-wide setting.
 void set_merge_threads(int n);
 int merge_threads();
 
