@@ -47,10 +47,10 @@ void paged_kv_write(const PagedKvLayer& kv, const float* k, const float* v, int 
                     const int32_t* slots) {
   const size_t row = static_cast<size_t>(kv.num_kv_heads) * kv.head_dim;
   const int64_t num_slots = static_cast<int64_t>(kv.num_blocks) * kv.block_size;
+  check_kv_slots(slots, tokens, num_slots);  // all of them before writing any
   for (int t = 0; t < tokens; ++t) {
     const int32_t slot = slots[t];
-    if (slot < 0) continue;  // padding token
-    if (slot >= num_slots) throw std::out_of_range("paged_kv_write: slot out of range");
+    if (slot == kPaddingSlot) continue;
     std::memcpy(kv.k + static_cast<size_t>(slot) * row, k + static_cast<size_t>(t) * row,
                 row * sizeof(float));
     std::memcpy(kv.v + static_cast<size_t>(slot) * row, v + static_cast<size_t>(t) * row,

@@ -210,9 +210,9 @@ void paged_kv_write(const PagedKvLayer& kv, const float* k, const float* v, int 
                     const int32_t* slots) {
   const size_t row = static_cast<size_t>(kv.num_kv_heads) * kv.head_dim;
   const int64_t num_slots = static_cast<int64_t>(kv.num_blocks) * kv.block_size;
+  check_kv_slots(slots, tokens, num_slots);
   for (int t = 0; t < tokens; ++t) {
-    if (slots[t] < 0) continue;  // padding token
-    if (slots[t] >= num_slots) throw std::out_of_range("paged_kv_write: slot out of range");
+    if (slots[t] == kPaddingSlot) continue;
     for (size_t e = 0; e < row; ++e) {
       kv.k[static_cast<size_t>(slots[t]) * row + e] = k[static_cast<size_t>(t) * row + e];
       kv.v[static_cast<size_t>(slots[t]) * row + e] = v[static_cast<size_t>(t) * row + e];

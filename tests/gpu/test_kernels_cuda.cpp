@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -195,6 +197,30 @@ TEST(CudaHostSide, DeviceAvailabilityGivesAReason) {
   } else {
     EXPECT_TRUE(why.empty());
   }
+}
+
+// An out-of-range KV slot is refused (a device-side assertion; nothing written), not skipped
+// as it once was. In a child process: a failed device assertion leaves the CUDA context unusable.
+TEST(CudaKvWrite, OutOfRangeSlotIsRefused) {
+  std::string why;
+  if (!cu::cuda_device_available(&why)) GTEST_SKIP() << "no CUDA device (" << why << ")";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto child = [] {
+    // 2 blocks of 4 slots, one KV head of 4 dims: slots 0..7 exist, 8 does not.
+    Tensor kc = make_tensor(DType::kF32, std::vector<float>(32, 0.0f));
+    Tensor vc = make_tensor(DType::kF32, std::vector<float>(32, 0.0f));
+    const Tensor k = make_tensor(DType::kF32, std::vector<float>(8, 1.0f));
+    const Tensor v = make_tensor(DType::kF32, std::vector<float>(8, 2.0f));
+    const std::vector<int32_t> slots = {3, 8};
+    cu::DeviceBuffer<int32_t> dslots(slots.size());
+    dslots.upload(std::span<const int32_t>(slots));
+    cu::PagedKvCache cache{kc.data(), vc.data(), 2, 4, 1, 4};
+    cu::paged_kv_write(DType::kF32, cache, k.data(), v.data(), 2, dslots.get());
+    const cudaError_t e = cudaDeviceSynchronize();
+    std::fprintf(stderr, "sync: %s\n", cudaGetErrorName(e));
+    std::exit(e == cudaErrorAssert ? 0 : 1);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "sync: cudaErrorAssert");
 }
 
 TEST(CudaHostSide, PlansRejectBadBatches) {

@@ -15,6 +15,11 @@
 #include "device.cuh"
 #include "lorasched/kernels/cuda/attention.hpp"
 
+// paged_kv_write refuses an out-of-range slot with a device-side assertion, which must stay on
+// in release builds (NDEBUG): assert() follows NDEBUG as of the last inclusion of <cassert>.
+#undef NDEBUG
+#include <cassert>
+
 namespace lorasched::kernels::cuda {
 
 namespace {
@@ -143,7 +148,17 @@ __global__ void paged_kv_write_kernel(T* __restrict__ kc, T* __restrict__ vc,
                                       int row_elems) {
   const int token = static_cast<int>(blockIdx.x);
   const int32_t slot = slots[token];
-  if (slot < 0 || slot >= num_slots) return;
+  if (slot == kPaddingSlot) return;
+  if (slot < 0 || slot >= num_slots) {
+    // A caller's bug that would drop this key/value: stop the kernel with a device-side assert
+    // (cudaErrorAssert at the next synchronisation, the slot printed), write nothing.
+    if (threadIdx.x == 0) {
+      printf("paged_kv_write: token %d has slot %d, outside [0, %lld) and not the padding slot\n",
+             token, slot, static_cast<long long>(num_slots));
+      assert(slot >= 0 && slot < num_slots && "paged_kv_write: slot out of range");
+    }
+    return;
+  }
   const int64_t src = static_cast<int64_t>(token) * row_elems;
   const int64_t dst = static_cast<int64_t>(slot) * row_elems;
   for (int i = threadIdx.x; i < row_elems; i += blockDim.x) {

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "lorasched/kernels/cpu.hpp"
@@ -529,9 +530,26 @@ TEST(Kernels, PagedKvWriteLayoutAndBounds) {
     EXPECT_EQ(kc[e], in_slot ? k[i] : 0.0f) << e;
     EXPECT_EQ(vc[e], in_slot ? v[i] : 0.0f) << e;
   }
-  const int32_t bad[] = {12};
-  EXPECT_THROW(cpu::paged_kv_write(kv, k.data(), v.data(), 1, bad), std::out_of_range);
-  EXPECT_THROW(reference::paged_kv_write(kv, k.data(), v.data(), 1, bad), std::out_of_range);
+  // Out-of-range slots (past the end, or negative other than the padding slot -1) are refused,
+  // naming the token and the slot, before anything is written: a good slot before the bad one
+  // stays unwritten too.
+  const auto before_k = kc, before_v = vc;
+  const int32_t past_end[] = {0, 12};
+  const int32_t negative[] = {1, -2};
+  for (const int32_t* bad : {past_end, negative}) {
+    for (auto* write : {&cpu::paged_kv_write, &reference::paged_kv_write}) {
+      try {
+        write(kv, k.data(), v.data(), 2, bad);
+        ADD_FAILURE() << "slot " << bad[1] << " accepted";
+      } catch (const std::out_of_range& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("token 1 has slot " + std::to_string(bad[1])), std::string::npos) << msg;
+        EXPECT_NE(msg.find("[0, 12)"), std::string::npos) << msg;
+      }
+      EXPECT_EQ(kc, before_k);
+      EXPECT_EQ(vc, before_v);
+    }
+  }
 }
 
 TEST(Kernels, PagedAttentionRejectsBadArguments) {

@@ -67,7 +67,8 @@ void rope(float* x, int tokens, int heads, int head_dim, const int32_t* position
 void silu_mul(const float* gate, const float* up, size_t n, float* out);
 
 // Write keys/values of `tokens` new tokens ([tokens, num_kv_heads, head_dim] each) into
-// the cache at the given slots (slot = block_id * block_size + offset).
+// the cache at the given slots (slot = block_id * block_size + offset; kPaddingSlot: skipped).
+// A slot outside the cache throws std::out_of_range before anything is written.
 void paged_kv_write(const PagedKvLayer& kv, const float* k, const float* v, int tokens,
                     const int32_t* slots);
 

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace lorasched::kernels {
@@ -68,5 +70,23 @@ struct PagedKvLayer {
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
 };
+
+// paged_kv_write's slot for a padding token: nothing is written for it. Every other slot must
+// lie in [0, num_blocks * block_size): an out-of-range slot is a caller's bug that would drop a
+// key/value silently, so it is refused (std::out_of_range on the host, before anything is
+// written; a device-side assertion in the CUDA kernel), never skipped.
+inline constexpr int32_t kPaddingSlot = -1;
+
+// Throws std::out_of_range naming the first slot of `slots[0..tokens)` that is neither
+// kPaddingSlot nor in [0, num_slots).
+inline void check_kv_slots(const int32_t* slots, int tokens, int64_t num_slots) {
+  for (int t = 0; t < tokens; ++t) {
+    const int32_t s = slots[t];
+    if (s != kPaddingSlot && (s < 0 || s >= num_slots))
+      throw std::out_of_range("paged_kv_write: token " + std::to_string(t) + " has slot " +
+                              std::to_string(s) + ", outside [0, " + std::to_string(num_slots) +
+                              ") and not the padding slot -1");
+  }
+}
 
 }  // namespace lorasched::kernels

@@ -54,8 +54,11 @@ class AttentionPlan {
 inline constexpr int kMaxAttentionHeadDim = 256;
 
 // Writes `tokens` new keys / values ([tokens, num_kv_heads, head_dim] each, `dtype`) at
-// device slots[i] = block_id * block_size + offset. Negative slots are skipped (padding);
-// slots >= num_blocks * block_size are a caller error and are skipped too.
+// device slots[i] = block_id * block_size + offset; kPaddingSlot (-1) is skipped. Any other
+// slot outside [0, num_blocks * block_size) is refused: the kernel writes nothing for it and
+// fails a device-side assertion (printing the token and slot), so the next synchronising CUDA
+// call returns cudaErrorAssert. (The slots live on the device: checking them on the host would
+// cost a copy and a synchronisation per layer.)
 void paged_kv_write(DType dtype, const PagedKvCache& kv, const void* k, const void* v, int tokens,
                     const int32_t* slots, cudaStream_t stream = nullptr);
 
