@@ -1,9 +1,11 @@
 #include "core/plugin/loader.hpp"
 
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
+#include <fstream>
 
 #include "core/common/strings.hpp"
 
@@ -21,6 +23,29 @@ bool looks_like_path(const std::string& name) {
 
 std::string file_name_for(api::PluginKind kind, const std::string& name) {
   return fmt::format("{}{}-{}.so", kPrefix, api::to_string(kind), name);
+}
+
+// Why `file` could not be loaded, in words: Boost.DLL reports every dlopen failure as
+// "Bad file descriptor", which says nothing about a text file named like a plugin, a truncated
+// build or a library for another machine.
+std::string load_failure(const fs::path& file, const boost::system::error_code& ec) {
+  // dlopen's own message, still pending: Boost.DLL does not clear it after a failed load.
+  const char* dl = ::dlerror();
+  const std::string dl_message = dl != nullptr ? dl : "";
+  std::error_code fec;
+  if (fs::is_directory(file, fec)) return "it is a directory, not a shared library";
+  char magic[4] = {};
+  std::ifstream in(file, std::ios::binary);
+  in.read(magic, sizeof magic);
+  if (!in) return "not a shared library: the file is shorter than an ELF header";
+  if (!(magic[0] == '\x7f' && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F'))
+    return "not a shared library (no ELF header; a text file, or a build that did not finish?)";
+  if (!dl_message.empty()) {
+    // dlopen's message starts with the path: keep only what follows it.
+    const std::string prefix = file.string() + ": ";
+    return dl_message.starts_with(prefix) ? dl_message.substr(prefix.size()) : dl_message;
+  }
+  return ec.message();
 }
 
 }  // namespace
@@ -66,7 +91,7 @@ std::shared_ptr<const PluginLibrary> PluginRegistry::open(const fs::path& file) 
   lib->load(boost::dll::fs::path(file.string()), boost::dll::load_mode::rtld_now, ec);
   if (ec)
     throw PluginError(
-        fmt::format("plugin {} could not be loaded: {}", file.string(), ec.message()));
+        fmt::format("plugin {} could not be loaded: {}", file.string(), load_failure(file, ec)));
   for (const char* sym :
        {"lorasched_plugin_api_version", "lorasched_plugin_info", "lorasched_plugin_create"}) {
     if (!lib->has(sym))

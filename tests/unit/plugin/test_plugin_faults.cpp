@@ -81,15 +81,44 @@ TEST(Loader, WrongApiVersion) {
                       {lib("bad-version").string(), "999"});
 }
 
+// A file named like a plugin that is not one: the message says what is wrong with it, not
+// Boost.DLL's "Bad file descriptor".
 TEST(Loader, NotASharedLibrary) {
-  expect_plugin_error([] { PluginRegistry::open(lib("garbage")); },
-                      {lib("garbage").string(), "could not be loaded"});
+  const std::vector<std::string> parts = {lib("garbage").string(), "could not be loaded",
+                                          "not a shared library (no ELF header"};
+  EXPECT_EQ(expect_plugin_error([] { PluginRegistry::open(lib("garbage")); }, parts)
+                .find("Bad file descriptor"),
+            std::string::npos);
   PluginRegistry registry({kDir});
-  expect_plugin_error([&] { registry.find(api::PluginKind::scheduler, "garbage"); },
-                      {lib("garbage").string(), "could not be loaded"});
+  expect_plugin_error([&] { registry.find(api::PluginKind::scheduler, "garbage"); }, parts);
   // By path, as an experiment file may name it.
   expect_plugin_error([&] { registry.find(api::PluginKind::scheduler, lib("garbage").string()); },
-                      {lib("garbage").string()});
+                      parts);
+}
+
+// An ELF file dlopen refuses: the reason is dlopen's own (here a relocatable object, as a .o
+// renamed by mistake: the ELF type patched to ET_REL).
+TEST(Loader, ElfFileDlopenRefusesGivesDlopensReason) {
+  ScratchDir dir;
+  std::string bytes = slurp(lib("empty"));
+  ASSERT_GT(bytes.size(), 64u);
+  ASSERT_EQ(bytes.substr(0, 4),
+            "\x7f"
+            "ELF");
+  bytes[16] = 1;  // e_type (little-endian u16 at offset 16): ET_REL
+  bytes[17] = 0;
+  const fs::path obj = dir / "liblorasched-scheduler-object.so";
+  write_text(obj, bytes);
+  const std::string what = expect_plugin_error([&] { PluginRegistry::open(obj); },
+                                               {obj.string(), "could not be loaded: "});
+  EXPECT_EQ(what.find("Bad file descriptor"), std::string::npos) << what;
+  EXPECT_EQ(what.find("no ELF header"), std::string::npos) << what;
+  EXPECT_NE(what.find("ET_DYN"), std::string::npos)
+      << what;  // glibc's "only ET_DYN and ET_EXEC..."
+  // A directory named like a plugin.
+  fs::create_directories(dir / "liblorasched-scheduler-dir.so");
+  expect_plugin_error([&] { PluginRegistry::open(dir / "liblorasched-scheduler-dir.so"); },
+                      {"is a directory"});
 }
 
 TEST(Loader, FactoryThrowsIsAPluginFaultNotBadInput) {
@@ -249,11 +278,15 @@ std::vector<CliCase> cli_cases() {
   return {
       {"empty", "empty", "", {lib("empty").string(), "does not export"}, false},
       {"bad_version", "bad-version", "", {lib("bad-version").string(), "API version 999"}, false},
-      {"garbage", "garbage", "", {lib("garbage").string(), "could not be loaded"}, false},
+      {"garbage",
+       "garbage",
+       "",
+       {lib("garbage").string(), "could not be loaded", "not a shared library"},
+       false},
       {"garbage_by_path",
        lib("garbage").string(),
        "",
-       {lib("garbage").string(), "could not be loaded"},
+       {lib("garbage").string(), "could not be loaded", "not a shared library"},
        false},
       {"throwing_factory",
        "throwing-factory",
