@@ -14,18 +14,61 @@
 namespace lorasched::checkpoint::detail {
 
 namespace {
+// nlohmann's messages are one line already; make sure.
 std::string one_line(std::string s) {
   for (char& c : s)
     if (c == '\n' || c == '\r') c = ' ';
   return s;
 }
+struct TooDeep {};
 }  // namespace
 
-std::string brief(const Json& v) {
+template <class J>
+std::string brief(const J& v, size_t max_chars) {
   std::string s = one_line(v.dump());
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
+  if (s.size() > max_chars) s = s.substr(0, max_chars - 3) + "...";
   return s;
 }
+
+template <class J>
+StrictJson<J> parse_strict(std::string_view text, size_t max_depth) {
+  StrictJson<J> out;
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string top_key;                      // the last key of the top-level object
+  size_t depth = 0;
+  auto cb = [&](int, typename J::parse_event_t ev, J& parsed) {
+    using E = typename J::parse_event_t;
+    if (ev == E::object_start || ev == E::array_start) {
+      if (++depth > max_depth) throw TooDeep{};
+    } else if (ev == E::object_end || ev == E::array_end) {
+      --depth;
+    }
+    if (ev == E::object_start) {
+      keys.emplace_back();
+    } else if (ev == E::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (ev == E::key && !keys.empty()) {
+      const auto& k = parsed.template get_ref<const std::string&>();
+      if (!keys.back().insert(k).second && !out.duplicate)
+        out.duplicate = DuplicateKey{k, keys.size() == 1 ? std::string() : top_key};
+      if (keys.size() == 1) top_key = k;
+    }
+    return true;
+  };
+  try {
+    out.value = J::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true);
+  } catch (const nlohmann::json::exception& e) {
+    out.error = one_line(e.what());
+  } catch (const TooDeep&) {
+    out.too_deep = true;
+  }
+  return out;
+}
+
+template StrictJson<nlohmann::json> parse_strict(std::string_view, size_t);
+template StrictJson<nlohmann::ordered_json> parse_strict(std::string_view, size_t);
+template std::string brief(const nlohmann::json&, size_t);
+template std::string brief(const nlohmann::ordered_json&, size_t);
 
 Json read_json_file(const std::filesystem::path& path) {
   std::error_code ec;
@@ -37,40 +80,20 @@ Json read_json_file(const std::filesystem::path& path) {
   if (!in) throw InputError(fmt::format("{}: cannot read", path.string()));
   const std::string text = ss.str();
 
-  std::vector<std::set<std::string>> keys;
-  std::string duplicate;
-  size_t depth = 0;
-  struct TooDeep {};
-  auto cb = [&](int, Json::parse_event_t ev, Json& parsed) {
-    using E = Json::parse_event_t;
-    if (ev == E::object_start || ev == E::array_start) {
-      if (++depth > 64) throw TooDeep{};
-    } else if (ev == E::object_end || ev == E::array_end) {
-      --depth;
-    }
-    if (ev == E::object_start) {
-      keys.emplace_back();
-    } else if (ev == E::object_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (ev == E::key && !keys.empty()) {
-      const auto& k = parsed.get_ref<const std::string&>();
-      if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k.empty() ? "\"\"" : k;
-    }
-    return true;
-  };
-  Json j;
-  try {
-    j = Json::parse(text, cb, /*allow_exceptions=*/true);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), one_line(e.what())));
-  } catch (const TooDeep&) {
+  auto parsed = parse_strict<Json>(text, 64);
+  if (!parsed.error.empty())
+    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), parsed.error));
+  if (parsed.too_deep)
     throw InputError(fmt::format("{}: nests deeper than 64 levels", path.string()));
+  if (parsed.duplicate) {
+    const std::string& k = parsed.duplicate->key;
+    throw InputError(fmt::format("{}: duplicate key {}", path.string(),
+                                 quote_name(k.empty() ? std::string("\"\"") : k)));
   }
-  if (!duplicate.empty())
-    throw InputError(fmt::format("{}: duplicate key {}", path.string(), quote_name(duplicate)));
+  Json& j = parsed.value;
   if (!j.is_object())
     throw InputError(fmt::format("{}: not a JSON object (it is {})", path.string(), j.type_name()));
-  return j;
+  return std::move(j);
 }
 
 void JsonFile::fail(std::string_view key, const std::string& msg) const {

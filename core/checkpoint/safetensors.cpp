@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/checkpoint/json_util.hpp"
 #include "core/common/error.hpp"
 
 static_assert(std::endian::native == std::endian::little,
@@ -57,24 +58,13 @@ std::string where(const std::filesystem::path& path) { return path.string(); }
   throw InputError(fmt::format("{}: tensor {}: {}", where(path), quote_name(tensor), msg));
 }
 
-// nlohmann's messages are one line already; make sure.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
-
-// A JSON value for a message: one line, shortened.
-std::string brief(const nlohmann::json& v) {
-  std::string s = one_line(v.dump());
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
-}
+// Header values in messages are cut shorter than config values: a header line also names the
+// file and the tensor.
+constexpr size_t kBrief = 60;
 
 // Headers nest three levels deep; anything much deeper is refused while parsing (the JSON
 // library's printer and comparisons recurse).
 constexpr size_t kMaxDepth = 32;
-struct TooDeep {};
 
 // A JSON number that must be a non-negative integer; `what` names it for the message.
 uint64_t as_u64(const std::filesystem::path& path, std::string_view tensor, const char* what,
@@ -82,8 +72,9 @@ uint64_t as_u64(const std::filesystem::path& path, std::string_view tensor, cons
   if (v.is_number_unsigned()) return v.get<uint64_t>();
   if (v.is_number_integer()) fail_tensor(path, tensor, fmt::format("{} is negative", what));
   if (v.is_number_float())
-    fail_tensor(path, tensor, fmt::format("{} is not an integer ({})", what, brief(v)));
-  fail_tensor(path, tensor, fmt::format("{} is not a number ({})", what, brief(v)));
+    fail_tensor(path, tensor,
+                fmt::format("{} is not an integer ({})", what, detail::brief(v, kBrief)));
+  fail_tensor(path, tensor, fmt::format("{} is not a number ({})", what, detail::brief(v, kBrief)));
 }
 
 }  // namespace
@@ -133,56 +124,6 @@ std::string quote_name(std::string_view name) {
       s += c;
   }
   return s + "'";
-}
-
-// ---- fp16 / bf16 ------------------------------------------------------------------------------
-
-float f16_to_f32(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  const uint32_t mant = h & 0x3ffu;
-  if (exp == 0) {
-    // Zero or subnormal: mant * 2^-24, exact in fp32.
-    const float mag = static_cast<float>(mant) * 0x1p-24f;
-    return std::bit_cast<float>(std::bit_cast<uint32_t>(mag) | sign);
-  }
-  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // inf, NaN
-  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
-float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
-
-uint16_t f32_to_f16(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t absx = x & 0x7fffffffu;
-  if (absx > 0x7f800000u)  // NaN: keep the top payload bits, force quiet
-    return static_cast<uint16_t>(sign | 0x7e00u | ((absx >> 13) & 0x3ffu));
-  if (absx >= 0x477ff000u)  // >= 65520 rounds to infinity (ties to even)
-    return static_cast<uint16_t>(sign | 0x7c00u);
-  const uint32_t e = absx >> 23;
-  if (e < 113) {  // below 2^-14: half subnormal (or zero); unit 2^-24
-    if (e < 102) return static_cast<uint16_t>(sign);  // < 2^-25: rounds to zero
-    const uint32_t m = (absx & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126 - e;  // 14..24
-    uint32_t q = m >> shift;
-    const uint32_t r = m & ((1u << shift) - 1);
-    const uint32_t half = 1u << (shift - 1);
-    if (r > half || (r == half && (q & 1u))) ++q;
-    return static_cast<uint16_t>(sign | q);
-  }
-  const uint32_t mant = absx & 0x7fffffu;
-  uint32_t q = ((e - 112) << 10) | (mant >> 13);
-  const uint32_t r = mant & 0x1fffu;
-  if (r > 0x1000u || (r == 0x1000u && (q & 1u))) ++q;
-  return static_cast<uint16_t>(sign | q);
-}
-
-uint16_t f32_to_bf16(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
-  const uint32_t bias = 0x7fffu + ((x >> 16) & 1u);
-  return static_cast<uint16_t>((x + bias) >> 16);
 }
 
 // ---- the mapping ------------------------------------------------------------------------------
@@ -247,48 +188,18 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   const char* hbegin = reinterpret_cast<const char*>(base + 8);
   const char* hend = hbegin + n;
 
-  // Parse, detecting duplicate keys (nlohmann keeps the last one silently).
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  std::string top_key;                      // the last key of the top-level object
-  std::string duplicate, duplicate_in;
-  bool have_duplicate = false;
-  size_t depth = 0;
-  auto cb = [&](int /*depth*/, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (ev == E::object_start || ev == E::array_start) {
-      if (++depth > kMaxDepth) throw TooDeep{};
-    } else if (ev == E::object_end || ev == E::array_end) {
-      --depth;
-    }
-    if (ev == E::object_start) {
-      keys.emplace_back();
-    } else if (ev == E::object_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (ev == E::key && !keys.empty()) {
-      const auto& k = parsed.get_ref<const std::string&>();
-      if (!keys.back().insert(k).second && !have_duplicate) {
-        have_duplicate = true;
-        duplicate = k;
-        duplicate_in = keys.size() == 1 ? std::string() : top_key;
-      }
-      if (keys.size() == 1) top_key = k;
-    }
-    return true;
-  };
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(hbegin, hend, cb, /*allow_exceptions=*/true);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, fmt::format("header is not valid JSON: {}", one_line(e.what())));
-  } catch (const TooDeep&) {
-    fail(path, fmt::format("header nests deeper than {} levels", kMaxDepth));
-  }
+  auto parsed =
+      detail::parse_strict<nlohmann::json>(std::string_view(hbegin, hend - hbegin), kMaxDepth);
+  if (!parsed.error.empty()) fail(path, fmt::format("header is not valid JSON: {}", parsed.error));
+  if (parsed.too_deep) fail(path, fmt::format("header nests deeper than {} levels", kMaxDepth));
+  const nlohmann::json& header = parsed.value;
   if (!header.is_object())
     fail(path, fmt::format("header is not a JSON object (it is {})", header.type_name()));
-  if (have_duplicate) {
-    if (duplicate_in.empty())
-      fail(path, fmt::format("duplicate tensor name {}", quote_name(duplicate)));
-    fail_tensor(path, duplicate_in, fmt::format("duplicate key {}", quote_name(duplicate)));
+  if (parsed.duplicate) {
+    if (parsed.duplicate->inside.empty())
+      fail(path, fmt::format("duplicate tensor name {}", quote_name(parsed.duplicate->key)));
+    fail_tensor(path, parsed.duplicate->inside,
+                fmt::format("duplicate key {}", quote_name(parsed.duplicate->key)));
   }
 
   // Entries.
@@ -323,7 +234,7 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
       const uint64_t x = as_u64(path, name, "a shape dimension", dim);
       if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           __builtin_mul_overflow(numel, x, &numel))
-        fail_tensor(path, name, fmt::format("shape {} overflows", brief(*s)));
+        fail_tensor(path, name, fmt::format("shape {} overflows", detail::brief(*s, kBrief)));
       t.shape.push_back(static_cast<int64_t>(x));
     }
     uint64_t bits = 0;

@@ -23,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include "lorasched/kernels/half.hpp"
+
 namespace lorasched::checkpoint {
 
 enum class Dtype : uint8_t {
@@ -68,12 +70,12 @@ std::string format_shape(std::span<const int64_t> shape);
 // The name quoted for a one-line message: control characters and quotes escaped.
 std::string quote_name(std::string_view name);
 
-// Exact conversions of one element. f32_to_f16/f32_to_bf16 round to nearest even, overflow to
-// infinity, keep NaNs NaN.
-float f16_to_f32(uint16_t h);
-float bf16_to_f32(uint16_t b);
-uint16_t f32_to_f16(float f);
-uint16_t f32_to_bf16(float f);
+// Conversions of one element (lorasched/kernels/half.hpp: exact to fp32; to fp16/bf16 round
+// to nearest even, overflow to infinity, keep NaNs NaN).
+using kernels::bf16_to_f32;
+using kernels::f16_to_f32;
+using kernels::f32_to_bf16;
+using kernels::f32_to_f16;
 
 class SafetensorsFile {
  public:

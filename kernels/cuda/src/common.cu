@@ -1,10 +1,8 @@
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <stdexcept>
 #include <string>
 
 #include "lorasched/kernels/cuda/common.hpp"
+#include "lorasched/kernels/half.hpp"
 
 namespace lorasched::kernels::cuda {
 
@@ -31,29 +29,17 @@ const char* dtype_name(DType dtype) {
   return "unknown";
 }
 
+// The host conversions are the shared ones (lorasched/kernels/half.hpp); they agree with the
+// device's __float2half_rn / __float2bfloat16_rn on every input but NaN payloads.
 uint16_t float_to_bits16(DType dtype, float value) {
-  if (dtype == DType::kF16) {
-    const __half_raw raw = __float2half_rn(value);
-    return raw.x;
-  }
-  if (dtype == DType::kBF16) {
-    const __nv_bfloat16_raw raw = __float2bfloat16_rn(value);
-    return raw.x;
-  }
+  if (dtype == DType::kF16) return f32_to_f16(value);
+  if (dtype == DType::kBF16) return f32_to_bf16(value);
   throw std::invalid_argument("float_to_bits16: dtype must be f16 or bf16");
 }
 
 float bits16_to_float(DType dtype, uint16_t bits) {
-  if (dtype == DType::kF16) {
-    __half_raw raw;
-    raw.x = bits;
-    return __half2float(__half(raw));
-  }
-  if (dtype == DType::kBF16) {
-    __nv_bfloat16_raw raw;
-    raw.x = bits;
-    return __bfloat162float(__nv_bfloat16(raw));
-  }
+  if (dtype == DType::kF16) return f16_to_f32(bits);
+  if (dtype == DType::kBF16) return bf16_to_f32(bits);
   throw std::invalid_argument("bits16_to_float: dtype must be f16 or bf16");
 }
 

@@ -19,8 +19,9 @@ enum class DType : uint8_t { kF32, kF16, kBF16 };
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
 
-// Host-side conversions, identical to the device's round-to-nearest-even conversions
-// (__float2half_rn / __float2bfloat16_rn). `bits` is the raw 16-bit pattern.
+// Host-side conversions (lorasched/kernels/half.hpp), identical to the device's
+// round-to-nearest-even conversions (__float2half_rn / __float2bfloat16_rn) for every input but
+// NaN payloads. `bits` is the raw 16-bit pattern.
 uint16_t float_to_bits16(DType dtype, float value);  // dtype kF16 or kBF16
 float bits16_to_float(DType dtype, uint16_t bits);   // dtype kF16 or kBF16
 // value rounded to `dtype` and back (identity for kF32).
