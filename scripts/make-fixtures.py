@@ -66,6 +66,14 @@ ADAPTERS = {
              layers_to_transform=[1]),
         torch.bfloat16,
     ),
+    # Python-only regex syntax: \Z in target_modules, exclude_modules and pattern keys (a
+    # std::regex reading took \Z for a literal Z), a named group
+    "r4-python-regex": (
+        dict(r=4, lora_alpha=8, target_modules=r".*\.(?P<proj>q_proj|v_proj|down_proj)\Z",
+             exclude_modules=r".*\.1\.self_attn\.v_proj\Z",
+             rank_pattern={r"v_proj\Z": 2}, alpha_pattern={r"down_proj\Z": 20}),
+        torch.float32,
+    ),
 }
 DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
@@ -120,6 +128,60 @@ def prefill(model, prompts, logits, key):
         logits[name] = np.ascontiguousarray(lg, dtype=np.float32)
         names.append(name)
     return names
+
+
+def eos_fixtures(out, base_generated, logits):
+    """Model folders that differ from model/ only in their end-of-sequence ids (the weights are
+    a link to model/'s), and what HF's default generate() does with them: it stops a sequence
+    at the first token in eos_token_id, taken from generation_config.json when the folder has
+    one, else from config.json. The ids are tokens the base model produces, so some prompts
+    stop early and some do not."""
+    g = base_generated
+    with open(os.path.join(out, "model", "config.json")) as f:
+        config = json.load(f)
+    folders = {
+        # A list in generation_config.json; config.json's id (which would stop prompt 2 at
+        # once) is overridden by it, as in transformers.
+        "model-eos": ({**config, "eos_token_id": g[2][0]}, {"eos_token_id": [g[0][2], g[1][3]]}),
+        # No generation_config.json: an int in config.json.
+        "model-eos-config": ({**config, "eos_token_id": g[0][1]}, None),
+    }
+    result = {}
+    for name, (cfg, gen_cfg) in folders.items():
+        d = os.path.join(out, name)
+        os.makedirs(d)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+            f.write("\n")
+        if gen_cfg is not None:
+            with open(os.path.join(d, "generation_config.json"), "w") as f:
+                json.dump(gen_cfg, f, indent=2, sort_keys=True)
+                f.write("\n")
+        os.symlink(os.path.join("..", "model", "model.safetensors"),
+                   os.path.join(d, "model.safetensors"))
+        model = LlamaForCausalLM.from_pretrained(d).eval()
+        eos = model.generation_config.eos_token_id
+        entry = {"dir": name, "eos_token_id": eos,
+                 "source": "generation_config.json" if gen_cfg is not None else "config.json",
+                 "generated": [], "logits": []}
+        for i, p in enumerate(PROMPTS):
+            ids = torch.tensor([p])
+            with torch.no_grad():  # HF's defaults: no eos_token_id or pad_token_id passed
+                r = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                   max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                                   output_logits=True, return_dict_in_generate=True)
+            new = r.sequences[0, len(p):].tolist()
+            assert new == g[i][:len(new)], (name, i, new)
+            key = f"eos.{name}.p{i}"
+            logits[key] = np.ascontiguousarray(
+                torch.stack([s[0] for s in r.logits]).float().numpy(), dtype=np.float32)
+            entry["generated"].append(new)
+            entry["logits"].append(key)
+        lengths = [len(x) for x in entry["generated"]]
+        assert min(lengths) < MAX_NEW_TOKENS and max(lengths) == MAX_NEW_TOKENS, (name, lengths)
+        result[name] = entry
+        print(f"{name}: eos {eos} -> {entry['generated']}")
+    return result
 
 
 def tensor_summary(t):
@@ -234,6 +296,8 @@ def main():
         expected["adapters"][name] = entry
         print(f"{name}: unmerged {entry['unmerged']['generated']} merged "
               f"{entry['merged']['generated']} margins {entry['unmerged']['min_margin']}")
+
+    expected["eos"] = eos_fixtures(out, expected["base"]["generated"], logits)
 
     print("base:", expected["base"]["generated"], "margins", expected["base"]["min_margin"])
     save_file(logits, os.path.join(out, "logits.safetensors"),

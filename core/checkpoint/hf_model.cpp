@@ -261,4 +261,27 @@ ModelWeights load_hf_model(const std::filesystem::path& dir) {
   return w;
 }
 
+std::vector<int32_t> read_eos_token_ids(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const auto generation = dir / "generation_config.json";
+  const auto path = std::filesystem::exists(generation, ec) ? generation : dir / "config.json";
+  const JsonFile cfg{path, checkpoint::detail::read_json_file(path)};
+  const Json* v = cfg.get("eos_token_id");
+  std::vector<int32_t> ids;
+  if (v == nullptr) return ids;
+  auto id = [&](const Json& x) {
+    if (!x.is_number_integer() || x.get<long long>() < std::numeric_limits<int32_t>::min() ||
+        x.get<long long>() > std::numeric_limits<int32_t>::max())
+      cfg.fail("eos_token_id",
+               fmt::format("expected a token id or a list of token ids, found {}", brief(*v)));
+    ids.push_back(static_cast<int32_t>(x.get<long long>()));
+  };
+  if (v->is_array()) {
+    for (const auto& x : *v) id(x);
+  } else {
+    id(*v);
+  }
+  return ids;
+}
+
 }  // namespace lorasched

@@ -16,7 +16,9 @@
 // other extra tensors (rotary inv_freq, ...) are ignored.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <vector>
 
 #include "core/model/shape.hpp"
 #include "core/model/weights.hpp"
@@ -31,6 +33,12 @@ ModelShape read_hf_config(const std::filesystem::path& config_json);
 
 // Loads `dir`/config.json and the weights beside it.
 ModelWeights load_hf_model(const std::filesystem::path& dir);
+
+// The end-of-sequence ids HF's generate() stops at by default for the model in `dir`, as
+// transformers chooses them: eos_token_id of generation_config.json when the folder has that
+// file (absent or null there: none), else of config.json. An int or a list of ints; empty when
+// unset. InputError naming the file and key for anything else.
+std::vector<int32_t> read_eos_token_ids(const std::filesystem::path& dir);
 
 // The HF tensor name of a decoder projection, e.g. "model.layers.3.self_attn.q_proj" (without
 // ".weight"); the module names PEFT matches target_modules against.

@@ -1,16 +1,12 @@
 #include "core/checkpoint/peft_adapter.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <optional>
-// GCC 12 reports a false -Wmaybe-uninitialized inside <regex> at -O2 with the sanitizers.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <regex>
 #include <set>
 #include <string>
 #include <utility>
@@ -20,12 +16,16 @@
 
 #include "core/checkpoint/hf_model.hpp"
 #include "core/checkpoint/json_util.hpp"
+#include "core/checkpoint/python_regex.hpp"
 #include "core/checkpoint/safetensors.hpp"
 #include "core/common/error.hpp"
+#include "core/common/log.hpp"
 
 namespace lorasched {
 
+using checkpoint::PythonRegex;
 using checkpoint::quote_name;
+using checkpoint::RegexError;
 using checkpoint::SafetensorsFile;
 using checkpoint::TensorInfo;
 using checkpoint::detail::brief;
@@ -34,20 +34,50 @@ using checkpoint::detail::JsonFile;
 
 namespace {
 
-// `shown` is the regex as the user wrote it (pattern keys are wrapped before compiling).
-std::regex compile(const JsonFile& cfg, std::string_view key, const std::string& pattern,
-                   const std::string& shown) {
-  // std::regex compiles recursively: a pattern nesting ~10,000 groups overflows the stack.
-  constexpr size_t kMaxRegex = 4096;
+// A Python regex of the config (`what` names it in messages: "regex 'X'" or "key 'X'"),
+// compiled by PCRE2 (core/checkpoint/python_regex.hpp). `skip` characters of `pattern` are
+// lorasched's wrapping, not the user's.
+struct ConfigRegex {
+  std::string what;
+  PythonRegex re;
+};
+
+// A regex quoted for a message as its author wrote it (backslashes single, so positions match);
+// only control characters are escaped, to keep the message on one line.
+std::string quote_regex(std::string_view re) {
+  std::string s = "'";
+  for (char c : re) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f)
+      s += fmt::format("\\x{:02x}", u);
+    else
+      s += c;
+  }
+  return s + "'";
+}
+
+ConfigRegex compile(const JsonFile& cfg, std::string_view key, const std::string& pattern,
+                    const std::string& shown, size_t skip, const char* noun) {
+  const std::string what = fmt::format("{} {}", noun, quote_regex(shown));
+  constexpr size_t kMaxRegex = 4096;  // a limit on input size, not a PCRE2 need
   if (shown.size() > kMaxRegex)
-    cfg.fail(key, fmt::format("regex of {} characters is longer than the {} lorasched accepts",
+    cfg.fail(key, fmt::format("{} of {} characters is longer than the {} lorasched accepts", noun,
                               shown.size(), kMaxRegex));
   try {
-    return std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    cfg.fail(key, fmt::format("regex {} is not a valid ECMAScript regex ({}); lorasched matches "
-                              "PEFT's Python regexes with std::regex",
-                              quote_name(shown), e.what()));
+    return {what, PythonRegex::compile(pattern, skip)};
+  } catch (const RegexError& e) {
+    cfg.fail(key, fmt::format("{} is not a Python regex lorasched can run: {}", what, e.what()));
+  }
+}
+
+// re.fullmatch / re.match of a config regex; a runaway match is an InputError naming the file,
+// the key and the pattern.
+bool regex_matches(const JsonFile& cfg, std::string_view key, const ConfigRegex& r,
+                   const std::string& name, bool full) {
+  try {
+    return full ? r.re.fullmatch(name) : r.re.match(name);
+  } catch (const RegexError& e) {
+    cfg.fail(key, fmt::format("{}: {}", r.what, e.what()));
   }
 }
 
@@ -66,18 +96,19 @@ bool truthy(const Json& v) {
 
 // target_modules / exclude_modules: a list of names or a regex (full match).
 struct ModuleMatcher {
+  std::string_view config_key;  // "target_modules" or "exclude_modules"
   bool set = false;
   bool is_regex = false;
   std::string pattern;
-  std::regex re;
+  std::optional<ConfigRegex> re;
   std::vector<std::string> names;
 
   bool exact(const std::string& key) const {
     return set && !is_regex && std::find(names.begin(), names.end(), key) != names.end();
   }
-  bool matches(const std::string& key) const {
+  bool matches(const JsonFile& cfg, const std::string& key) const {
     if (!set) return false;
-    if (is_regex) return std::regex_match(key, re);
+    if (is_regex) return regex_matches(cfg, config_key, *re, key, /*full=*/true);
     if (exact(key)) return true;
     for (const auto& n : names)
       if (ends_with_component(key, n)) return true;
@@ -87,17 +118,21 @@ struct ModuleMatcher {
 
 ModuleMatcher parse_matcher(const JsonFile& cfg, std::string_view key) {
   ModuleMatcher m;
+  m.config_key = key;
   const Json* v = cfg.get(key);
   if (v == nullptr) return m;
   m.set = true;
   if (v->is_string()) {
     m.pattern = v->get<std::string>();
-    if (key == "target_modules" && m.pattern == "all-linear") {
+    // PEFT compares the lower-cased string (_maybe_include_all_linear_layers).
+    std::string lower = m.pattern;
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (key == "target_modules" && lower == "all-linear") {
       m.names.assign(kTargetNames.begin(), kTargetNames.end());
       return m;
     }
     m.is_regex = true;
-    m.re = compile(cfg, key, m.pattern, m.pattern);
+    m.re = compile(cfg, key, m.pattern, m.pattern, 0, "regex");
     return m;
   }
   if (!v->is_array())
@@ -111,7 +146,7 @@ ModuleMatcher parse_matcher(const JsonFile& cfg, std::string_view key) {
 
 struct Pattern {
   std::string key;
-  std::regex re;
+  ConfigRegex re;
   double value;
 };
 
@@ -127,27 +162,52 @@ std::vector<Pattern> parse_patterns(const JsonFile& cfg, std::string_view key, b
       if (!val.is_number_integer() || val.get<long long>() < 1 ||
           val.get<long long>() > std::numeric_limits<int>::max())
         cfg.fail(key, fmt::format("{}: rank must be a positive integer, found {}",
-                                  quote_name(it.key()), brief(val)));
+                                  quote_regex(it.key()), brief(val)));
       x = static_cast<double>(val.get<long long>());
     } else {
       if (!val.is_number() || val.is_boolean())
-        cfg.fail(key, fmt::format("{}: alpha must be a number, found {}", quote_name(it.key()),
+        cfg.fail(key, fmt::format("{}: alpha must be a number, found {}", quote_regex(it.key()),
                                   brief(val)));
       x = val.get<double>();
       if (!(std::fabs(x) <= std::numeric_limits<float>::max()))
         cfg.fail(key, fmt::format("{}: alpha {} is out of the range of a float",
-                                  quote_name(it.key()), x));
+                                  quote_regex(it.key()), x));
     }
-    // PEFT: re.match(rf"(.*\.)?({key})$", module_name)
-    out.push_back({it.key(), compile(cfg, key, "(.*\\.)?(" + it.key() + ")", it.key()), x});
+    // PEFT (get_pattern_key): re.match(rf"(.*\.)?({key})$", module_name)
+    const std::string prefix = "(.*\\.)?(";
+    out.push_back(
+        {it.key(), compile(cfg, key, prefix + it.key() + ")$", it.key(), prefix.size(), "key"), x});
   }
   return out;
 }
 
-const Pattern* find_pattern(const std::vector<Pattern>& ps, const std::string& module) {
+// PEFT's get_pattern_key: the first key (in file order) that matches.
+const Pattern* find_pattern(const JsonFile& cfg, std::string_view key,
+                            const std::vector<Pattern>& ps, const std::string& module) {
   for (const auto& p : ps)
-    if (std::regex_match(module, p.re)) return &p;
+    if (regex_matches(cfg, key, p.re, module, /*full=*/false)) return &p;
   return nullptr;
+}
+
+// PEFT 0.21 (BaseTuner.inject_adapter) warns about pattern keys that match no targeted module:
+// such a key is ignored, which is rarely what its author meant (e.g. std::regex's reading of
+// "down_proj\Z" matched nothing and silently left down_proj at the default alpha).
+void warn_unused_patterns(const JsonFile& cfg, std::string_view key,
+                          const std::vector<Pattern>& patterns,
+                          const std::vector<std::string>& targeted) {
+  std::vector<std::string> unused;
+  for (const auto& p : patterns) {
+    bool used = false;
+    for (const auto& name : targeted)
+      if ((used = regex_matches(cfg, key, p.re, name, /*full=*/false))) break;
+    if (!used) unused.push_back(quote_regex(p.key));
+  }
+  if (unused.empty()) return;
+  std::sort(unused.begin(), unused.end());
+  std::string list;
+  for (const auto& u : unused) list += (list.empty() ? "" : ", ") + u;
+  log::warn("{}: {}: keys that match no targeted module are ignored (as in PEFT): {}",
+            cfg.path.string(), key, list);
 }
 
 struct AdapterConfig {
@@ -162,9 +222,9 @@ struct AdapterConfig {
   // PEFT's check_target_module_exists for a module of a Llama model; `layer` is the decoder
   // layer the module belongs to, or -1.
   bool targets(const std::string& key, int layer) const {
-    if (exclude.matches(key)) return false;
-    if (target.is_regex || target.exact(key)) return target.matches(key);
-    if (!target.matches(key)) return false;  // suffix match: layers_to_transform applies
+    if (exclude.matches(file, key)) return false;
+    if (target.is_regex || target.exact(key)) return target.matches(file, key);
+    if (!target.matches(file, key)) return false;  // suffix match: layers_to_transform applies
     if (layers) return layer >= 0 && layers->count(layer) > 0;
     return true;
   }
@@ -189,8 +249,14 @@ AdapterConfig read_adapter_config(const std::filesystem::path& path) {
     cfg.fail("lora_alpha", fmt::format("{} is out of the range of a float", c.alpha));
   c.rslora = cfg.opt_bool("use_rslora").value_or(false);
 
+  // fan_in_fan_out describes GPT-2's Conv1D weights ([in, out]). PEFT resets it to false for
+  // nn.Linear targets, which every Llama projection is, and computes plain LoRA (with a warning,
+  // lora/layer.py dispatch_default); the stored A and B are the usual [r, in] and [out, r].
   if (cfg.opt_bool("fan_in_fan_out").value_or(false))
-    cfg.fail("fan_in_fan_out", "true is not supported (weights stored transposed, GPT-2 style)");
+    log::warn(
+        "{}: fan_in_fan_out is true but the targeted modules are nn.Linear layers: "
+        "computing plain LoRA (fan_in_fan_out false), as PEFT does",
+        path.string());
   if (auto bias = cfg.opt_string("bias"); bias && *bias != "none")
     cfg.fail("bias", fmt::format("'{}' is not supported (only \"none\")", *bias));
   if (const Json* m = cfg.get("modules_to_save"); m != nullptr && truthy(*m))
@@ -296,19 +362,52 @@ std::string target_list() {
   return s;
 }
 
-// Parses "model.layers.N.<self_attn|mlp>.<proj>" into (N, target).
-bool parse_module(const std::string& module, int& layer, Target& t) {
-  static const std::regex kModule(
-      R"(model\.layers\.(0|[1-9][0-9]*)\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj)))");
-  std::smatch m;
-  if (!std::regex_match(module, m, kModule)) return false;
-  const std::string idx = m[1].str();
-  auto [ptr, ec] = std::from_chars(idx.data(), idx.data() + idx.size(), layer);
-  if (ec != std::errc() || ptr != idx.data() + idx.size()) return false;
-  const std::string proj = m[3].matched ? m[3].str() : m[4].str();
-  for (int i = 0; i < kNumTargets; ++i)
-    if (kTargetNames[static_cast<size_t>(i)] == proj) t = Target(i);
-  return true;
+// Parses "model.layers.N.<self_attn|mlp>.<proj>" (N without leading zeros) into (N, target).
+bool parse_module(std::string_view module, int& layer, Target& t) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  if (!module.starts_with(kPrefix)) return false;
+  module.remove_prefix(kPrefix.size());
+  const size_t dot = module.find('.');
+  if (dot == std::string_view::npos || dot == 0 || (module[0] == '0' && dot > 1)) return false;
+  auto [ptr, ec] = std::from_chars(module.data(), module.data() + dot, layer);
+  if (ec != std::errc() || ptr != module.data() + dot) return false;
+  const std::string_view rest = module.substr(dot + 1);
+  for (int i = 0; i < kNumTargets; ++i) {
+    // hf_module_name's "<self_attn|mlp>.<proj>" part.
+    const std::string full = hf_module_name(0, Target(i));
+    if (rest == std::string_view(full).substr(kPrefix.size() + 2)) {
+      t = Target(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+// A PEFT tensor name without "base_model.model.": "<module>.lora_A.weight", or with an
+// adapter-name infix "<module>.lora_B.<name>.weight" (the regex
+// (.*)\.(lora_A|lora_B)(\.[^.]+)?\.weight, whose greedy module part prefers no infix).
+struct LoraTensorName {
+  std::string module;
+  int ab = 0;  // 0: lora_A, 1: lora_B
+  std::string infix;
+};
+std::optional<LoraTensorName> parse_lora_tensor(std::string_view name) {
+  constexpr std::string_view kWeight = ".weight";
+  if (!name.ends_with(kWeight)) return std::nullopt;
+  name.remove_suffix(kWeight.size());
+  auto split_ab = [](std::string_view s, std::string infix) -> std::optional<LoraTensorName> {
+    for (int ab = 0; ab < 2; ++ab) {
+      const std::string_view tail = ab == 0 ? ".lora_A" : ".lora_B";
+      if (s.ends_with(tail))
+        return LoraTensorName{std::string(s.substr(0, s.size() - tail.size())), ab,
+                              std::move(infix)};
+    }
+    return std::nullopt;
+  };
+  if (auto r = split_ab(name, "")) return r;
+  const size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos || dot + 1 == name.size()) return std::nullopt;
+  return split_ab(name.substr(0, dot), std::string(name.substr(dot)));
 }
 
 std::string folder_name(const std::filesystem::path& p) {
@@ -341,6 +440,7 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
   const int L = shape.num_layers;
   std::vector<std::array<bool, kNumTargets>> targeted(static_cast<size_t>(L));
   int num_targeted = 0;
+  std::vector<std::string> targeted_names;
   for (const auto& [name, layer] : llama_module_names(L)) {
     if (!cfg.targets(name, layer)) continue;
     if (!is_projection(name))
@@ -352,11 +452,14 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
     Target t{};
     parse_module(name, l, t);
     targeted[static_cast<size_t>(l)][static_cast<size_t>(t)] = true;
+    targeted_names.push_back(name);
     ++num_targeted;
   }
   if (num_targeted == 0)
     cfg.file.fail("target_modules", fmt::format("{} selects no module of the model",
                                                 brief(*cfg.file.get("target_modules"))));
+  warn_unused_patterns(cfg.file, "rank_pattern", cfg.rank_pattern, targeted_names);
+  warn_unused_patterns(cfg.file, "alpha_pattern", cfg.alpha_pattern, targeted_names);
 
   // Find every tensor's module.
   const SafetensorsFile file = SafetensorsFile::open(weights_path);
@@ -364,7 +467,6 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
     throw InputError(
         fmt::format("{}: tensor {}: {}", weights_path.string(), quote_name(tensor), msg));
   };
-  static const std::regex kLora(R"((.*)\.(lora_A|lora_B)(\.[^.]+)?\.weight)");
   std::vector<std::array<std::array<const TensorInfo*, 2>, kNumTargets>> found(
       static_cast<size_t>(L));
   std::set<std::string> infixes;
@@ -372,8 +474,8 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
     std::string name = t.name;
     const std::string prefix = "base_model.model.";
     if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
-    std::smatch m;
-    if (!std::regex_match(name, m, kLora)) {
+    const auto parsed = parse_lora_tensor(name);
+    if (!parsed) {
       if (name.find("lora_embedding_") != std::string::npos)
         fail_tensor(t.name, "LoRA on embeddings is not supported");
       if (name.find("lora_magnitude_vector") != std::string::npos)
@@ -382,9 +484,9 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
                   "unexpected tensor (expected <module>.lora_A.weight or "
                   "<module>.lora_B.weight)");
     }
-    const std::string module = m[1].str();
-    const int ab = m[2].str() == "lora_A" ? 0 : 1;
-    infixes.insert(m[3].str());
+    const std::string& module = parsed->module;
+    const int ab = parsed->ab;
+    infixes.insert(parsed->infix);
     int layer = 0;
     Target target{};
     if (!parse_module(module, layer, target))
@@ -401,8 +503,9 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
     auto& slot =
         found[static_cast<size_t>(layer)][static_cast<size_t>(target)][static_cast<size_t>(ab)];
     if (slot != nullptr)
-      fail_tensor(t.name, fmt::format("duplicate {} of module '{}' (also {})", m[2].str(), module,
-                                      quote_name(slot->name)));
+      fail_tensor(t.name,
+                  fmt::format("duplicate {} of module '{}' (also {})",
+                              ab == 0 ? "lora_A" : "lora_B", module, quote_name(slot->name)));
     slot = &t;
   }
   if (infixes.size() > 1)
@@ -429,12 +532,12 @@ LoraAdapterWeights load_peft_adapter(const std::filesystem::path& dir, const Mod
               fmt::format("{}: module '{}' is targeted by adapter_config.json but "
                           "its {} weight is missing",
                           weights_path.string(), module, i == 0 ? "lora_A" : "lora_B"));
-      const Pattern* rp = find_pattern(cfg.rank_pattern, module);
-      const Pattern* ap = find_pattern(cfg.alpha_pattern, module);
+      const Pattern* rp = find_pattern(cfg.file, "rank_pattern", cfg.rank_pattern, module);
+      const Pattern* ap = find_pattern(cfg.file, "alpha_pattern", cfg.alpha_pattern, module);
       const int rank = rp ? static_cast<int>(rp->value) : cfg.r;
       const double alpha = ap ? ap->value : cfg.alpha;
       const std::string rank_src =
-          rp ? fmt::format("rank_pattern[{}]", quote_name(rp->key)) : std::string("r");
+          rp ? fmt::format("rank_pattern[{}]", quote_regex(rp->key)) : std::string("r");
       const int64_t in = shape.in_features(t), out = shape.out_features(t);
       const TensorInfo& A = *ab[0];
       const TensorInfo& B = *ab[1];

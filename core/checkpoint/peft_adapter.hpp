@@ -4,15 +4,19 @@
 // adapter_config.json, as PEFT reads it:
 //  - peft_type "LORA"; r; lora_alpha; use_rslora (scale lora_alpha/sqrt(r), else lora_alpha/r).
 //  - target_modules: a list (a module is targeted when its full name equals an entry or ends in
-//    "." + entry; "all-linear" as a string means all seven projections), or a regex string
-//    matched against the full module name ("model.layers.3.self_attn.q_proj") with Python's
-//    re.fullmatch semantics. The regex is run by std::regex (ECMAScript) as a full match:
-//    Python-only syntax such as (?P<name>...) is an error.
+//    "." + entry; "all-linear" as a string, in any case, means all seven projections), or a
+//    Python regex matched against the full module name ("model.layers.3.self_attn.q_proj") with
+//    re.fullmatch. Python regexes are run by PCRE2 after translating the syntax the two spell
+//    differently (core/checkpoint/python_regex.hpp: \Z, \v, {,n}, ...), with a step limit: a
+//    pattern that backtracks catastrophically is an InputError naming the file, key and
+//    pattern, not a hang; syntax PCRE2 cannot honour (\N{...}, (?a)) is refused by name.
 //  - exclude_modules (list or regex, as in PEFT), layers_to_transform (int or list; list
 //    target_modules only, as in PEFT), layers_pattern (absent, or naming "layers").
 //  - rank_pattern / alpha_pattern: the first key (in file order) for which
-//    re.match(rf"(.*\.)?({key})$", module_name) matches gives the module's rank / alpha.
-//  - Rejected with a message naming adapter_config.json and the key: fan_in_fan_out true, bias
+//    re.match(rf"(.*\.)?({key})$", module_name) matches gives the module's rank / alpha. Keys
+//    that match no targeted module are ignored with a warning, as PEFT 0.21 warns.
+//  - fan_in_fan_out true: a warning, then plain LoRA, as PEFT does for nn.Linear targets.
+//  - Rejected with a message naming adapter_config.json and the key: bias
 //    other than "none", modules_to_save, use_dora and the other LoRA variants (lora_bias,
 //    use_qalora, alora_invocation_tokens, kasa/arrow/monteclora/bdlora configs),
 //    trainable_token_indices, layer_replication, target_parameters, init_lora_weights that

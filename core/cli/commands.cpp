@@ -12,6 +12,7 @@
 #include "core/checkpoint/peft_adapter.hpp"
 #include "core/cluster/simulation.hpp"
 #include "core/common/error.hpp"
+#include "core/common/log.hpp"
 #include "core/config/experiment.hpp"
 #include "core/config/plugin_params.hpp"
 #include "core/metrics/h5.hpp"
@@ -219,8 +220,11 @@ int cmd_generate(const GenerateOptions& opts) {
     requests.push_back(std::move(r));
   }
   const bool merged = opts.mode == "merged";
-  const auto result =
-      greedy_generate(weights, requests, opts.max_new_tokens, merged, !opts.logits_out.empty());
+  // HF's generate() stops a sequence at its end-of-sequence token; so does lorasched's.
+  const std::vector<int32_t> eos =
+      opts.ignore_eos ? std::vector<int32_t>{} : read_eos_token_ids(opts.model);
+  const auto result = greedy_generate(weights, requests, opts.max_new_tokens, merged,
+                                      !opts.logits_out.empty(), eos);
   for (const auto& t : result.tokens) fmt::print("{}\n", fmt::join(t, ","));
   if (!opts.logits_out.empty()) write_logits_npy(opts.logits_out, result);
   return 0;
@@ -309,7 +313,7 @@ int cmd_plugins(const PluginsOptions& opts) {
         fmt::print("      {:<22} {}: {}\n", p.name, describe_param(p), p.help);
     }
   }
-  for (const auto& p : registry.scan_problems()) fmt::print(stderr, "warning: {}\n", p);
+  for (const auto& p : registry.scan_problems()) log::warn(p);
   if (!found) {
     std::vector<std::string> dirs;
     for (const auto& d : registry.search_path()) dirs.push_back(d.string());

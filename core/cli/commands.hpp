@@ -36,6 +36,7 @@ struct GenerateOptions {
   int max_new_tokens = 16;
   std::string mode = "unmerged";
   std::string logits_out;
+  bool ignore_eos = false;  // run max_new_tokens steps even past an end-of-sequence token
 };
 
 // `lorasched profile` (core/cli/profile.cpp).

@@ -7,6 +7,7 @@
 
 #include "core/cli/commands.hpp"
 #include "core/common/error.hpp"
+#include "core/common/log.hpp"
 
 int main(int argc, char** argv) {
   using namespace lorasched;
@@ -20,7 +21,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--set", run_opts.overrides,
                     "override a value: dotted.key=value (repeatable), e.g. --set workload.rate=4");
     cmd->add_option("-o,--output", run_opts.output, "results file (default: [run] output)");
-    cmd->add_flag("-q,--quiet", run_opts.quiet, "no progress output");
+    cmd->add_flag("-q,--quiet", run_opts.quiet, "no progress output and no warnings");
   };
   auto* run = app.add_subcommand(
       "run", "run an experiment (all points of its [sweep]) and print the results");
@@ -64,8 +65,13 @@ int main(int argc, char** argv) {
       ->add_option("--mode", gen_opts.mode,
                    "unmerged: one mixed batch; merged: each adapter merged in turn")
       ->check(CLI::IsMember({"unmerged", "merged"}));
-  generate->add_option("--logits-out", gen_opts.logits_out,
-                       "write every step's logits as float32 .npy [prompts, steps, vocab]");
+  generate->add_option(
+      "--logits-out", gen_opts.logits_out,
+      "write every step's logits as float32 .npy [prompts, steps, vocab] (NaN rows "
+      "after a prompt stopped at its end-of-sequence token)");
+  generate->add_flag("--ignore-eos", gen_opts.ignore_eos,
+                     "do not stop a prompt at the model's end-of-sequence token "
+                     "(eos_token_id of generation_config.json, else config.json)");
 
   ProfileOptions profile_opts;
   auto* profile =
@@ -115,6 +121,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : static_cast<int>(ExitCode::input);
   }
 
+  log::set_quiet(run_opts.quiet);
   try {
     if (*run) return cmd_run(run_opts, /*require_sweep=*/false);
     if (*sweep) return cmd_run(run_opts, /*require_sweep=*/true);

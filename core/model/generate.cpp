@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <fstream>
+#include <limits>
 
 #include "core/common/error.hpp"
 
@@ -15,7 +16,7 @@ constexpr int kBlock = 16;
 // Decodes one batch of requests (indices into `requests`) together on `model`.
 void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
                   const std::vector<size_t>& which, int max_new_tokens, bool keep_logits,
-                  GenerateResult& out) {
+                  std::span<const int32_t> eos, GenerateResult& out) {
   const int V = model.shape().vocab_size;
   std::vector<std::vector<int32_t>> tokens;
   std::vector<std::vector<int32_t>> blocks;
@@ -29,9 +30,11 @@ void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
     blocks.push_back(std::move(b));
   }
   std::vector<float> logits;
-  for (int step = 0; step < max_new_tokens; ++step) {
+  std::vector<size_t> running(which.size());  // positions in `which` still generating
+  for (size_t j = 0; j < running.size(); ++j) running[j] = j;
+  for (int step = 0; step < max_new_tokens && !running.empty(); ++step) {
     std::vector<ForwardEntry> entries;
-    for (size_t j = 0; j < which.size(); ++j) {
+    for (size_t j : running) {
       const auto& t = tokens[j];
       const int start = step == 0 ? 0 : static_cast<int>(t.size()) - 1;
       entries.push_back({requests[which[j]].adapter,
@@ -39,13 +42,17 @@ void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
                          blocks[j]});
     }
     model.forward(entries, logits);
-    for (size_t j = 0; j < which.size(); ++j) {
-      const float* row = logits.data() + j * static_cast<size_t>(V);
+    std::vector<size_t> still;
+    for (size_t e = 0; e < running.size(); ++e) {
+      const size_t j = running[e];
+      const float* row = logits.data() + e * static_cast<size_t>(V);
       const int32_t next = static_cast<int32_t>(std::max_element(row, row + V) - row);
       tokens[j].push_back(next);
       out.tokens[which[j]].push_back(next);
       if (keep_logits) out.logits[which[j]].emplace_back(row, row + V);
+      if (std::find(eos.begin(), eos.end(), next) == eos.end()) still.push_back(j);
     }
+    running = std::move(still);
   }
 }
 
@@ -53,7 +60,8 @@ void decode_batch(LlamaModel& model, std::span<const GenerateRequest> requests,
 
 GenerateResult greedy_generate(const ModelWeights& weights,
                                std::span<const GenerateRequest> requests, int max_new_tokens,
-                               bool merged, bool keep_logits) {
+                               bool merged, bool keep_logits,
+                               std::span<const int32_t> eos_token_ids) {
   GenerateResult out;
   out.tokens.resize(requests.size());
   if (keep_logits) out.logits.resize(requests.size());
@@ -71,7 +79,7 @@ GenerateResult greedy_generate(const ModelWeights& weights,
   if (!merged) {
     std::vector<size_t> all(requests.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    decode_batch(model, requests, all, max_new_tokens, keep_logits, out);
+    decode_batch(model, requests, all, max_new_tokens, keep_logits, eos_token_ids, out);
     return out;
   }
   std::vector<const LoraAdapterWeights*> groups;
@@ -83,7 +91,7 @@ GenerateResult greedy_generate(const ModelWeights& weights,
     for (size_t i = 0; i < requests.size(); ++i)
       if (requests[i].adapter == a) which.push_back(i);
     if (a) model.merge(*a);
-    decode_batch(model, requests, which, max_new_tokens, keep_logits, out);
+    decode_batch(model, requests, which, max_new_tokens, keep_logits, eos_token_ids, out);
     if (a) model.unmerge();
   }
   return out;
@@ -91,8 +99,11 @@ GenerateResult greedy_generate(const ModelWeights& weights,
 
 void write_logits_npy(const std::filesystem::path& path, const GenerateResult& result) {
   const size_t n = result.logits.size();
-  const size_t steps = n ? result.logits[0].size() : 0;
-  const size_t vocab = steps ? result.logits[0][0].size() : 0;
+  size_t steps = 0, vocab = 0;
+  for (const auto& req : result.logits) {
+    steps = std::max(steps, req.size());
+    if (!req.empty()) vocab = req[0].size();
+  }
   std::string header = fmt::format(
       "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}", n, steps, vocab);
   const size_t total = 10 + header.size() + 1;
@@ -107,10 +118,13 @@ void write_logits_npy(const std::filesystem::path& path, const GenerateResult& r
     f.put(static_cast<char>(len & 0xff));
     f.put(static_cast<char>(len >> 8));
     f.write(header.data(), static_cast<std::streamsize>(header.size()));
+    const std::vector<float> past_end(vocab, std::numeric_limits<float>::quiet_NaN());
     for (const auto& req : result.logits)
-      for (const auto& row : req)
+      for (size_t s = 0; s < steps; ++s) {
+        const std::vector<float>& row = s < req.size() ? req[s] : past_end;
         f.write(reinterpret_cast<const char*>(row.data()),
                 static_cast<std::streamsize>(row.size() * sizeof(float)));
+      }
     if (!f) throw Error(ExitCode::runtime, fmt::format("{}: write failed", path.string()));
   }
   std::filesystem::rename(tmp, path);

@@ -2,9 +2,12 @@
 // report, plugins, --help. Each test runs the binary in its own scratch directory.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "cli/cli_util.hpp"
 #include "lorasched/plugin/types.hpp"
@@ -295,6 +298,46 @@ TEST(Sweep, RequiresASweepTable) {
   EXPECT_EQ(r.exit_code, 2) << r.describe();
   EXPECT_NE(r.err.find("has no [sweep] table"), std::string::npos) << r.describe();
   EXPECT_TRUE(results_files(dir.path()).empty());
+}
+
+// `lorasched generate` stops each prompt at the model's end-of-sequence token as HF's
+// generate() does (tests/fixtures/hf-tiny "eos": what transformers produced), and runs the full
+// --max-new-tokens with --ignore-eos.
+TEST(Generate, StopsAtEndOfSequenceUnlessIgnored) {
+  const fs::path fixtures = source_dir() / "tests/fixtures/hf-tiny";
+  std::ifstream in(fixtures / "expected.json");
+  const auto expected = nlohmann::json::parse(in);
+  auto ids = [](const nlohmann::json& tokens) {
+    std::string s;
+    for (const auto& t : tokens) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(t.get<int>());
+    }
+    return s;
+  };
+  auto lines = [&](const nlohmann::json& generated) {
+    std::string out;
+    for (const auto& g : generated) {
+      out += ids(g);
+      out += '\n';
+    }
+    return out;
+  };
+  std::vector<std::string> args = {"generate", "--max-new-tokens",
+                                   std::to_string(expected["max_new_tokens"].get<int>())};
+  for (const auto& p : expected["prompts"]) args.insert(args.end(), {"--prompt-ids", ids(p)});
+  ScratchDir dir;
+  for (const auto& [name, want] : expected["eos"].items()) {
+    auto a = args;
+    a.insert(a.end(), {"--model", (fixtures / name).string()});
+    const auto stopped = run_lorasched(a, dir.path());
+    EXPECT_EQ(stopped.exit_code, 0) << stopped.describe();
+    EXPECT_EQ(stopped.out, lines(want["generated"])) << name;
+    a.push_back("--ignore-eos");
+    const auto full = run_lorasched(a, dir.path());
+    EXPECT_EQ(full.exit_code, 0) << full.describe();
+    EXPECT_EQ(full.out, lines(expected["base"]["generated"])) << name << " --ignore-eos";
+  }
 }
 
 }  // namespace

@@ -76,8 +76,35 @@ TEST(Fixture, LogitsMatchGeneratedTokens) {
     check(it.value()["merged"], it.key() + " merged");
     check_prefill(it.value()["prefill_logits"]);
   }
-  EXPECT_EQ(checked, 3u * 11u);
-  EXPECT_EQ(f.tensors().size(), 3u * (2u + 5u * 3u));
+  const size_t adapters = e["adapters"].size();
+  EXPECT_EQ(adapters, 6u);
+  EXPECT_EQ(checked, 3u * (1u + 2u * adapters));
+  // Runs that stop at an end-of-sequence id: each step's argmax is the recorded token, the last
+  // one is an EOS id unless the run reached max_new_tokens, and no earlier one is.
+  size_t eos_runs = 0;
+  for (const auto& [name, run] : e["eos"].items()) {
+    SCOPED_TRACE(name);
+    std::vector<int64_t> eos;
+    if (run["eos_token_id"].is_array())
+      eos = run["eos_token_id"].get<std::vector<int64_t>>();
+    else
+      eos.push_back(run["eos_token_id"].get<int64_t>());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const auto& gen = run["generated"][i];
+      const auto n = static_cast<int64_t>(gen.size());
+      const auto logits = f.read_f32(run["logits"][i].get<std::string>(), {n, V});
+      for (int64_t s = 0; s < n; ++s) {
+        const auto row = logits.begin() + s * V;
+        const int64_t tok = gen[static_cast<size_t>(s)].get<int64_t>();
+        EXPECT_EQ(std::max_element(row, row + V) - row, tok);
+        const bool is_eos = std::find(eos.begin(), eos.end(), tok) != eos.end();
+        EXPECT_EQ(is_eos, s == n - 1 && n < steps) << "step " << s;
+      }
+      ++eos_runs;
+    }
+  }
+  EXPECT_EQ(eos_runs, 3u * 2u);
+  EXPECT_EQ(f.tensors().size(), 3u * (2u + adapters * 3u + 2u));
 }
 
 TEST(HfConfig, ReadsTheFixtureConfig) {
@@ -159,6 +186,30 @@ TensorToWrite& tensor(std::vector<TensorToWrite>& ts, const std::string& name) {
   for (auto& t : ts)
     if (t.name == name) return t;
   throw std::runtime_error("no tensor " + name);
+}
+
+// Where generate()'s end-of-sequence ids come from, as in transformers: generation_config.json
+// when the folder has one (config.json's id is then ignored), else config.json; an int or a list.
+TEST(HfConfig, EosTokenIds) {
+  const auto& e = expected();
+  EXPECT_EQ(read_eos_token_ids(fixture_dir() / "model-eos"),
+            e["eos"]["model-eos"]["eos_token_id"].get<std::vector<int32_t>>());
+  EXPECT_EQ(read_eos_token_ids(fixture_dir() / "model-eos-config"),
+            std::vector<int32_t>{e["eos"]["model-eos-config"]["eos_token_id"].get<int32_t>()});
+  EXPECT_TRUE(read_eos_token_ids(fixture_dir() / "model").empty());  // no ids at all
+  {
+    ModelDir m([](Json& c) { c["eos_token_id"] = 7; });
+    test::write_file(m.dir / "generation_config.json", R"({"do_sample": false})");
+    EXPECT_TRUE(read_eos_token_ids(m.path()).empty()) << "generation_config.json wins";
+  }
+  for (const char* bad : {R"({"eos_token_id": "2"})", R"({"eos_token_id": [1, 2.5]})",
+                          R"({"eos_token_id": 4294967296})"}) {
+    ModelDir m;
+    test::write_file(m.dir / "generation_config.json", bad);
+    expect_input_error([&] { read_eos_token_ids(m.path()); },
+                       {(m.dir / "generation_config.json").string(), "eos_token_id",
+                        "expected a token id or a list of token ids"});
+  }
 }
 
 TEST(HfModel, TiedEmbeddings) {

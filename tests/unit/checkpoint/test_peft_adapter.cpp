@@ -1,5 +1,6 @@
 // Loading PEFT LoRA adapters: the fixture adapters against what PEFT itself reported (ranks,
 // scales, tensor sums), and tables of bad adapter_config.json files and bad adapter weights.
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -11,6 +12,7 @@
 #include "core/checkpoint/peft_adapter.hpp"
 #include "core/checkpoint/safetensors.hpp"
 #include "core/common/error.hpp"
+#include "core/common/log.hpp"
 #include "tests/unit/checkpoint/test_util.hpp"
 
 namespace lorasched {
@@ -44,7 +46,7 @@ void expect_matches_summary(const std::vector<float>& v, const nlohmann::json& s
 
 TEST(PeftAdapter, FixtureAdaptersMatchPeft) {
   const auto& adapters = expected()["adapters"];
-  ASSERT_EQ(adapters.size(), 5u);
+  ASSERT_EQ(adapters.size(), 6u);
   for (auto it = adapters.begin(); it != adapters.end(); ++it) {
     SCOPED_TRACE(it.key());
     const auto& e = it.value();
@@ -203,6 +205,98 @@ TEST(PeftAdapter, AcceptedVariants) {
   }
 }
 
+// Python regex syntax that std::regex (ECMAScript) read differently, as PEFT reads it now:
+// \Z is the end of the name (std::regex: a literal 'Z', so these selected nothing, excluded
+// nothing or matched no module), (?P<name>...) is a group.
+TEST(PeftAdapter, PythonRegexesAsPeftReadsThem) {
+  auto mod = [](const LoraAdapterWeights& w, int l, Target t) -> const LoraModule& {
+    return w.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+  };
+  auto keep_only = [](std::vector<std::string> projs) {
+    return [projs](std::vector<TensorToWrite>& ts) {
+      std::erase_if(ts, [&](const TensorToWrite& t) {
+        for (const auto& p : projs)
+          if (t.name.find("." + p + ".") != std::string::npos) return false;
+        return true;
+      });
+    };
+  };
+  {  // target_modules with \Z (was: "selects no module")
+    AdapterDir a(
+        "r8-all", [](Json& c) { c["target_modules"] = ".*\\.(q_proj|down_proj)\\Z"; },
+        keep_only({"q_proj", "down_proj"}));
+    const auto w = load_peft_adapter(a.path, shape());
+    for (int t = 0; t < kNumTargets; ++t)
+      EXPECT_EQ(mod(w, 1, Target(t)).present(),
+                Target(t) == Target::q || Target(t) == Target::down);
+  }
+  {  // exclude_modules with \Z (was: "lora_A weight is missing" for the excluded k_proj)
+    AdapterDir a(
+        "r8-all", [](Json& c) { c["exclude_modules"] = ".*\\.k_proj\\Z"; },
+        keep_only({"q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
+    const auto w = load_peft_adapter(a.path, shape());
+    EXPECT_FALSE(mod(w, 0, Target::k).present());
+    EXPECT_TRUE(mod(w, 0, Target::v).present());
+  }
+  {  // (?P<name>...) (was: an error)
+    AdapterDir a(
+        "r8-all", [](Json& c) { c["target_modules"] = ".*(?P<proj>q|v)_proj"; },
+        keep_only({"q_proj", "v_proj"}));
+    const auto w = load_peft_adapter(a.path, shape());
+    EXPECT_TRUE(mod(w, 1, Target::v).present());
+    EXPECT_FALSE(mod(w, 1, Target::k).present());
+  }
+  {  // alpha_pattern key down_proj\Z: PEFT's scale alpha/r = 20/8 on down_proj (was: the
+     // default 16/8 = 2, silently: the key matched nothing)
+    AdapterDir a("r8-all", [](Json& c) { c["alpha_pattern"] = {{"down_proj\\Z", 20}}; });
+    log::Capture warnings;
+    const auto w = load_peft_adapter(a.path, shape());
+    for (int l = 0; l < 2; ++l) {
+      EXPECT_FLOAT_EQ(mod(w, l, Target::down).scale, 2.5f);
+      EXPECT_FLOAT_EQ(mod(w, l, Target::up).scale, 2.0f);
+    }
+    EXPECT_TRUE(warnings.messages().empty());
+  }
+}
+
+// PEFT 0.21 warns about rank_pattern / alpha_pattern keys that match no targeted module (a key
+// that matches one but loses to an earlier key is used, as far as PEFT's warning goes).
+TEST(PeftAdapter, PatternKeysMatchingNothingAreWarnedAbout) {
+  AdapterDir a("r8-all", [](Json& c) {
+    c["rank_pattern"] = {{"q_proj", 8}, {"model.layers.0.self_attn.q_proj", 8}, {"qproj", 8}};
+    c["alpha_pattern"] = {{"lm_head", 4}, {"embed_tokens", 4}, {"up_proj", 16}};
+  });
+  log::Capture warnings;
+  load_peft_adapter(a.path, shape());
+  const auto got = warnings.messages();
+  ASSERT_EQ(got.size(), 2u);
+  const std::string config = (a.path / "adapter_config.json").string();
+  EXPECT_EQ(got[0], config +
+                        ": rank_pattern: keys that match no targeted module are ignored (as in "
+                        "PEFT): 'qproj'");
+  EXPECT_EQ(got[1], config +
+                        ": alpha_pattern: keys that match no targeted module are ignored (as in "
+                        "PEFT): 'embed_tokens', 'lm_head'");
+}
+
+// fan_in_fan_out = true on nn.Linear targets: PEFT warns, sets it to false and computes plain
+// LoRA; so does lorasched (it used to refuse the adapter).
+TEST(PeftAdapter, FanInFanOutOnLinearLayersIsPlainLoraWithAWarning) {
+  const auto ref = load_peft_adapter(fixture_dir() / "adapters" / "r8-all", shape());
+  AdapterDir a("r8-all", [](Json& c) { c["fan_in_fan_out"] = true; });
+  log::Capture warnings;
+  const auto w = load_peft_adapter(a.path, shape());
+  for (size_t l = 0; l < 2; ++l)
+    for (size_t t = 0; t < kNumTargets; ++t) {
+      EXPECT_EQ(w.layers[l][t].A, ref.layers[l][t].A);
+      EXPECT_EQ(w.layers[l][t].B, ref.layers[l][t].B);
+      EXPECT_EQ(w.layers[l][t].scale, ref.layers[l][t].scale);
+    }
+  ASSERT_EQ(warnings.messages().size(), 1u);
+  EXPECT_NE(warnings.messages()[0].find("fan_in_fan_out"), std::string::npos);
+  EXPECT_NE(warnings.messages()[0].find("as PEFT does"), std::string::npos);
+}
+
 struct BadConfig {
   const char* name;
   std::function<void(Json&)> edit;
@@ -214,9 +308,6 @@ TEST(PeftAdapter, BadConfigsAreInputErrors) {
       {"modules_to_save",
        [](Json& c) { c["modules_to_save"] = {"lm_head"}; },
        {"modules_to_save", "modules_to_save is not supported"}},
-      {"fan_in_fan_out",
-       [](Json& c) { c["fan_in_fan_out"] = true; },
-       {"fan_in_fan_out", "not supported"}},
       {"bias all", [](Json& c) { c["bias"] = "all"; }, {"bias", "'all' is not supported"}},
       {"bias lora_only", [](Json& c) { c["bias"] = "lora_only"; }, {"bias", "lora_only"}},
       {"DoRA", [](Json& c) { c["use_dora"] = true; }, {"use_dora", "DoRA"}},
@@ -264,9 +355,23 @@ TEST(PeftAdapter, BadConfigsAreInputErrors) {
       {"target nothing",
        [](Json& c) { c["target_modules"] = {"c_attn"}; },
        {"target_modules", "selects no module"}},
-      {"python-only regex",
-       [](Json& c) { c["target_modules"] = "(?P<x>.*q_proj)"; },
-       {"target_modules", "ECMAScript"}},
+      {"regex Python rejects",
+       [](Json& c) { c["target_modules"] = ".*\\p{L}_proj"; },
+       {"target_modules", "regex '.*\\p{L}_proj'", "not a Python regex", "bad escape \\p"}},
+      {"regex PCRE2 cannot honour",
+       [](Json& c) { c["target_modules"] = ".*\\N{LATIN SMALL LETTER Q}_proj"; },
+       {"target_modules", "named Unicode escapes"}},
+      {"target regex backtracks catastrophically",
+       [](Json& c) { c["target_modules"] = "(.|.)*\\d"; },
+       {"target_modules", "regex '(.|.)*\\d'", "backtracking steps"}},
+      {"exclude regex backtracks catastrophically",
+       [](Json& c) { c["exclude_modules"] = "(.*)*\\d"; },
+       {"exclude_modules", "regex '(.*)*\\d'", "backtracking steps"}},
+      {"pattern key backtracks catastrophically",
+       [](Json& c) {
+         c["alpha_pattern"] = {{"(\\w|.)+\\d", 4}};
+       },
+       {"alpha_pattern", "key '(\\w|.)+\\d'", "backtracking steps"}},
       {"target_modules a number",
        [](Json& c) { c["target_modules"] = 3; },
        {"target_modules", "expected a list or a regex string"}},
@@ -291,7 +396,7 @@ TEST(PeftAdapter, BadConfigsAreInputErrors) {
        [](Json& c) {
          c["rank_pattern"] = {{"q_proj(", 4}};
        },
-       {"rank_pattern", "ECMAScript"}},
+       {"rank_pattern", "key 'q_proj('", "not a Python regex", "at position"}},
       {"alpha_pattern value",
        [](Json& c) {
          c["alpha_pattern"] = {{"q_proj", true}};
@@ -306,7 +411,10 @@ TEST(PeftAdapter, BadConfigsAreInputErrors) {
     AdapterDir a("r8-all", r.edit);
     auto needles = r.needles;
     needles.push_back((a.path / "adapter_config.json").string());
+    const auto start = std::chrono::steady_clock::now();
     expect_input_error([&] { load_peft_adapter(a.path, shape()); }, needles);
+    // A runaway regex is an error at PCRE2's step limit, not a hang.
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0);
   }
 }
 

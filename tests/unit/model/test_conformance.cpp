@@ -54,6 +54,7 @@ class Conformance : public ::testing::Test {
     ASSERT_EQ(got.tokens.size(), gen.size()) << what;
     for (size_t i = 0; i < gen.size(); ++i) {
       EXPECT_EQ(got.tokens[i], gen[i].get<std::vector<int32_t>>()) << what << " prompt " << i;
+      ASSERT_EQ(got.logits[i].size(), gen[i].size()) << what << " prompt " << i;
       const auto* info = logits_->find(names[i].get<std::string>());
       ASSERT_NE(info, nullptr) << names[i];
       const auto ref = logits_->read_f32(*info);
@@ -98,6 +99,25 @@ TEST_F(Conformance, ShardedCheckpointGivesTheSameTokens) {
   const int n = (*expected_)["max_new_tokens"].get<int>();
   check(greedy_generate(sharded, requests(nullptr), n, false, true), (*expected_)["base"],
         "sharded");
+}
+
+// HF's default generate() stops a sequence at its first end-of-sequence id (ids from
+// generation_config.json, else config.json): so does greedy_generate given those ids, unmerged
+// (one batch, from which finished requests leave) and merged; without them it runs on.
+TEST_F(Conformance, StopsAtEndOfSequenceLikeHf) {
+  const int n = (*expected_)["max_new_tokens"].get<int>();
+  for (const auto& [name, want] : (*expected_)["eos"].items()) {
+    const ModelWeights w = load_hf_model(kDir / want["dir"].get<std::string>());
+    const std::vector<int32_t> eos = read_eos_token_ids(kDir / want["dir"].get<std::string>());
+    ASSERT_FALSE(eos.empty()) << name;
+    const auto rs = requests(nullptr);
+    check(greedy_generate(w, rs, n, false, true, eos), want, name + " unmerged");
+    check(greedy_generate(w, rs, n, true, true, eos), want, name + " merged");
+    const auto ignored = greedy_generate(w, rs, n, false, false);
+    for (size_t i = 0; i < rs.size(); ++i)
+      EXPECT_EQ(ignored.tokens[i],
+                (*expected_)["base"]["generated"][i].get<std::vector<int32_t>>());
+  }
 }
 
 TEST_F(Conformance, MixedBatchOfAllAdaptersEqualsHf) {
