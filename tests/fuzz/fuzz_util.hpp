@@ -56,17 +56,32 @@ inline std::string_view as_text(const uint8_t* data, size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
 
+// What the last run_one did with its input: accepted, or refused with this message. The corpus
+// replay (replay_main.cpp) checks it against the seed's name: valid-* must stay accepted,
+// invalid-* must stay refused.
+struct Outcome {
+  bool accepted = false;
+  std::string refusal;
+};
+inline Outcome& last_outcome() {
+  static Outcome o;
+  return o;
+}
+
 // Runs `f` on one input; expected errors are swallowed, findings abort with a message.
 template <class F>
 void run_one(const char* target, F&& f) {
+  last_outcome() = {};
   try {
     f();
+    last_outcome().accepted = true;
   } catch (const InternalError& e) {
     std::fprintf(stderr, "%s: InternalError on input (a bug, not bad input): %s\n", target,
                  e.what());
     std::abort();
-  } catch (const Error&) {
+  } catch (const Error& e) {
     // InputError (exit 2) or PluginError (exit 3): the input was refused with a message.
+    last_outcome().refusal = e.what();
   }
   // Any other exception leaves LLVMFuzzerTestOneInput: std::terminate, a finding.
 }

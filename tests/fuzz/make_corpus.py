@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the fuzz targets (tests/fuzz/corpus/<target>/): small valid
-files of every format and invalid ones near the boundaries the parsers check. Run it from
-anywhere; it rewrites the seed files it owns (names starting with "seed-") and leaves the
-regression inputs (names starting with "regress-") alone. Keep the corpus under 1 MB."""
+files of every format and invalid ones near the boundaries the parsers check. A seed's name
+says what the parser must do with it, and the corpus replay (replay_main.cpp) checks it:
+"valid-*" must be accepted, "invalid-*" must be refused with a one-line error. Run it from
+anywhere; it rewrites the seed files it owns (those two prefixes) and leaves the regression
+inputs ("regress-*", checked for crashes only) alone. Keep the corpus under 1 MB."""
 import json
 import os
 import struct
@@ -11,12 +13,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
 
 
-def put(target, name, data):
+OWNED = ("valid-", "invalid-", "seed-")  # "seed-": the names before valid/invalid
+
+
+def put(target, name, data, valid):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
         data = data.encode()
-    with open(os.path.join(d, "seed-" + name), "wb") as f:
+    with open(os.path.join(d, ("valid-" if valid else "invalid-") + name), "wb") as f:
         f.write(data)
 
 
@@ -24,7 +29,7 @@ def clean(target):
     d = os.path.join(CORPUS, target)
     if os.path.isdir(d):
         for f in os.listdir(d):
-            if f.startswith("seed-"):
+            if f.startswith(OWNED):
                 os.remove(os.path.join(d, f))
 
 
@@ -81,7 +86,7 @@ engine = { preemption = "swap", unified_pool = false }
     "trace-lengths.toml": BASE.replace('prompt = { kind = "uniform", min = 4, max = 32 }\noutput = 8',
                                       'prompt = { kind = "trace", trace = "${LORASCHED_FUZZ_TRACES:-tests/fixtures/traces}/azure_conv_300.csv" }\noutput = { kind = "trace", trace = "tests/fixtures/traces/azure_conv_300.csv" }'),
     "cluster.toml": BASE.replace('executor = "costmodel"', 'replicas = 3\nmigration_interval_s = 2.0\nmigration_kv = "transfer"\nexecutor = "costmodel"').replace('costmodel = "dlora-artifact"', 'costmodel = "llama2-7b@a100-80gb"\n[migration]\nplugin = "dlora-ilp"\n[dispatcher]\nplugin = "adapter-affinity"').replace('preset = "tiny"', 'preset = "llama2-7b"'),
-    "overrides.toml": "#set workload.rate=8\n#set engine.preemption=swap\n#set sweep.x=1\n" + BASE,
+    "overrides.toml": "#set workload.rate=8\n#set engine.preemption=swap\n" + BASE,
     "override-bad.toml": "#set =3\n#set a..b=1\n#set workload.rate.x=2\n" + BASE,
     "plugin-params.toml": BASE + '[scheduler]\nplugin = "dlora"\n[threshold]\nplugin = "fixed"\nalpha = nan\nbeta = inf\n',
     "nan-rate.toml": BASE.replace("rate = 10.0", "rate = nan"),
@@ -97,7 +102,10 @@ engine = { preemption = "swap", unified_pool = false }
     "env.toml": BASE.replace('output = "results/fz.h5"', 'output = "${LORASCHED_FUZZ_UNSET_VAR}/x.h5"'),
     "empty.toml": "",
     "sweep-bad.toml": BASE + '[sweep]\n"workload.rate" = []\n"a.b" = 3\nvariants = [1]\n',
-    "peft.toml": BASE + '[adapters]\nsource = "peft"\n',
+    "peft.toml": BASE.replace('preset = "tiny"', 'path = "tests/fixtures/hf-tiny/model"').replace(
+        "count = 4\nranks = [8, 16]",
+        'source = "peft"\npaths = ["tests/fixtures/hf-tiny/adapters/r8-all", '
+        '"tests/fixtures/hf-tiny/adapters/r4-python-regex"]'),
     "model-path.toml": BASE.replace('preset = "tiny"', 'path = "tests/fixtures/hf-tiny/model"'),
 }
 EXPERIMENTS["inf-watermark.toml"] = BASE.replace("kv_blocks = 256", "kv_blocks = 256\nwatermark = inf\ngpu_memory_utilization = -inf")
@@ -141,7 +149,7 @@ def f32(*vals):
 
 
 SAFETENSORS = {
-    "valid": st({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+    "basic": st({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
                  "b": {"dtype": "F16", "shape": [3], "data_offsets": [16, 22]},
                  "c": {"dtype": "BF16", "shape": [1], "data_offsets": [22, 24]},
                  "d": {"dtype": "I64", "shape": [1], "data_offsets": [24, 32]}},
@@ -186,7 +194,7 @@ def cfg(**kw):
 
 
 HF_CONFIGS = {
-    "valid.json": cfg(),
+    "basic.json": cfg(),
     "transformers5.json": cfg(rope_theta=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}, head_dim=4),
     "mistral.json": cfg(model_type="mistral", sliding_window=None),
     "mistral-sw.json": cfg(model_type="mistral", sliding_window=4096),
@@ -213,12 +221,15 @@ def acfg(**kw):
 
 
 ADAPTER_CONFIGS = {
-    "valid.json": acfg(),
+    "basic.json": acfg(),
     "all-linear.json": acfg(target_modules="all-linear", use_rslora=True),
     "regex.json": acfg(target_modules=r".*\.(q|k|v|o|gate|up|down)_proj"),
-    "regex-bad.json": acfg(target_modules="(?P<x>q_proj)"),
+    "regex-python.json": acfg(target_modules=r".*\.(?P<proj>q|k|v|o|gate|up|down)_proj\Z"),
+    "regex-bad.json": acfg(target_modules=r".*\p{L}_proj"),
     "regex-redos.json": acfg(target_modules="(a*)*b|" + "(" * 30 + "q_proj" + ")" * 30),
-    "patterns.json": acfg(rank_pattern={"q_proj": 2, "layers\\.1\\..*": 2}, alpha_pattern={"v_proj": 1e300}),
+    "regex-steps.json": acfg(target_modules=r"(.|.)*\d"),
+    "patterns.json": acfg(rank_pattern={"q_proj": 2, "layers\\.1\\..*": 2}, alpha_pattern={r"v_proj\Z": 16}),
+    "pattern-alpha-huge.json": acfg(alpha_pattern={"v_proj": 1e300}),
     "layers.json": acfg(layers_to_transform=[0, 1], layers_pattern="layers"),
     "layers-bad.json": acfg(layers_to_transform=[5], exclude_modules=["k_proj"]),
     "subset.json": acfg(target_modules=["q_proj", "v_proj"]),
@@ -271,7 +282,7 @@ def profile(**kw):
 
 
 PROFILES = {
-    "valid.json": profile(),
+    "basic.json": profile(),
     "huge-seconds.json": profile(load=[dict(rank=8, bytes=1, **m(0.0)), dict(rank=16, bytes=2, **m(1e308))]),
     "huge-memory.json": profile(device_memory_bytes=1e308, default_pool_bytes=1e308),
     "overflow-number.json": profile().replace('"seconds_taken": 1.0', '"seconds_taken": 1e999'),
@@ -287,13 +298,30 @@ PROFILES = {
 }
 
 
+# The seeds each parser must accept; every other seed must be refused.
+VALID = {
+    "experiment": {"artifact.toml", "base.toml", "cluster.toml", "drifting.toml",
+                   "gamma-zipf.toml", "lognormal.toml", "model-path.toml", "overrides.toml",
+                   "peft.toml", "plugin-params.toml", "quickstart.toml", "sweep.toml",
+                   "trace-lengths.toml", "trace.toml", "unicode.toml", "variants.toml"},
+    "trace": {"adapter", "adapter-window", "azure", "azure-crlf", "azure-midnight",
+              "azure-scale", "azure-window", "counts", "counts-window", "lengths"},
+    "safetensors": {"basic", "empty-tensor", "nan-inf"},
+    "hf_config": {"basic.json", "mistral.json", "tied.json", "transformers5.json"},
+    "adapter_config": {"all-linear.json", "layers.json", "neg-alpha.json", "patterns.json",
+                       "regex.json", "regex-python.json", "basic.json"},
+    "cost_profile": {"basic.json", "huge-memory.json"},
+}
+
+
 def main():
     for t, files in [("experiment", EXPERIMENTS), ("trace", TRACES), ("safetensors", SAFETENSORS),
                      ("hf_config", HF_CONFIGS), ("adapter_config", ADAPTER_CONFIGS),
                      ("cost_profile", PROFILES)]:
+        assert VALID[t] <= set(files), VALID[t] - set(files)
         clean(t)
         for name, data in files.items():
-            put(t, name, data)
+            put(t, name, data, name in VALID[t])
     total = 0
     for root, _, files in os.walk(CORPUS):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -269,7 +269,7 @@ TEST(BadNumbers, NanAndInfinityInTraceNumbersAreRefused) {
 // ----------------------------------------------------------------------------------
 
 std::string valid_profile() {
-  return slurp(source_dir() / "tests/fuzz/corpus/cost_profile/seed-valid.json");
+  return slurp(source_dir() / "tests/fuzz/corpus/cost_profile/valid-basic.json");
 }
 
 TEST(BadNumbers, NanAndInfinityInCostProfilesAreRefused) {
