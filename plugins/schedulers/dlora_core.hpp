@@ -115,6 +115,7 @@ class DloraCore : public Scheduler {
         for (size_t i = 0; i < nfcfs; ++i) scheduled.push_back(&queued[i]);
       } else if (active_single_ != kNoAdapter &&
                  credit_[static_cast<size_t>(active_single_)] >= 0.0 &&
+                 may_merge(active_single_, view) &&
                  !map_[static_cast<size_t>(active_single_)].empty() &&
                  queue_size(active_single_, map_[static_cast<size_t>(active_single_)].size(),
                             view) >= th.beta * fcfs_len) {
@@ -124,7 +125,8 @@ class DloraCore : public Scheduler {
         by_batch = map_[static_cast<size_t>(active_single_)];
         scheduled = by_batch;
         adjust_credit(queued, nfcfs, scheduled, batch_credit_cost_);
-      } else if (n_max >= th.alpha * fcfs_len && !map_[static_cast<size_t>(max_model)].empty()) {
+      } else if (n_max >= th.alpha * fcfs_len && !map_[static_cast<size_t>(max_model)].empty() &&
+                 may_merge(max_model, view)) {
         // (An empty queue can only win through a variant's forecast; the artifact would fail
         // on its empty batch.)
         // A2: enter or switch merged mode on the largest queue.
@@ -205,6 +207,9 @@ class DloraCore : public Scheduler {
   }
   // Called with a merged plan (A1 / A2) before it is returned.
   virtual void finish_merged(IterationPlan& /*plan*/, const ReplicaView& /*view*/) {}
+  // Whether the stay-merged (A1) and merge (A2) rules may run adapter m merged now; when not,
+  // the iteration falls through to the next rule (a guard that must serve other adapters).
+  virtual bool may_merge(AdapterId /*m*/, const ReplicaView& /*view*/) { return true; }
   int32_t num_adapters() const { return N_; }
   int32_t batch_limit() const { return B_; }
   int32_t adapter_capacity() const { return capacity_; }

@@ -39,7 +39,8 @@ void PrintTo(const Case& c, std::ostream* os) { *os << name_of(c); }
 
 std::vector<Case> cases() {
   std::vector<Case> out;
-  for (const char* s : {"unmerged-fcfs", "merged-only", "dlora", "dlora-predictive", "mixed"})
+  for (const char* s : {"unmerged-fcfs", "merged-only", "dlora", "dlora-predictive", "mixed",
+                        "throughput-aware", "dlora-mixed"})
     for (const char* p : {"swap", "recompute"})
       for (bool u : {true, false}) out.push_back({s, p, u, 1 << 20});
   out.push_back({"dlora", "swap", true, 24});
