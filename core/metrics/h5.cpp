@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/common/error.hpp"
+#include "core/metrics/fields.hpp"
 #include "core/metrics/summary.hpp"
 
 namespace lorasched {
@@ -25,174 +26,93 @@ namespace {
 
 // ---- types ---------------------------------------------------------------------------------
 
-// A new field in records.hpp changes these sizes: add it to the compound types below and to
-// docs/results-format.md (the round-trip test then checks it).
-static_assert(sizeof(RequestRecord) == 88, "RequestRecord changed: update h5.cpp and docs");
-static_assert(sizeof(IterationRecord) == 104, "IterationRecord changed: update h5.cpp and docs");
-static_assert(sizeof(EventRecord) == 72, "EventRecord changed: update h5.cpp and docs");
-static_assert(sizeof(BatchLogRecord) == 32, "BatchLogRecord changed: update h5.cpp and docs");
-
 constexpr hsize_t kChunkRows = 4096;
 constexpr int kDeflateLevel = 4;
 
-const char* const kModeNames[] = {"unmerged", "merged", "mixed"};
-const char* const kStatusNames[] = {"unfinished", "finished", "ignored", "length_capped"};
-
-H5::EnumType make_enum(const char* const* names, int count) {
+H5::EnumType make_enum(FieldEnum e) {
   H5::EnumType type(sizeof(int8_t));  // signed native 8-bit base
-  for (int i = 0; i < count; ++i) {
+  const auto names = enum_names(e);
+  for (size_t i = 0; i < names.size(); ++i) {
     auto value = static_cast<int8_t>(i);
     type.insert(names[i], &value);
   }
   return type;
 }
 
-const H5::EnumType& mode_enum() {
-  static const H5::EnumType t = make_enum(kModeNames, 3);
-  return t;
+H5::DataType mem_type(FieldType t) {
+  switch (t) {
+    case FieldType::i8:
+      return H5::PredType::NATIVE_INT8;
+    case FieldType::i32:
+      return H5::PredType::NATIVE_INT32;
+    case FieldType::i64:
+      return H5::PredType::NATIVE_INT64;
+    case FieldType::u64:
+      return H5::PredType::NATIVE_UINT64;
+    case FieldType::f64:
+      break;
+  }
+  return H5::PredType::NATIVE_DOUBLE;
 }
-const H5::EnumType& status_enum() {
-  static const H5::EnumType t = make_enum(kStatusNames, 4);
-  return t;
-}
-const H5::EnumType& kind_enum() {
-  static const H5::EnumType t = make_enum(kEventKindNames, kNumEventKinds);
-  return t;
+
+// Packed, little-endian.
+H5::DataType file_type(FieldType t) {
+  switch (t) {
+    case FieldType::i8:
+      return H5::PredType::STD_I8LE;
+    case FieldType::i32:
+      return H5::PredType::STD_I32LE;
+    case FieldType::i64:
+      return H5::PredType::STD_I64LE;
+    case FieldType::u64:
+      return H5::PredType::STD_U64LE;
+    case FieldType::f64:
+      break;
+  }
+  return H5::PredType::IEEE_F64LE;
 }
 
 template <class M>
-struct Types;
-template <>
-struct Types<int8_t> {
-  static H5::DataType mem() { return H5::PredType::NATIVE_INT8; }
-  static H5::DataType file() { return H5::PredType::STD_I8LE; }
-};
-template <>
-struct Types<int32_t> {
-  static H5::DataType mem() { return H5::PredType::NATIVE_INT32; }
-  static H5::DataType file() { return H5::PredType::STD_I32LE; }
-};
-template <>
-struct Types<int64_t> {
-  static H5::DataType mem() { return H5::PredType::NATIVE_INT64; }
-  static H5::DataType file() { return H5::PredType::STD_I64LE; }
-};
-template <>
-struct Types<uint64_t> {
-  static H5::DataType mem() { return H5::PredType::NATIVE_UINT64; }
-  static H5::DataType file() { return H5::PredType::STD_U64LE; }
-};
-template <>
-struct Types<double> {
-  static H5::DataType mem() { return H5::PredType::NATIVE_DOUBLE; }
-  static H5::DataType file() { return H5::PredType::IEEE_F64LE; }
+struct Types {
+  static H5::DataType mem() { return mem_type(field_type_of<M>()); }
+  static H5::DataType file() { return file_type(field_type_of<M>()); }
 };
 
 // The in-memory compound type (the C++ struct's layout) and the file's (packed,
-// little-endian), members named as the C++ members.
+// little-endian), members named as the C++ members, from the record's field table.
 struct TableType {
   H5::CompType mem, file;
 };
 
-class TableBuilder {
- public:
-  template <class M>
-  TableBuilder& add(const char* name, size_t offset) {
-    members_.emplace_back(name, offset, Types<M>::mem(), Types<M>::file());
-    return *this;
-  }
-  TableBuilder& add_enum(const char* name, size_t offset, const H5::EnumType& type) {
-    members_.emplace_back(name, offset, type, type);
-    return *this;
-  }
-  TableType build(size_t struct_size) const {
-    size_t file_size = 0;
-    for (const auto& m : members_) file_size += std::get<3>(m).getSize();
-    TableType t{H5::CompType(struct_size), H5::CompType(file_size)};
-    size_t offset = 0;
-    for (const auto& [name, mem_offset, mem, file] : members_) {
-      t.mem.insertMember(name, mem_offset, mem);
-      t.file.insertMember(name, offset, file);
-      offset += file.getSize();
+template <class Record>
+TableType build_table_type() {
+  const auto& fields = RecordTable<Record>::fields;
+  std::vector<std::pair<H5::DataType, H5::DataType>> types;  // (mem, file) per field
+  size_t file_size = 0;
+  for (const FieldInfo& f : fields) {
+    if (f.enumeration != FieldEnum::none) {
+      const H5::EnumType e = make_enum(f.enumeration);
+      types.emplace_back(e, e);
+    } else {
+      types.emplace_back(mem_type(f.type), file_type(f.type));
     }
-    return t;
+    file_size += types.back().second.getSize();
   }
-
- private:
-  std::vector<std::tuple<const char*, size_t, H5::DataType, H5::DataType>> members_;
-};
-
-#define LS_FIELD(T, m) add<decltype(T::m)>(#m, offsetof(T, m))
-
-const TableType& request_type() {
-  static const TableType t = TableBuilder()
-                                 .LS_FIELD(RequestRecord, id)
-                                 .LS_FIELD(RequestRecord, adapter)
-                                 .LS_FIELD(RequestRecord, replica)
-                                 .LS_FIELD(RequestRecord, arrival)
-                                 .LS_FIELD(RequestRecord, first_scheduled)
-                                 .LS_FIELD(RequestRecord, first_token)
-                                 .LS_FIELD(RequestRecord, finish)
-                                 .LS_FIELD(RequestRecord, prompt_tokens)
-                                 .LS_FIELD(RequestRecord, output_tokens)
-                                 .LS_FIELD(RequestRecord, queueing_delay)
-                                 .LS_FIELD(RequestRecord, exec_time)
-                                 .LS_FIELD(RequestRecord, migrations)
-                                 .LS_FIELD(RequestRecord, preemptions)
-                                 .add_enum("status", offsetof(RequestRecord, status), status_enum())
-                                 .build(sizeof(RequestRecord));
+  TableType t{H5::CompType(sizeof(Record)), H5::CompType(file_size)};
+  size_t offset = 0;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    t.mem.insertMember(fields[i].name, fields[i].offset, types[i].first);
+    t.file.insertMember(fields[i].name, offset, types[i].second);
+    offset += types[i].second.getSize();
+  }
   return t;
 }
 
-const TableType& iteration_type() {
-  static const TableType t = TableBuilder()
-                                 .LS_FIELD(IterationRecord, replica)
-                                 .LS_FIELD(IterationRecord, iteration)
-                                 .LS_FIELD(IterationRecord, start)
-                                 .LS_FIELD(IterationRecord, switch_time)
-                                 .LS_FIELD(IterationRecord, duration)
-                                 .add_enum("mode", offsetof(IterationRecord, mode), mode_enum())
-                                 .LS_FIELD(IterationRecord, merged_adapter)
-                                 .LS_FIELD(IterationRecord, batch_size)
-                                 .LS_FIELD(IterationRecord, prefill_tokens)
-                                 .LS_FIELD(IterationRecord, decode_tokens)
-                                 .LS_FIELD(IterationRecord, distinct_adapters)
-                                 .LS_FIELD(IterationRecord, queued)
-                                 .LS_FIELD(IterationRecord, kv_blocks_used)
-                                 .LS_FIELD(IterationRecord, alpha)
-                                 .LS_FIELD(IterationRecord, beta)
-                                 .LS_FIELD(IterationRecord, decision_wall_us)
-                                 .build(sizeof(IterationRecord));
+template <class Record>
+const TableType& table_type() {
+  static const TableType t = build_table_type<Record>();
   return t;
 }
-
-const TableType& event_type() {
-  static const TableType t = TableBuilder()
-                                 .LS_FIELD(EventRecord, time)
-                                 .LS_FIELD(EventRecord, replica)
-                                 .add_enum("kind", offsetof(EventRecord, kind), kind_enum())
-                                 .LS_FIELD(EventRecord, adapter)
-                                 .LS_FIELD(EventRecord, request)
-                                 .LS_FIELD(EventRecord, duration)
-                                 .LS_FIELD(EventRecord, bytes)
-                                 .LS_FIELD(EventRecord, other_replica)
-                                 .LS_FIELD(EventRecord, value)
-                                 .LS_FIELD(EventRecord, value2)
-                                 .build(sizeof(EventRecord));
-  return t;
-}
-
-const TableType& batch_type() {
-  static const TableType t = TableBuilder()
-                                 .LS_FIELD(BatchLogRecord, iteration)
-                                 .LS_FIELD(BatchLogRecord, replica)
-                                 .LS_FIELD(BatchLogRecord, request)
-                                 .LS_FIELD(BatchLogRecord, position)
-                                 .build(sizeof(BatchLogRecord));
-  return t;
-}
-
-#undef LS_FIELD
 
 // ---- HDF5 helpers --------------------------------------------------------------------------
 
@@ -258,8 +178,9 @@ H5::Group create_ordered_group(const H5::H5Location& parent, const std::string& 
 }
 
 template <class T>
-void write_table(const H5::Group& group, const char* name, const std::vector<T>& rows,
-                 const TableType& type) {
+void write_table(const H5::Group& group, const std::vector<T>& rows) {
+  const char* name = RecordTable<T>::dataset;
+  const TableType& type = table_type<T>();
   const hsize_t n = rows.size(), max_n = H5S_UNLIMITED;
   const hsize_t chunk = std::clamp<hsize_t>(n, 1, kChunkRows);
   H5::DSetCreatPropList props;
@@ -270,13 +191,18 @@ void write_table(const H5::Group& group, const char* name, const std::vector<T>&
   if (n > 0) ds.write(rows.data(), type.mem);
 }
 
-template <class T, class F>
-void check_range(const std::vector<T>& rows, F field, int count, const char* what) {
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const int v = field(rows[i]);
-    LORASCHED_CHECK(v >= 0 && v < count, "{} row {}: value {} is not one of the {} names", what, i,
-                    v, count);
-  }
+// Every enum field of every row holds one of its enum's values.
+template <class T>
+void check_enum_ranges(const std::vector<T>& rows) {
+  RecordTable<T>::for_each([&](const FieldInfo& f, auto member) {
+    if (f.enumeration == FieldEnum::none) return;
+    const auto count = static_cast<int>(enum_names(f.enumeration).size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int v = static_cast<int>(rows[i].*member);
+      LORASCHED_CHECK(v >= 0 && v < count, "{}.{} row {}: value {} is not one of the {} names",
+                      RecordTable<T>::dataset, f.name, i, v, count);
+    }
+  });
 }
 
 void fsync_path(const fs::path& path) {
@@ -342,14 +268,10 @@ void ResultsWriter::write_run(const std::string& group, const RunAttributes& att
   LORASCHED_CHECK(
       !group.empty() && group.find('/') == std::string::npos && group != "." && group != "..",
       "bad run group name '{}'", group);
-  check_range(
-      records.requests, [](const RequestRecord& r) { return int(r.status); }, 4, "requests.status");
-  check_range(
-      records.iterations, [](const IterationRecord& r) { return int(r.mode); }, 3,
-      "iterations.mode");
-  check_range(
-      records.events, [](const EventRecord& r) { return int(r.kind); }, kNumEventKinds,
-      "events.kind");
+  check_enum_ranges(records.requests);
+  check_enum_ranges(records.iterations);
+  check_enum_ranges(records.events);
+  check_enum_ranges(records.batches);
   // Attribute names of the group: the fixed ones, plugin.<kind>, then the extras.
   std::vector<std::string> names{"label",    "experiment_path", "experiment_toml",
                                  "version",  "git_revision",    "seed",
@@ -385,14 +307,14 @@ void ResultsWriter::write_run(const std::string& group, const RunAttributes& att
     for (const auto& [kind, desc] : attrs.plugins) set_attr(g, "plugin." + kind, desc);
     for (const auto& [key, value] : attrs.extra) set_attr(g, key, value);
 
-    write_table(g, "requests", records.requests, request_type());
-    write_table(g, "iterations", records.iterations, iteration_type());
-    write_table(g, "events", records.events, event_type());
-    if (log_batches) write_table(g, "batches", records.batches, batch_type());
+    write_table(g, records.requests);
+    write_table(g, records.iterations);
+    write_table(g, records.events);
+    if (log_batches) write_table(g, records.batches);
 
     H5::Group s = create_ordered_group(g, "summary");
-    for (const auto& field : summary_fields())
-      std::visit([&](auto member) { set_attr(s, field.name, summary.*member); }, field.member);
+    RecordTable<Summary>::for_each(
+        [&](const FieldInfo& f, auto member) { set_attr(s, f.name, summary.*member); });
     file_->h5.flush(H5F_SCOPE_GLOBAL);
   } catch (const H5::Exception& e) {
     throw Error(ExitCode::runtime,
@@ -493,8 +415,9 @@ class Reader {
   }
 
   template <class T>
-  std::vector<T> table(const H5::Group& g, const std::string& group, const char* name,
-                       const TableType& type, bool required) const {
+  std::vector<T> table(const H5::Group& g, const std::string& group, bool required) const {
+    const char* name = RecordTable<T>::dataset;
+    const TableType& type = table_type<T>();
     if (!g.nameExists(name)) {
       if (required) corrupt(fmt::format("run {} has no dataset {}", group, name));
       return {};
@@ -536,20 +459,16 @@ class Reader {
         a.extra.emplace_back(name, *string_attr(g, name));
       }
     }
-    r.records.requests = table<RequestRecord>(g, group, "requests", request_type(), true);
-    r.records.iterations = table<IterationRecord>(g, group, "iterations", iteration_type(), true);
-    r.records.events = table<EventRecord>(g, group, "events", event_type(), true);
-    r.records.batches = table<BatchLogRecord>(g, group, "batches", batch_type(), false);
+    r.records.requests = table<RequestRecord>(g, group, true);
+    r.records.iterations = table<IterationRecord>(g, group, true);
+    r.records.events = table<EventRecord>(g, group, true);
+    r.records.batches = table<BatchLogRecord>(g, group, false);
     if (!g.nameExists("summary")) corrupt(fmt::format("run {} has no summary group", group));
     H5::Group s = g.openGroup("summary");
-    for (const auto& field : summary_fields()) {
-      std::visit(
-          [&](auto member) {
-            using T = std::remove_reference_t<decltype(r.summary.*member)>;
-            if (auto v = number_attr<T>(s, field.name)) r.summary.*member = *v;
-          },
-          field.member);
-    }
+    RecordTable<Summary>::for_each([&](const FieldInfo& f, auto member) {
+      using T = std::remove_reference_t<decltype(r.summary.*member)>;
+      if (auto v = number_attr<T>(s, f.name)) r.summary.*member = *v;
+    });
     return r;
   }
 

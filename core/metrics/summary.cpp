@@ -4,6 +4,8 @@
 #include <array>
 #include <cmath>
 
+#include "core/metrics/fields.hpp"
+
 namespace lorasched {
 
 double quantile(std::vector<double> values, double q) {
@@ -125,40 +127,14 @@ Summary summarize(const RunRecords& records) {
   return s;
 }
 
-// Every Summary field is 8 bytes: a new field changes the size and stops the build here.
-static_assert(sizeof(Summary) == 28 * 8, "Summary changed: update summary_fields()");
-
 std::span<const SummaryField> summary_fields() {
-  static const std::array<SummaryField, 28> fields{{
-      {"requests", &Summary::requests},
-      {"finished", &Summary::finished},
-      {"ignored", &Summary::ignored},
-      {"unfinished", &Summary::unfinished},
-      {"makespan", &Summary::makespan},
-      {"throughput_rps", &Summary::throughput_rps},
-      {"throughput_tokens", &Summary::throughput_tokens},
-      {"latency_mean", &Summary::latency_mean},
-      {"latency_p50", &Summary::latency_p50},
-      {"latency_p90", &Summary::latency_p90},
-      {"latency_p99", &Summary::latency_p99},
-      {"per_token_latency_mean", &Summary::per_token_latency_mean},
-      {"per_token_latency_p90", &Summary::per_token_latency_p90},
-      {"ttft_mean", &Summary::ttft_mean},
-      {"ttft_p90", &Summary::ttft_p90},
-      {"queueing_mean", &Summary::queueing_mean},
-      {"queueing_p90", &Summary::queueing_p90},
-      {"iterations", &Summary::iterations},
-      {"merged_iterations", &Summary::merged_iterations},
-      {"merges", &Summary::merges},
-      {"unmerges", &Summary::unmerges},
-      {"adapter_loads", &Summary::adapter_loads},
-      {"adapter_evictions", &Summary::adapter_evictions},
-      {"preemptions", &Summary::preemptions},
-      {"migrations", &Summary::migrations},
-      {"threshold_changes", &Summary::threshold_changes},
-      {"switch_time_total", &Summary::switch_time_total},
-      {"wall_seconds", &Summary::wall_seconds},
-  }};
+  static const std::vector<SummaryField> fields = [] {
+    std::vector<SummaryField> v;
+    RecordTable<Summary>::for_each([&](const FieldInfo& f, auto member) {
+      v.push_back({f.name, member, f.unit, f.clock});
+    });
+    return v;
+  }();
   return fields;
 }
 

@@ -24,11 +24,14 @@ double quantile(std::vector<double> values, double q);
 // Mean of `values`; NaN when empty.
 double mean(std::span<const double> values);
 
-// Every Summary field by name, in declaration order: the HDF5 `summary` attributes, the CSV
-// columns, the docs. Add a field to Summary, add it here (the round-trip test checks).
+// Every Summary field by name, in declaration order (LORASCHED_SUMMARY_FIELDS in records.hpp):
+// the HDF5 `summary` attributes, the docs. clock = wall: a host measurement, not
+// deterministic.
 struct SummaryField {
   const char* name;
   std::variant<int64_t Summary::*, double Summary::*> member;
+  const char* unit;
+  FieldClock clock;
 };
 std::span<const SummaryField> summary_fields();
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks a lorasched results file with h5py against docs/results-format.md: root
+"""Checks a lorasched results file with h5py against docs/results-format.md (the field lists
+and enums are read from its tables): root
 attributes, run groups and their attributes, the compound field names (in order) of every
 dataset, the enums, the summary attributes and row counts.
 
@@ -7,34 +8,71 @@ usage: check_results_h5py.py FILE.h5 RUNS REQUESTS_PER_RUN
 Prints "OK" and exits 0, or prints what is wrong and exits 1.
 """
 
+import pathlib
+import re
 import sys
 
 import h5py
 import numpy as np
 
-REQUESTS = ["id", "adapter", "replica", "arrival", "first_scheduled", "first_token", "finish",
-            "prompt_tokens", "output_tokens", "queueing_delay", "exec_time", "migrations",
-            "preemptions", "status"]
-ITERATIONS = ["replica", "iteration", "start", "switch_time", "duration", "mode", "merged_adapter",
-              "batch_size", "prefill_tokens", "decode_tokens", "distinct_adapters", "queued",
-              "kv_blocks_used", "alpha", "beta", "decision_wall_us"]
-EVENTS = ["time", "replica", "kind", "adapter", "request", "duration", "bytes", "other_replica",
-          "value", "value2"]
-BATCHES = ["iteration", "replica", "request", "position"]
-SUMMARY = ["requests", "finished", "ignored", "unfinished", "makespan", "throughput_rps",
-           "throughput_tokens", "latency_mean", "latency_p50", "latency_p90", "latency_p99",
-           "per_token_latency_mean", "per_token_latency_p90", "ttft_mean", "ttft_p90",
-           "queueing_mean", "queueing_p90", "iterations", "merged_iterations", "merges", "unmerges",
-           "adapter_loads", "adapter_evictions", "preemptions", "migrations", "threshold_changes",
-           "switch_time_total", "wall_seconds"]
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "results-format.md"
+
+
+def doc_tables():
+    """{heading: [table rows as lists of cells]} of docs/results-format.md (outside code fences)."""
+    tables, heading, in_table, fence = {}, "", False, False
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        if fence:
+            continue
+        if line.startswith("#"):
+            heading, in_table = line, False
+            continue
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        cells = [c.strip() for c in re.split(r"\|(?=(?:[^`]*`[^`]*`)*[^`]*$)", line)[1:-1]]
+        if not in_table:
+            tables.setdefault(heading, []).append([cells])
+            in_table = True
+        elif not cells[0].startswith("---"):
+            tables[heading][-1].append(cells)
+    return tables
+
+
+def documented_fields(tables, prefix):
+    """Field names of the 'field' table under the heading starting with `prefix`, in order."""
+    for heading, ts in tables.items():
+        if heading.startswith(prefix):
+            for t in ts:
+                if t[0][0] == "field":
+                    return [n for row in t[1:] for n in re.findall(r"`([^`]+)`", row[0])]
+    raise SystemExit(f"{DOC}: no field table under {prefix}")
+
+
+def documented_enum(tables, name):
+    for ts in tables.values():
+        for t in ts:
+            if t[0][0] == "value" and len(t[0]) > 1 and t[0][1] == f"`{name}`":
+                return {row[1].strip("`"): int(row[0]) for row in t[1:]}
+    raise SystemExit(f"{DOC}: no table for the enum {name}")
+
+
+# The schema as docs/results-format.md gives it (tests/unit/metrics/test_schema.cpp checks the
+# doc against the C++ field tables, so this is the code's schema too).
+TABLES = doc_tables()
+REQUESTS = documented_fields(TABLES, "## `requests`")
+ITERATIONS = documented_fields(TABLES, "## `iterations`")
+EVENTS = documented_fields(TABLES, "## `events`")
+BATCHES = documented_fields(TABLES, "## `batches`")
+SUMMARY = documented_fields(TABLES, "## `summary`")
 RUN_ATTRS = ["label", "experiment_path", "experiment_toml", "version", "git_revision", "seed",
              "executor", "device", "host", "plugin.scheduler", "plugin.threshold",
              "plugin.dispatcher", "plugin.migration"]
-STATUS = {"unfinished": 0, "finished": 1, "ignored": 2, "length_capped": 3}
-MODE = {"unmerged": 0, "merged": 1, "mixed": 2}
-KINDS = ["merge", "unmerge", "adapter_load", "adapter_evict", "preempt_swap", "preempt_recompute",
-         "swap_in", "migrate_request", "migrate_adapter", "threshold_change", "migration_decision",
-         "warning", "request_ignored", "relief"]
+STATUS = documented_enum(TABLES, "status")
+MODE = documented_enum(TABLES, "mode")
+KINDS = [k for k, _ in sorted(documented_enum(TABLES, "kind").items(), key=lambda kv: kv[1])]
 
 problems = []
 

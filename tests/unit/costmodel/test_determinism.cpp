@@ -1,103 +1,18 @@
 // Determinism: with the costmodel executor, the same experiment and seed give bit-identical
-// records (every field of every request, iteration, event and batch row, but the
-// iterations' decision_wall_us), in memory and read back from the results file.
+// records (every field of every request, iteration, event and batch row, but the wall-clock
+// fields of the field tables: iterations.decision_wall_us), in memory and read back from the
+// results file.
 #include <gtest/gtest.h>
-
-#include <bit>
-#include <cstdint>
 
 #include "core/cluster/simulation.hpp"
 #include "core/config/experiment.hpp"
 #include "core/metrics/h5.hpp"
 #include "core/metrics/summary.hpp"
 #include "costmodel_util.hpp"
+#include "tests/common/record_compare.hpp"
 
 namespace lorasched::test {
 namespace {
-
-// Doubles compared bit for bit (NaN == NaN).
-bool same(double a, double b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
-template <class T>
-bool same(T a, T b) {
-  return a == b;
-}
-
-#define EXPECT_SAME_FIELD(a, b, f, i) \
-  EXPECT_TRUE(same((a).f, (b).f)) << #f << " differs at row " << (i)
-
-void expect_same_records(const RunRecords& a, const RunRecords& b) {
-  ASSERT_EQ(a.requests.size(), b.requests.size());
-  for (size_t i = 0; i < a.requests.size(); ++i) {
-    const auto &x = a.requests[i], &y = b.requests[i];
-    EXPECT_SAME_FIELD(x, y, id, i);
-    EXPECT_SAME_FIELD(x, y, adapter, i);
-    EXPECT_SAME_FIELD(x, y, replica, i);
-    EXPECT_SAME_FIELD(x, y, arrival, i);
-    EXPECT_SAME_FIELD(x, y, first_scheduled, i);
-    EXPECT_SAME_FIELD(x, y, first_token, i);
-    EXPECT_SAME_FIELD(x, y, finish, i);
-    EXPECT_SAME_FIELD(x, y, prompt_tokens, i);
-    EXPECT_SAME_FIELD(x, y, output_tokens, i);
-    EXPECT_SAME_FIELD(x, y, queueing_delay, i);
-    EXPECT_SAME_FIELD(x, y, exec_time, i);
-    EXPECT_SAME_FIELD(x, y, migrations, i);
-    EXPECT_SAME_FIELD(x, y, preemptions, i);
-    EXPECT_SAME_FIELD(x, y, status, i);
-  }
-  ASSERT_EQ(a.iterations.size(), b.iterations.size());
-  for (size_t i = 0; i < a.iterations.size(); ++i) {
-    const auto &x = a.iterations[i], &y = b.iterations[i];
-    EXPECT_SAME_FIELD(x, y, replica, i);
-    EXPECT_SAME_FIELD(x, y, iteration, i);
-    EXPECT_SAME_FIELD(x, y, start, i);
-    EXPECT_SAME_FIELD(x, y, switch_time, i);
-    EXPECT_SAME_FIELD(x, y, duration, i);
-    EXPECT_SAME_FIELD(x, y, mode, i);
-    EXPECT_SAME_FIELD(x, y, merged_adapter, i);
-    EXPECT_SAME_FIELD(x, y, batch_size, i);
-    EXPECT_SAME_FIELD(x, y, prefill_tokens, i);
-    EXPECT_SAME_FIELD(x, y, decode_tokens, i);
-    EXPECT_SAME_FIELD(x, y, distinct_adapters, i);
-    EXPECT_SAME_FIELD(x, y, queued, i);
-    EXPECT_SAME_FIELD(x, y, kv_blocks_used, i);
-    EXPECT_SAME_FIELD(x, y, alpha, i);
-    EXPECT_SAME_FIELD(x, y, beta, i);
-    // decision_wall_us is wall-clock time: it may differ.
-  }
-  ASSERT_EQ(a.events.size(), b.events.size());
-  for (size_t i = 0; i < a.events.size(); ++i) {
-    const auto &x = a.events[i], &y = b.events[i];
-    EXPECT_SAME_FIELD(x, y, time, i);
-    EXPECT_SAME_FIELD(x, y, replica, i);
-    EXPECT_SAME_FIELD(x, y, kind, i);
-    EXPECT_SAME_FIELD(x, y, adapter, i);
-    EXPECT_SAME_FIELD(x, y, request, i);
-    EXPECT_SAME_FIELD(x, y, duration, i);
-    EXPECT_SAME_FIELD(x, y, bytes, i);
-    EXPECT_SAME_FIELD(x, y, other_replica, i);
-    EXPECT_SAME_FIELD(x, y, value, i);
-    EXPECT_SAME_FIELD(x, y, value2, i);
-  }
-  ASSERT_EQ(a.batches.size(), b.batches.size());
-  for (size_t i = 0; i < a.batches.size(); ++i) {
-    const auto &x = a.batches[i], &y = b.batches[i];
-    EXPECT_SAME_FIELD(x, y, iteration, i);
-    EXPECT_SAME_FIELD(x, y, replica, i);
-    EXPECT_SAME_FIELD(x, y, request, i);
-    EXPECT_SAME_FIELD(x, y, position, i);
-  }
-}
-
-void expect_same_summary(const Summary& a, const Summary& b) {
-  for (const auto& f : summary_fields()) {
-    if (std::string(f.name) == "wall_seconds") continue;
-    std::visit(
-        [&](auto member) {
-          EXPECT_TRUE(same(a.*member, b.*member)) << "summary " << f.name << " differs";
-        },
-        f.member);
-  }
-}
 
 // dLoRA (adaptive thresholds) on the 7B A100 preset, 3 replicas, 64 adapters, skewed
 // popularity, swaps, every batch logged.

@@ -14,8 +14,10 @@
 #include <gtest/gtest.h>
 
 #include "core/common/error.hpp"
+#include "core/metrics/fields.hpp"
 #include "core/metrics/h5.hpp"
 #include "core/metrics/summary.hpp"
+#include "tests/common/record_compare.hpp"
 
 namespace lorasched {
 namespace {
@@ -123,78 +125,12 @@ RunAttributes make_attrs(int run) {
   return a;
 }
 
-// Equality where NaN == NaN, field by field (a message names the first difference).
-bool same(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
-
-#define EXPECT_SAME(a, b, i) \
-  EXPECT_TRUE(same(a, b)) << #a << " row " << i << ": " << (a) << " vs " << (b)
-
+// Every field of every table, wall-clock ones included (they round-trip too).
 void expect_equal(const RunRecords& a, const RunRecords& b) {
-  ASSERT_EQ(a.requests.size(), b.requests.size());
-  for (size_t i = 0; i < a.requests.size(); ++i) {
-    const auto &x = a.requests[i], &y = b.requests[i];
-    EXPECT_EQ(x.id, y.id) << i;
-    EXPECT_EQ(x.adapter, y.adapter) << i;
-    EXPECT_EQ(x.replica, y.replica) << i;
-    EXPECT_SAME(x.arrival, y.arrival, i);
-    EXPECT_SAME(x.first_scheduled, y.first_scheduled, i);
-    EXPECT_SAME(x.first_token, y.first_token, i);
-    EXPECT_SAME(x.finish, y.finish, i);
-    EXPECT_EQ(x.prompt_tokens, y.prompt_tokens) << i;
-    EXPECT_EQ(x.output_tokens, y.output_tokens) << i;
-    EXPECT_SAME(x.queueing_delay, y.queueing_delay, i);
-    EXPECT_SAME(x.exec_time, y.exec_time, i);
-    EXPECT_EQ(x.migrations, y.migrations) << i;
-    EXPECT_EQ(x.preemptions, y.preemptions) << i;
-    EXPECT_EQ(x.status, y.status) << i;
-  }
-  ASSERT_EQ(a.iterations.size(), b.iterations.size());
-  for (size_t i = 0; i < a.iterations.size(); ++i) {
-    const auto &x = a.iterations[i], &y = b.iterations[i];
-    EXPECT_EQ(x.replica, y.replica) << i;
-    EXPECT_EQ(x.iteration, y.iteration) << i;
-    EXPECT_SAME(x.start, y.start, i);
-    EXPECT_SAME(x.switch_time, y.switch_time, i);
-    EXPECT_SAME(x.duration, y.duration, i);
-    EXPECT_EQ(x.mode, y.mode) << i;
-    EXPECT_EQ(x.merged_adapter, y.merged_adapter) << i;
-    EXPECT_EQ(x.batch_size, y.batch_size) << i;
-    EXPECT_EQ(x.prefill_tokens, y.prefill_tokens) << i;
-    EXPECT_EQ(x.decode_tokens, y.decode_tokens) << i;
-    EXPECT_EQ(x.distinct_adapters, y.distinct_adapters) << i;
-    EXPECT_EQ(x.queued, y.queued) << i;
-    EXPECT_EQ(x.kv_blocks_used, y.kv_blocks_used) << i;
-    EXPECT_SAME(x.alpha, y.alpha, i);
-    EXPECT_SAME(x.beta, y.beta, i);
-    EXPECT_SAME(x.decision_wall_us, y.decision_wall_us, i);
-  }
-  ASSERT_EQ(a.events.size(), b.events.size());
-  for (size_t i = 0; i < a.events.size(); ++i) {
-    const auto &x = a.events[i], &y = b.events[i];
-    EXPECT_SAME(x.time, y.time, i);
-    EXPECT_EQ(x.replica, y.replica) << i;
-    EXPECT_EQ(x.kind, y.kind) << i;
-    EXPECT_EQ(x.adapter, y.adapter) << i;
-    EXPECT_EQ(x.request, y.request) << i;
-    EXPECT_SAME(x.duration, y.duration, i);
-    EXPECT_EQ(x.bytes, y.bytes) << i;
-    EXPECT_EQ(x.other_replica, y.other_replica) << i;
-    EXPECT_SAME(x.value, y.value, i);
-    EXPECT_SAME(x.value2, y.value2, i);
-  }
-  ASSERT_EQ(a.batches.size(), b.batches.size());
-  for (size_t i = 0; i < a.batches.size(); ++i) {
-    const auto &x = a.batches[i], &y = b.batches[i];
-    EXPECT_EQ(x.iteration, y.iteration) << i;
-    EXPECT_EQ(x.replica, y.replica) << i;
-    EXPECT_EQ(x.request, y.request) << i;
-    EXPECT_EQ(x.position, y.position) << i;
-  }
+  test::expect_same_records(a, b, test::Fields::all);
 }
-
 void expect_equal(const Summary& a, const Summary& b) {
-  for (const auto& f : summary_fields())
-    std::visit([&](auto m) { EXPECT_TRUE(same(double(a.*m), double(b.*m))) << f.name; }, f.member);
+  test::expect_same_summary(a, b, test::Fields::all);
 }
 
 std::string error_of(const fs::path& p) {
@@ -255,6 +191,47 @@ TEST_F(H5Test, RoundTripSeveralRuns) {
     expect_equal(stored[i].summary, s);
   }
   EXPECT_TRUE(std::isnan(stored[2].summary.latency_mean));
+}
+
+// Rows whose every field (found through the field table, so a field added later is filled
+// too) holds a value that differs between fields and rows; enum fields cycle through their
+// values, every fourth double is NaN.
+template <class Record>
+std::vector<Record> every_field_rows(size_t n) {
+  std::vector<Record> rows(n);
+  for (size_t i = 0; i < n; ++i) {
+    int k = 0;
+    RecordTable<Record>::for_each([&](const FieldInfo& f, auto member) {
+      using T = std::remove_reference_t<decltype(rows[i].*member)>;
+      ++k;
+      if (f.enumeration != FieldEnum::none)
+        rows[i].*member = static_cast<T>((i + size_t(k)) % enum_names(f.enumeration).size());
+      else if constexpr (std::is_same_v<T, double>)
+        rows[i].*member = (i % 4 == 3) ? kNoTime : 0.25 * double(i) + 1e-3 * k;
+      else
+        rows[i].*member = static_cast<T>(int64_t(i) * 31 + k);
+    });
+  }
+  return rows;
+}
+
+TEST_F(H5Test, EveryFieldOfTheFieldTablesRoundTrips) {
+  RunRecords records;
+  records.requests = every_field_rows<RequestRecord>(9);
+  records.iterations = every_field_rows<IterationRecord>(9);
+  records.events = every_field_rows<EventRecord>(2 * size_t(kNumEventKinds));
+  records.batches = every_field_rows<BatchLogRecord>(9);
+  Summary summary = every_field_rows<Summary>(3)[1];
+  const fs::path path = dir_ / "fields.h5";
+  {
+    ResultsWriter w(path);
+    w.write_run("000", make_attrs(0), records, summary, /*log_batches=*/true);
+    w.commit();
+  }
+  const auto stored = read_results(path);
+  ASSERT_EQ(stored.size(), 1u);
+  expect_equal(stored[0].records, records);
+  expect_equal(stored[0].summary, summary);
 }
 
 TEST_F(H5Test, FinalNameAppearsOnlyAtCommit) {
