@@ -37,7 +37,14 @@ Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
       exec_time_(adapters.size(), {0, 0.0}),
       pinned_(adapters.size(), 0),
       is_resident_(adapters.size(), 0),
-      resident_blocks_(adapters.size(), 0) {}
+      resident_blocks_(adapters.size(), 0),
+      adapter_mark_(adapters.size(), 0),
+      tail_seen_(adapters.size(), 0) {
+  queue_.set_num_adapters(static_cast<int32_t>(adapters.size()));
+  view_adapters_.resize(adapters.size());
+  for (size_t a = 0; a < adapters.size(); ++a)
+    view_adapters_[a] = {static_cast<AdapterId>(a), adapters[a].rank, adapters[a].bytes, false, 0};
+}
 
 void Replica::event(double time, EventKind kind, AdapterId adapter, RequestId request,
                     double duration, int64_t bytes, double value, double value2) {
@@ -54,10 +61,37 @@ void Replica::event(double time, EventKind kind, AdapterId adapter, RequestId re
   records_.events.push_back(e);
 }
 
-void Replica::erase_from(std::vector<RequestId>& list, RequestId id) {
-  auto it = std::find(list.begin(), list.end(), id);
-  LORASCHED_CHECK(it != list.end(), "request {} not in its queue", id);
-  list.erase(it);
+// ---- queue --------------------------------------------------------------------------------------
+
+void Replica::enqueue(Request& r) {
+  const api::RequestView v{r.spec.id,
+                           r.spec.adapter,
+                           r.spec.arrival,
+                           r.spec.prompt_tokens,
+                           r.spec.output_tokens,
+                           r.generated,
+                           r.state,
+                           static_cast<int32_t>(r.block_table.size()) + r.host_blocks};
+  r.queue_slot = queue_.push(v);
+  if (listed_.size() < static_cast<size_t>(queue_.slots()))
+    listed_.resize(static_cast<size_t>(queue_.slots()), 0);
+}
+
+void Replica::requeue(Request& r, RequestState to, api::RequestQueue::End end) {
+  LORASCHED_CHECK(queue_.holds(r.queue_slot, r.spec.id), "request {} not in replica {}'s queue",
+                  r.spec.id, cfg_.id);
+  api::RequestView& v = queue_.request(r.queue_slot);
+  v.generated = r.generated;
+  v.kv_blocks = static_cast<int32_t>(r.block_table.size()) + r.host_blocks;
+  queue_.move(r.queue_slot, to, end);
+}
+
+void Replica::dequeue(Request& r) {
+  LORASCHED_CHECK(queue_.holds(r.queue_slot, r.spec.id), "request {} not in replica {}'s queue",
+                  r.spec.id, cfg_.id);
+  listed_[static_cast<size_t>(r.queue_slot)] = 0;
+  queue_.erase(r.queue_slot);
+  r.queue_slot = -1;
 }
 
 // ---- pool ---------------------------------------------------------------------------------------
@@ -80,6 +114,7 @@ void Replica::add_resident(AdapterId a, Residency res) {
   if (evictable(a)) evictable_blocks_ += resident_blocks_[i];
   resident_[a] = std::move(res);
   is_resident_[i] = 1;
+  view_adapters_[i].resident = true;
 }
 
 void Replica::erase_resident(AdapterId a) {
@@ -88,6 +123,7 @@ void Replica::erase_resident(AdapterId a) {
   if (evictable(a)) evictable_blocks_ -= resident_blocks_[i];
   resident_.erase(a);
   is_resident_[i] = 0;
+  view_adapters_[i].resident = false;
   resident_blocks_[i] = 0;
 }
 
@@ -185,11 +221,7 @@ bool Replica::ensure_resident(AdapterId adapter, double now, double& cost, bool&
     const int64_t need = pool_.blocks_for_bytes(bytes);
     // KV caches of requests waiting for other adapters may fill the pool: preempt the
     // last ready ones (as vLLM picks victims) until the adapter fits, or give up.
-    while (kv_free() < need && !ready_.empty()) {
-      const RequestId victim = ready_.back();
-      ready_.pop_back();
-      preempt(victim, now, cost, swapped_out);
-    }
+    while (kv_free() < need && any_ready()) preempt(last_ready(), now, cost, swapped_out);
     if (kv_free() < need) return false;
     make_room(need, now + cost);
     res.blocks = pool_.allocate_adapter(bytes);
@@ -211,13 +243,14 @@ void Replica::add(RequestId id, double now) {
                   cfg_.id);
   r.state = RequestState::waiting;
   r.record.replica = cfg_.id;
-  waiting_.push_back(id);
+  enqueue(r);
   joined(r, now);
 }
 
 void Replica::joined(Request& r, double now) {
   ++unfinished_;
   ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+  ++view_adapters_[static_cast<size_t>(r.spec.adapter)].unfinished;
   const api::RequestView v{r.spec.id,
                            r.spec.adapter,
                            r.spec.arrival,
@@ -232,23 +265,15 @@ void Replica::joined(Request& r, double now) {
 
 void Replica::remove(RequestId id) {
   Request& r = req(id);
-  switch (r.state) {
-    case RequestState::waiting:
-      erase_from(waiting_, id);
-      break;
-    case RequestState::ready:
-      erase_from(ready_, id);
-      break;
-    case RequestState::swapped:
-      erase_from(swapped_, id);
-      break;
-    default:
-      LORASCHED_CHECK(false, "remove of request {} in state {}", id, api::to_string(r.state));
-  }
+  LORASCHED_CHECK(r.state == RequestState::waiting || r.state == RequestState::ready ||
+                      r.state == RequestState::swapped,
+                  "remove of request {} in state {}", id, api::to_string(r.state));
+  dequeue(r);
   release_kv(r);
   r.state = RequestState::waiting;
   --unfinished_;
   --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+  --view_adapters_[static_cast<size_t>(r.spec.adapter)].unfinished;
 }
 
 std::span<const int32_t> Replica::insert_with_kv(RequestId id, int64_t blocks, double now) {
@@ -259,26 +284,31 @@ std::span<const int32_t> Replica::insert_with_kv(RequestId id, int64_t blocks, d
                   "replica {} has no room for the {} KV blocks of request {}", cfg_.id, blocks, id);
   r.state = RequestState::ready;
   r.record.replica = cfg_.id;
-  ready_.push_back(id);
+  enqueue(r);
   joined(r, now);
   return r.block_table;
 }
 
 std::vector<RequestId> Replica::unfinished_requests() const {
-  std::vector<RequestId> out(waiting_);
-  out.insert(out.end(), ready_.begin(), ready_.end());
-  out.insert(out.end(), swapped_.begin(), swapped_.end());
+  std::vector<RequestId> out;
+  out.reserve(static_cast<size_t>(queue_.size()));
+  for (RequestState s : {RequestState::waiting, RequestState::ready, RequestState::swapped})
+    for (auto slot = queue_.first(s); slot != api::RequestQueue::kNone;
+         slot = queue_.next_in_state(slot))
+      out.push_back(queue_.node(slot).request.id);
   return out;
 }
 
 void Replica::finish(Request& r, RequestStatus status, double now) {
   release_kv(r);
+  dequeue(r);
   r.state = RequestState::finished;
   r.record.status = static_cast<int8_t>(status);
   r.record.finish = now;
   r.record.output_tokens = r.generated;
   --unfinished_;
   --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
+  --view_adapters_[static_cast<size_t>(r.spec.adapter)].unfinished;
   if (status == RequestStatus::finished || status == RequestStatus::length_capped) {
     auto& [n, sum] = exec_time_[static_cast<size_t>(r.spec.adapter)];
     ++n;
@@ -301,7 +331,7 @@ void Replica::preempt(RequestId id, double now, double& cost, bool& swapped_out)
     r.block_table.clear();
     r.host_blocks = blocks;
     r.state = RequestState::swapped;
-    swapped_.push_back(id);
+    requeue(r, RequestState::swapped);
     swapped_out = true;
   } else {
     if (cfg_.swap_preemption)
@@ -311,60 +341,14 @@ void Replica::preempt(RequestId id, double now, double& cost, bool& swapped_out)
           static_cast<int64_t>(blocks) * cfg_.block_bytes);
     release_kv(r);
     r.state = RequestState::waiting;
-    waiting_.insert(waiting_.begin(), id);
+    requeue(r, RequestState::waiting, api::RequestQueue::End::front);
   }
 }
 
 // ---- one iteration ------------------------------------------------------------------------------
 
+// O(1): the queue and the adapters' views are kept current as they change.
 api::ReplicaView Replica::build_view(double now) {
-  view_requests_.clear();
-  auto push = [&](const std::vector<RequestId>& list) {
-    for (RequestId id : list) {
-      const Request& r = req(id);
-      view_requests_.push_back({r.spec.id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
-                                r.spec.output_tokens, r.generated, r.state,
-                                static_cast<int32_t>(r.block_table.size()) + r.host_blocks});
-    }
-  };
-  push(waiting_);
-  const auto w = static_cast<std::ptrdiff_t>(view_requests_.size());
-  push(ready_);
-  const auto wr = static_cast<std::ptrdiff_t>(view_requests_.size());
-  push(swapped_);
-  // dLoRA's FCFS: oldest arrival first, ties keep the order waiting, ready, swapped, i.e. a
-  // stable sort of the three queues one after the other. Each queue is usually in arrival
-  // order already, so: stable-sort each one if it is not, then merge them stably (same
-  // order as one stable sort, without its buffer allocation on every iteration).
-  auto by_arrival = [](const api::RequestView& a, const api::RequestView& b) {
-    return a.arrival < b.arrival;
-  };
-  auto& v0 = view_requests_;
-  if (!std::is_sorted(v0.begin(), v0.end(), by_arrival)) {
-    for (auto [b, e] : {std::pair{std::ptrdiff_t(0), w}, std::pair{w, wr},
-                        std::pair{wr, static_cast<std::ptrdiff_t>(v0.size())}})
-      if (!std::is_sorted(v0.begin() + b, v0.begin() + e, by_arrival))
-        std::stable_sort(v0.begin() + b, v0.begin() + e, by_arrival);
-    view_merge_.resize(static_cast<size_t>(wr));
-    std::merge(v0.begin(), v0.begin() + w, v0.begin() + w, v0.begin() + wr, view_merge_.begin(),
-               by_arrival);
-    view_sorted_.resize(v0.size());
-    std::merge(view_merge_.begin(), view_merge_.end(), v0.begin() + wr, v0.end(),
-               view_sorted_.begin(), by_arrival);
-    v0.swap(view_sorted_);
-  }
-#ifndef NDEBUG
-  std::vector<api::RequestView> check;
-  for (const auto* list : {&waiting_, &ready_, &swapped_})
-    for (RequestId id : *list) check.push_back({id, 0, req(id).spec.arrival, 0, 0, 0, {}, 0});
-  std::stable_sort(check.begin(), check.end(), by_arrival);
-  for (size_t i = 0; i < check.size(); ++i)
-    LORASCHED_CHECK(check[i].id == v0[i].id, "FCFS order differs from a stable sort at {}", i);
-#endif
-  view_adapters_.resize(adapters_.size());
-  for (size_t a = 0; a < adapters_.size(); ++a)
-    view_adapters_[a] = {static_cast<AdapterId>(a), adapters_[a].rank, adapters_[a].bytes,
-                         is_resident_[a] != 0, unfinished_per_adapter_[a]};
   api::ReplicaView v;
   v.replica = cfg_.id;
   v.now = now;
@@ -373,62 +357,144 @@ api::ReplicaView Replica::build_view(double now) {
   v.limits = cfg_.limits;
   v.mode = mode();
   v.merged_adapter = merged_;
-  v.queued = view_requests_;
+  v.queued = queue_.all();
   v.adapters = view_adapters_;
   v.kv_blocks_total = pool_.total();
   v.kv_blocks_free = pool_.free();
+  v.queue = &queue_;
+#ifndef NDEBUG
+  check_view(v);
+#endif
   return v;
 }
 
-// api::validate_plan's rules with flags instead of hash sets (it allocated them on every
-// iteration); the engine calls api::validate_plan for the message when this says no.
-bool Replica::plan_valid(const api::ReplicaView& view, const api::IterationPlan& plan) {
+// The view against one rebuilt from scratch, as the engine built it before it was kept up to
+// date: the three lists stable-sorted by arrival (dLoRA's FCFS), each request's data, the
+// adapters. O(queue log queue), debug builds only.
+void Replica::check_view(const api::ReplicaView& view) const {
+  std::vector<const Request*> want;
+  for (RequestState s : {RequestState::waiting, RequestState::ready, RequestState::swapped})
+    for (auto slot = queue_.first(s); slot != api::RequestQueue::kNone;
+         slot = queue_.next_in_state(slot)) {
+      const Request& r = req(queue_.node(slot).request.id);
+      LORASCHED_CHECK(r.state == s && r.queue_slot == slot, "request {} is {} in the {} list",
+                      r.spec.id, api::to_string(r.state), api::to_string(s));
+      want.push_back(&r);
+    }
+  std::stable_sort(want.begin(), want.end(), [](const Request* a, const Request* b) {
+    return a->spec.arrival < b->spec.arrival;
+  });
+  LORASCHED_CHECK(static_cast<size_t>(view.queued.size()) == want.size(),
+                  "view holds {} requests, the lists {}", view.queued.size(), want.size());
+  std::vector<int32_t> per_adapter(adapters_.size(), 0);
+  size_t i = 0;
+  for (const api::RequestView& v : view.queued) {
+    const Request& r = *want[i];
+    LORASCHED_CHECK(v.id == r.spec.id, "FCFS order differs from a stable sort at {}", i);
+    LORASCHED_CHECK(v.adapter == r.spec.adapter && v.arrival == r.spec.arrival &&
+                        v.prompt_tokens == r.spec.prompt_tokens &&
+                        v.output_tokens == r.spec.output_tokens && v.generated == r.generated &&
+                        v.state == r.state &&
+                        v.kv_blocks == static_cast<int32_t>(r.block_table.size()) + r.host_blocks,
+                    "the view of request {} is stale", r.spec.id);
+    ++per_adapter[static_cast<size_t>(v.adapter)];
+    ++i;
+  }
+  for (size_t a = 0; a < adapters_.size(); ++a) {
+    const auto id = static_cast<AdapterId>(a);
+    auto it = want.begin();
+    for (const api::RequestView& v : view.queued_of(id)) {
+      it = std::find_if(it, want.end(), [&](const Request* r) { return r->spec.adapter == id; });
+      LORASCHED_CHECK(it != want.end() && (*it)->spec.id == v.id,
+                      "adapter {}'s order differs from FCFS", a);
+      ++it;
+    }
+    LORASCHED_CHECK(view.queued_of(id).size() == per_adapter[a], "adapter {} counts {}, holds {}",
+                    a, view.queued_of(id).size(), per_adapter[a]);
+    const api::AdapterView& av = view_adapters_[a];
+    LORASCHED_CHECK(av.resident == resident(id) && av.unfinished == unfinished_per_adapter_[a],
+                    "the view of adapter {} is stale", a);
+  }
+}
+
+// api::validate_plan's rules with flags instead of hash sets, in O(plan) (validate_plan walks
+// the queue); the engine calls api::validate_plan for the message when this says no.
+bool Replica::plan_valid(const api::IterationPlan& plan) {
+  const auto n = static_cast<AdapterId>(adapters_.size());
   if (plan.mode != Mode::unmerged && plan.mode != Mode::merged && plan.mode != Mode::mixed)
     return false;  // a value outside the enum (admit() would read adapters_[-1])
-  if (plan.mode == Mode::merged) {
-    if (plan.merged_adapter < 0 || plan.merged_adapter >= view.num_adapters) return false;
+  if (plan.mode == Mode::merged || plan.mode == Mode::mixed) {
+    if (plan.merged_adapter < 0 || plan.merged_adapter >= n) return false;
   } else if (plan.merged_adapter != api::kNoAdapter) {
     return false;
   }
-  if (request_mark_.size() < requests_.size()) request_mark_.resize(requests_.size(), 0);
-  if (adapter_mark_.size() < static_cast<size_t>(view.num_adapters))
-    adapter_mark_.resize(static_cast<size_t>(view.num_adapters), 0);
-  for (const auto& r : view.queued) request_mark_[static_cast<size_t>(r.id)] = 1;  // queued here
+  using api::Tail;
+  if (plan.tail != Tail::none && plan.tail != Tail::adapter && plan.tail != Tail::fcfs &&
+      plan.tail != Tail::fcfs_until_limit)
+    return false;
+  if (plan.tail == Tail::adapter && (plan.tail_adapter < 0 || plan.tail_adapter >= n)) return false;
+  if (plan.mode == Mode::merged && plan.tail != Tail::none &&
+      (plan.tail != Tail::adapter || plan.tail_adapter != plan.merged_adapter))
+    return false;
   bool ok = true;
   size_t distinct = 0;
+  auto count_adapter = [&](AdapterId a) {
+    if (plan.mode == Mode::mixed && a == plan.merged_adapter) return;
+    if (!adapter_mark_[static_cast<size_t>(a)]) {
+      adapter_mark_[static_cast<size_t>(a)] = 1;
+      marked_adapters_.push_back(a);
+      ++distinct;
+    }
+  };
   marked_adapters_.clear();
+  size_t listed = 0;
   for (RequestId id : plan.requests) {
-    if (id < 0 || static_cast<size_t>(id) >= request_mark_.size() ||
-        request_mark_[static_cast<size_t>(id)] != 1) {  // not queued here, or listed twice
+    // Queued here (the slot it names holds it: slots are per replica) and not listed yet.
+    if (id < 0 || static_cast<size_t>(id) >= requests_.size() ||
+        !queue_.holds(req(id).queue_slot, id) || listed_[static_cast<size_t>(req(id).queue_slot)]) {
       ok = false;
       break;
     }
-    request_mark_[static_cast<size_t>(id)] = 2;
+    listed_[static_cast<size_t>(req(id).queue_slot)] = 1;
+    ++listed;
     const AdapterId a = req(id).spec.adapter;
     if (plan.mode == Mode::merged && a != plan.merged_adapter) {
       ok = false;
       break;
     }
-    if (a >= 0 && static_cast<size_t>(a) < adapter_mark_.size()) {
-      if (!adapter_mark_[static_cast<size_t>(a)]) {
-        adapter_mark_[static_cast<size_t>(a)] = 1;
-        marked_adapters_.push_back(a);
-        ++distinct;
-      }
-    } else {
-      ok = false;
-      break;
-    }
+    count_adapter(a);
   }
-  for (const auto& r : view.queued) request_mark_[static_cast<size_t>(r.id)] = 0;
+  if (plan.tail == Tail::adapter) count_adapter(plan.tail_adapter);
   for (AdapterId a : marked_adapters_) adapter_mark_[static_cast<size_t>(a)] = 0;
-  const int32_t cap = view.limits.max_adapters_per_batch;
-  if (ok && plan.mode == Mode::unmerged && cap > 0 && static_cast<int32_t>(distinct) > cap)
+  const int32_t cap = cfg_.limits.max_adapters_per_batch;
+  if (ok && plan.mode != Mode::merged && cap > 0 && static_cast<int32_t>(distinct) > cap)
     ok = false;
-#ifndef NDEBUG
-  LORASCHED_CHECK(!ok || api::validate_plan(view, plan), "plan_valid accepted an invalid plan");
-#endif
+  if (!ok) {
+    for (size_t i = 0; i < listed; ++i)
+      listed_[static_cast<size_t>(req(plan.requests[i]).queue_slot)] = 0;
+  }
   return ok;
+}
+
+// Clears the marks of plan_valid (dequeue() cleared those of requests that left).
+void Replica::unlist(const api::IterationPlan& plan) {
+  for (RequestId id : plan.requests)
+    if (req(id).queue_slot >= 0) listed_[static_cast<size_t>(req(id).queue_slot)] = 0;
+}
+
+template <class F>
+void Replica::for_each_candidate(const api::IterationPlan& plan, F&& f) {
+  for (RequestId id : plan.requests)
+    if (!f(id)) return;
+  if (plan.tail == api::Tail::none) return;
+  api::PlanTail tail(queue_, plan, cfg_.limits.max_adapters_per_batch, tail_seen_);
+  for (RequestId id : plan.requests) tail.listed(req(id).spec.adapter);
+  auto is_listed = [&](RequestId id) {  // a request that left (ignored) has no slot
+    const int32_t slot = req(id).queue_slot;
+    return slot >= 0 && listed_[static_cast<size_t>(slot)] != 0;
+  };
+  while (const api::RequestView* r = tail.next(is_listed))
+    if (!f(r->id)) return;
 }
 
 // Admission of the plan's candidates, in order, under the batch limit, the token budget
@@ -444,35 +510,33 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
     // The merged adapter's weights are folded in before the batch: it must be resident.
     if (!ensure_resident(plan.merged_adapter, now, cost, swapped_out)) return batch;
   }
-  for (RequestId id : plan.requests) {
+  for_each_candidate(plan, [&](RequestId id) {
     Request& r = req(id);
     switch (r.state) {
       case RequestState::ready: {
-        erase_from(ready_, id);
+        queue_.move(r.queue_slot, RequestState::running);  // out of `ready` while it is tried
         bool self_preempted = false;
         while (kv_free() < 1) {  // can_append_slot: one free block per sequence
-          if (!ready_.empty()) {
-            const RequestId victim = ready_.back();
-            ready_.pop_back();
-            preempt(victim, now, cost, swapped_out);
+          if (any_ready()) {
+            preempt(last_ready(), now, cost, swapped_out);
           } else {
             preempt(id, now, cost, swapped_out);
             self_preempted = true;
             break;
           }
         }
-        if (self_preempted) continue;
+        if (self_preempted) return true;
         if (static_cast<int32_t>(batch.size()) >= B) {
-          ready_.push_back(id);
-          return batch;
+          requeue(r, RequestState::ready);
+          return false;  // the batch holds B: admission ends
         }
         // With unified paging, loading its adapter may take the block the check above
         // found: then it cannot run this iteration and goes back to `ready`.
         const int64_t need =
             ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
         if (!ensure_resident(r.spec.adapter, now, cost, swapped_out) || kv_free() < need) {
-          ready_.push_back(id);
-          continue;
+          requeue(r, RequestState::ready);
+          return true;
         }
         LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
         batch.push_back({id, false, 1});
@@ -480,13 +544,15 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         break;
       }
       case RequestState::swapped: {
-        if (swapped_out) continue;  // vLLM: no swap-in in a call that swapped out
-        if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) continue;
-        if (static_cast<int32_t>(batch.size()) >= B) return batch;
-        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) continue;
+        if (swapped_out) return true;  // vLLM: no swap-in in a call that swapped out
+        if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) return true;
+        if (static_cast<int32_t>(batch.size()) >= B) {
+          return false;  // the batch holds B: admission ends
+        }
+        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) return true;
         if (kv_free() - (r.host_blocks + 1) < pool_.watermark())
-          continue;  // the adapter took blocks
-        erase_from(swapped_, id);
+          return true;  // the adapter took blocks
+        queue_.move(r.queue_slot, RequestState::running);
         const int32_t host = r.host_blocks;
         LORASCHED_CHECK(allocate_kv(r, host, now + cost),
                         "swap-in allocation failed for request {}", id);
@@ -511,32 +577,34 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         // after producing tokens (docs/hardening.md, "Overload").
         const bool rerun = r.generated > 0;
         if (len > cfg_.limits.prompt_limit && !rerun) {
-          erase_from(waiting_, id);
           event(now, EventKind::request_ignored, r.spec.adapter, id, 0, 0, len);
           finish(r, RequestStatus::ignored, now);
           queues_changed_ = true;
-          continue;
+          return true;
         }
         const int64_t need = ceil_div(len, bs);
-        if (kv_free() - need < pool_.watermark()) continue;
+        if (kv_free() - need < pool_.watermark()) return true;
         if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens &&
             !(rerun && batch.empty()))
-          continue;
-        if (static_cast<int32_t>(batch.size()) >= B) return batch;
-        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) continue;
-        if (kv_free() - need < pool_.watermark()) continue;  // the adapter took blocks
-        erase_from(waiting_, id);
+          return true;
+        if (static_cast<int32_t>(batch.size()) >= B) {
+          return false;  // the batch holds B: admission ends
+        }
+        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) return true;
+        if (kv_free() - need < pool_.watermark()) return true;  // the adapter took blocks
+        queue_.move(r.queue_slot, RequestState::running);
         LORASCHED_CHECK(allocate_kv(r, need, now + cost), "allocation failed for request {}", id);
         batch.push_back({id, true, len});
         prompt_tokens += len;
         break;
       }
       case RequestState::finished:
-        continue;  // ignored (prompt too long) by the first admission pass of this step
+        return true;  // ignored (prompt too long) by the first admission pass of this step
       default:
         LORASCHED_CHECK(false, "candidate {} in state {}", id, api::to_string(r.state));
     }
-  }
+    return true;
+  });
   return batch;
 }
 
@@ -547,28 +615,28 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
 // events. Returns whether it preempted anything.
 bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, bool& swapped_out) {
   const int64_t bs = cfg_.limits.block_size;
-  for (RequestId id : plan.requests) {
+  bool relieved = false;
+  for_each_candidate(plan, [&](RequestId id) {
     const Request& r = req(id);
-    if (r.state != RequestState::waiting && r.state != RequestState::swapped) continue;
+    if (r.state != RequestState::waiting && r.state != RequestState::swapped) return true;
     int64_t need =
         r.state == RequestState::waiting ? ceil_div(r.context_tokens(), bs) : r.host_blocks + 1;
     if (cfg_.unified_pool && !resident(r.spec.adapter))
       need += pool_.blocks_for_bytes(adapters_[static_cast<size_t>(r.spec.adapter)].bytes);
     if (need > pool_.total() - pool_.watermark()) return false;  // can never fit
-    if (kv_free() - need >= pool_.watermark() || ready_.empty()) return false;
+    if (kv_free() - need >= pool_.watermark() || !any_ready()) return false;
     const size_t at = records_.events.size();
     event(now + cost, EventKind::relief, r.spec.adapter, id, 0, 0, static_cast<double>(need));
     int32_t victims = 0;
-    while (kv_free() - need < pool_.watermark() && !ready_.empty()) {
-      const RequestId victim = ready_.back();
-      ready_.pop_back();
-      preempt(victim, now, cost, swapped_out);
+    while (kv_free() - need < pool_.watermark() && any_ready()) {
+      preempt(last_ready(), now, cost, swapped_out);
       ++victims;
     }
     records_.events[at].value2 = victims;
-    return true;
-  }
-  return false;
+    relieved = true;
+    return false;
+  });
+  return relieved;
 }
 
 // A NaN threshold would be recorded as "no threshold in force" (docs/results-format.md) and
@@ -589,19 +657,31 @@ std::optional<double> Replica::step(double now) {
     throw PluginError(threshold_.describe() + " failed: " + thresholds_before.error());
   check_thresholds(thresholds_before.value());
 
-  const api::ReplicaView view = build_view(now);
+  // The decision: the view (O(1): the queue is kept current), the plan, its check.
   const auto t0 = std::chrono::steady_clock::now();
+  const api::ReplicaView view = build_view(now);
   auto planned = scheduler_->checked_plan(view);
-  const double decision_us =
-      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   if (!planned) throw PluginError(scheduler_.describe() + " failed to plan: " + planned.error());
   const api::IterationPlan& plan = planned.value();
-  if (!plan_valid(view, plan)) {
-    if (auto st = api::validate_plan(view, plan); !st)
-      throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
+  if (!plan_valid(plan)) {
+    auto st = api::validate_plan(view, plan);
+    LORASCHED_CHECK(!st, "plan_valid refused a plan validate_plan accepts");
+    throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
   }
+#ifndef NDEBUG
+  LORASCHED_CHECK(api::validate_plan(view, plan), "plan_valid accepted an invalid plan");
+#endif
+  const double decision_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   const int32_t queued = static_cast<int32_t>(view.queued.size());
 
+  // Admission walks the plan's candidates in the queue's order as it was planned: the queue
+  // keeps that order until it thaws at the end of the step.
+  queue_.freeze();
+  struct Thaw {
+    api::RequestQueue& q;
+    ~Thaw() { q.thaw(); }
+  } thaw{queue_};
   double cost = 0;  // time paid before the batch runs: loads, swaps, switches
   bool swapped_in = false, swapped_out = false;
   queues_changed_ = false;
@@ -611,6 +691,7 @@ std::optional<double> Replica::step(double now) {
   // so the head of the plan can run, instead of waiting forever.
   if (batch.empty() && relieve(plan, now, cost, swapped_out))
     batch = admit(plan, now, cost, swapped_in, swapped_out);
+  unlist(plan);
   if (swapped_in && swapped_out)  // the artifact asserts on this; we record it and go on
     event(now, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
   if (batch.empty()) {
@@ -689,7 +770,7 @@ std::optional<double> Replica::step(double now) {
       finish(r, RequestStatus::finished, end);
     } else {
       r.state = RequestState::ready;
-      ready_.push_back(r.spec.id);
+      requeue(r, RequestState::ready);
     }
   }
 

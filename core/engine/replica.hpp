@@ -58,10 +58,8 @@ class Replica {
   // Takes an unfinished request out (migration): frees its KV cache, device or host.
   void remove(api::RequestId id);
 
-  bool has_queued() const { return !waiting_.empty() || !ready_.empty() || !swapped_.empty(); }
-  int32_t queued_now() const {
-    return static_cast<int32_t>(waiting_.size() + ready_.size() + swapped_.size());
-  }
+  bool has_queued() const { return queue_.size() > 0; }
+  int32_t queued_now() const { return queue_.size(); }
   int32_t unfinished() const { return unfinished_; }
   const std::vector<int32_t>& unfinished_per_adapter() const { return unfinished_per_adapter_; }
   // Unfinished requests in the artifact's order: waiting, ready, swapped.
@@ -103,7 +101,9 @@ class Replica {
     int32_t new_tokens;
   };
   Request& req(api::RequestId id) { return requests_[static_cast<size_t>(id)]; }
+  const Request& req(api::RequestId id) const { return requests_[static_cast<size_t>(id)]; }
   api::ReplicaView build_view(double now);
+  void check_view(const api::ReplicaView& view) const;  // debug builds: against a rebuild
   std::vector<Admitted> admit(const api::IterationPlan& plan, double now, double& cost,
                               bool& swapped_in, bool& swapped_out);
   void preempt(api::RequestId id, double now, double& cost, bool& swapped_out);
@@ -119,7 +119,21 @@ class Replica {
   void finish(Request& r, RequestStatus status, double now);
   void event(double time, EventKind kind, api::AdapterId adapter, api::RequestId request,
              double duration, int64_t bytes, double value = kNoTime, double value2 = kNoTime);
-  void erase_from(std::vector<api::RequestId>& list, api::RequestId id);
+
+  // The queue (queue_): a request joins it, moves between its state lists (running: out of
+  // them, in the iteration being formed) or leaves it; its view is kept current each time.
+  void enqueue(Request& r);
+  void requeue(Request& r, api::RequestState to,
+               api::RequestQueue::End end = api::RequestQueue::End::back);
+  void dequeue(Request& r);
+  api::RequestId last_ready() const {
+    return queue_.node(queue_.last(api::RequestState::ready)).request.id;
+  }
+  bool any_ready() const { return queue_.count(api::RequestState::ready) > 0; }
+  // The plan's candidates in admission order, `requests` then its tail, until `f` (taking a
+  // RequestId) returns false.
+  template <class F>
+  void for_each_candidate(const api::IterationPlan& plan, F&& f);
 
   ReplicaConfig cfg_;
   const std::vector<AdapterInfo>& adapters_;
@@ -130,7 +144,9 @@ class Replica {
   RunRecords& records_;
   BlockPool pool_;
 
-  std::vector<api::RequestId> waiting_, ready_, swapped_;
+  // waiting, ready and swapped requests in vLLM's three lists and in dLoRA's FCFS order,
+  // kept up to date as they change: the scheduler's view walks it directly.
+  api::RequestQueue queue_;
   int32_t unfinished_ = 0;
   std::vector<int32_t> unfinished_per_adapter_;
   std::vector<std::pair<int64_t, double>> exec_time_;
@@ -163,15 +179,18 @@ class Replica {
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   double inflight_end_ = -1;              // its end time
 
-  bool plan_valid(const api::ReplicaView& view, const api::IterationPlan& plan);
+  // api::validate_plan's rules in O(plan); marks the listed requests in listed_ (cleared by
+  // unlist(), also when it says no).
+  bool plan_valid(const api::IterationPlan& plan);
+  void unlist(const api::IterationPlan& plan);
   void check_thresholds(const api::Thresholds& t) const;
 
-  // reused buffers
-  std::vector<api::RequestView> view_merge_, view_sorted_;
-  std::vector<uint8_t> request_mark_, adapter_mark_;
+  std::vector<api::AdapterView> view_adapters_;  // kept current: resident, unfinished
+  // scratch, all zero between uses
+  std::vector<uint8_t> listed_;        // by queue slot: listed in the plan being admitted
+  std::vector<uint8_t> adapter_mark_;  // by adapter
+  std::vector<uint8_t> tail_seen_;     // by adapter, for api::PlanTail
   std::vector<api::AdapterId> marked_adapters_;
-  std::vector<api::RequestView> view_requests_;
-  std::vector<api::AdapterView> view_adapters_;
 };
 
 }  // namespace lorasched

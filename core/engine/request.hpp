@@ -17,6 +17,7 @@ struct Request {
   std::vector<int32_t> block_table;  // device KV blocks (in position order)
   int32_t host_blocks = 0;           // KV blocks held in host memory while swapped
   std::vector<int32_t> tokens;       // prompt + generated token ids (real executors only)
+  int32_t queue_slot = -1;           // its node in its replica's queue, -1 when in none
   RequestRecord record;
 
   int32_t context_tokens() const { return spec.prompt_tokens + generated; }

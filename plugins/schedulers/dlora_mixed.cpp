@@ -34,35 +34,36 @@ class DloraMixed : public DloraCore {
 
   IterationPlan plan(const ReplicaView& view) override {
     core_.begin(view);
-    if (view.queued.empty()) return {};
+    queued_ = core_.snapshot(view.queued);
+    if (queued_.empty()) return {};
     if (groups_.size() < static_cast<size_t>(view.num_adapters))
       groups_.resize(static_cast<size_t>(view.num_adapters));
     for (AdapterId a : active_) groups_[static_cast<size_t>(a)].clear();
     active_.clear();
-    for (const RequestView& r : view.queued) {
+    for (const RequestView& r : queued_) {
       auto& g = groups_[static_cast<size_t>(r.adapter)];
       if (g.empty()) active_.push_back(r.adapter);
       g.push_back(&r);
     }
-    core_.find_starving(view.queued, starving_);
+    core_.find_starving(queued_, starving_);
 
     IterationPlan p = DloraCore::plan(view);
 
     // Remember what each candidate was, to learn from the outcome (ids are dense in
     // lorasched's workloads; others are looked up by a scan).
     constexpr RequestId kDense = RequestId{1} << 26;
-    for (size_t i = 0; i < view.queued.size(); ++i) {
-      const RequestId id = view.queued[i].id;
+    for (size_t i = 0; i < queued_.size(); ++i) {
+      const RequestId id = queued_[i].id;
       if (id < 0 || id >= kDense) continue;
       if (static_cast<size_t>(id) >= pos_.size()) pos_.resize(static_cast<size_t>(id) + 1);
       pos_[static_cast<size_t>(id)] = i;
     }
     for (RequestId id : p.requests) {
-      size_t i = id >= 0 && id < kDense ? pos_[static_cast<size_t>(id)] : view.queued.size();
-      if (i >= view.queued.size() || view.queued[i].id != id)
-        for (i = 0; i < view.queued.size() && view.queued[i].id != id; ++i) {
+      size_t i = id >= 0 && id < kDense ? pos_[static_cast<size_t>(id)] : queued_.size();
+      if (i >= queued_.size() || queued_[i].id != id)
+        for (i = 0; i < queued_.size() && queued_[i].id != id; ++i) {
         }
-      if (i < view.queued.size()) core_.remember(view.queued[i]);
+      if (i < queued_.size()) core_.remember(queued_[i]);
     }
     return p;
   }
@@ -78,7 +79,7 @@ class DloraMixed : public DloraCore {
     return true;
   }
 
-  void finish_merged(IterationPlan& plan, const ReplicaView& view) override {
+  void finish_merged(IterationPlan& plan, const ReplicaView& /*view*/) override {
     // After a plan that ran nothing (riders whose adapters or KV did not fit), dLoRA's own.
     if (core_.stuck()) return;
     if (core_.max_riders() == 0 && starving_.empty()) return;
@@ -93,7 +94,7 @@ class DloraMixed : public DloraCore {
     // The merged adapter's requests, as the rule listed them (FCFS), keeping slots for the
     // starving riders.
     const auto& own = groups_[static_cast<size_t>(m)];
-    core_.index_queue(view.queued, taken_);
+    core_.index_queue(queued_, taken_);
     ShapeBuilder b = core_.builder(Mode::mixed, m);
     batch_.clear();
     const int32_t keep = std::max(1, B - starving_others);  // at least one of m's requests
@@ -113,6 +114,8 @@ class DloraMixed : public DloraCore {
     const int32_t riders = core_.add_riders(m, b, batch_, must, groups_, order_, taken_);
     if (riders == 0) return;
     plan.mode = Mode::mixed;
+    plan.tail = Tail::none;  // A1's whole-queue tail is replaced by the explicit list
+    plan.tail_adapter = kNoAdapter;
     plan.requests.clear();
     for (const RequestView* r : batch_) plan.requests.push_back(r->id);
     for (const RequestView* r : own)  // the rest of its queue, in case admission skips some
@@ -126,6 +129,7 @@ class DloraMixed : public DloraCore {
   std::vector<AdapterId> active_, order_;
   std::vector<const RequestView*> starving_, batch_;
   std::vector<uint8_t> taken_;
+  std::span<const RequestView> queued_;  // this plan's copy of view.queued (core_.snapshot)
   std::vector<size_t> pos_;
 };
 

@@ -22,17 +22,12 @@ class MergedOnly : public Scheduler {
     IterationPlan p;
     if (view.queued.empty()) return p;
     AdapterId target = view.queued.front().adapter;
-    if (drain_ && view.mode == Mode::merged) {
-      for (const RequestView& r : view.queued)
-        if (r.adapter == view.merged_adapter) {
-          target = view.merged_adapter;
-          break;
-        }
-    }
+    if (drain_ && view.mode == Mode::merged && !view.queued_of(view.merged_adapter).empty())
+      target = view.merged_adapter;
     p.mode = Mode::merged;
     p.merged_adapter = target;
-    for (const RequestView& r : view.queued)
-      if (r.adapter == target) p.requests.push_back(r.id);
+    p.tail = Tail::adapter;  // all of its queued requests, oldest first
+    p.tail_adapter = target;
     return p;
   }
 

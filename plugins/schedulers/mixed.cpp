@@ -83,20 +83,21 @@ class Mixed : public Scheduler {
       target = best;
     }
 
-    // Candidates: the queue in FCFS order, skipping requests of adapters beyond the limit.
-    std::vector<AdapterId> kept;
-    for (const RequestView& r : view.queued) {
-      if (r.adapter != target && std::find(kept.begin(), kept.end(), r.adapter) == kept.end()) {
-        if (static_cast<int32_t>(kept.size()) >= cap_) continue;
-        kept.push_back(r.adapter);
-      }
-      out.requests.push_back(r.id);
-    }
+    // Candidates: the queue in FCFS order, skipping requests of adapters beyond the limit (the
+    // merged one aside): a plan tail, which the engine walks only as far as admission goes.
+    // Only the target's requests queued: a plain merged batch.
     if (target == kNoAdapter) {
       out.mode = Mode::unmerged;
-    } else {
+      out.tail = Tail::fcfs;
+    } else if (view.queued_of(target).size() == view.queued.size()) {
+      out.mode = Mode::merged;
       out.merged_adapter = target;
-      out.mode = kept.empty() ? Mode::merged : Mode::mixed;
+      out.tail = Tail::adapter;
+      out.tail_adapter = target;
+    } else {
+      out.mode = Mode::mixed;
+      out.merged_adapter = target;
+      out.tail = Tail::fcfs;
     }
     return out;
   }

@@ -38,7 +38,8 @@ class ThroughputAware : public Scheduler {
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan out;
     core_.begin(view);
-    if (view.queued.empty()) return out;
+    queued_ = core_.snapshot(view.queued);
+    if (queued_.empty()) return out;
     if (groups_.size() < static_cast<size_t>(view.num_adapters))
       groups_.resize(static_cast<size_t>(view.num_adapters));
     const int32_t B = core_.batch_limit();
@@ -47,7 +48,7 @@ class ThroughputAware : public Scheduler {
     // Each adapter's queue (FCFS); adapters in order of their oldest request.
     for (AdapterId a : active_) groups_[static_cast<size_t>(a)].clear();
     active_.clear();
-    for (const RequestView& r : view.queued) {
+    for (const RequestView& r : queued_) {
       auto& g = groups_[static_cast<size_t>(r.adapter)];
       if (g.empty()) active_.push_back(r.adapter);
       g.push_back(&r);
@@ -56,7 +57,7 @@ class ThroughputAware : public Scheduler {
     std::stable_sort(by_size_.begin(), by_size_.end(), [&](AdapterId a, AdapterId b) {
       return groups_[static_cast<size_t>(a)].size() > groups_[static_cast<size_t>(b)].size();
     });
-    core_.find_starving(view.queued, starving_);
+    core_.find_starving(queued_, starving_);
 
     if (core_.stuck()) return fallback(view);
     best_ = {};
@@ -64,7 +65,7 @@ class ThroughputAware : public Scheduler {
 
     // Unmerged.
     {
-      core_.index_queue(view.queued, taken_);
+      core_.index_queue(queued_, taken_);
       ShapeBuilder b = core_.builder(Mode::unmerged, kNoAdapter);
       batch_.clear();
       auto take = [&](const RequestView* r) {
@@ -79,7 +80,7 @@ class ThroughputAware : public Scheduler {
         for (AdapterId a : by_size_)
           for (const RequestView* r : groups_[static_cast<size_t>(a)]) take(r);
       } else {
-        for (const RequestView& r : view.queued) take(&r);
+        for (const RequestView& r : queued_) take(&r);
       }
       consider(Mode::unmerged, kNoAdapter, b);
     }
@@ -107,7 +108,7 @@ class ThroughputAware : public Scheduler {
         consider(Mode::merged, m, b);
       }
       if (core_.max_riders() > 0 && !own.empty()) {  // a mixed batch without m: all pay its pass
-        core_.index_queue(view.queued, taken_);
+        core_.index_queue(queued_, taken_);
         ShapeBuilder b = core_.builder(Mode::mixed, m);
         batch_.clear();
         // At least one of m's requests (else every request would pay m's pass for nothing).
@@ -164,11 +165,11 @@ class ThroughputAware : public Scheduler {
   // After a plan that ran nothing: unmerged, the requests that need the least memory first
   // (ready ones, one KV block each, FCFS), then the rest FCFS. Running anything unmerged also
   // releases the merged adapter's blocks.
-  IterationPlan fallback(const ReplicaView& view) {
+  IterationPlan fallback(const ReplicaView& /*view*/) {
     IterationPlan out;
     ShapeBuilder b = core_.builder(Mode::unmerged, kNoAdapter);
     for (int pass = 0; pass < 2; ++pass)
-      for (const RequestView& r : view.queued) {
+      for (const RequestView& r : queued_) {
         if ((r.state == RequestState::ready) != (pass == 0)) continue;
         if (b.new_adapter(r.adapter) && b.unmerged_adapters() >= core_.adapter_cap()) continue;
         b.add(r);
@@ -182,8 +183,8 @@ class ThroughputAware : public Scheduler {
   // (in FCFS order), in case admission cannot take some of the batch (KV blocks, token
   // budget). No other adapter: admission fills a short batch from the list, and a rider the
   // cost test turned away must not get in that way.
-  void fill_plan(const ReplicaView& view, const Choice& pick, IterationPlan& out) {
-    core_.index_queue(view.queued, taken_);
+  void fill_plan(const ReplicaView& /*view*/, const Choice& pick, IterationPlan& out) {
+    core_.index_queue(queued_, taken_);
     ShapeBuilder b = core_.builder(pick.mode, pick.weights);
     auto push = [&](const RequestView* r) {
       b.add(*r);
@@ -194,7 +195,7 @@ class ThroughputAware : public Scheduler {
     for (const RequestView* r : pick.batch) push(r);
     int32_t extra = 0;
     const int32_t B = core_.batch_limit();
-    for (const RequestView& r : view.queued) {
+    for (const RequestView& r : queued_) {
       if (extra >= B) break;
       if (taken_[core_.slot(r)]) continue;
       if (pick.mode == Mode::merged && r.adapter != pick.weights) continue;
@@ -212,6 +213,7 @@ class ThroughputAware : public Scheduler {
   std::vector<AdapterId> active_, by_size_, merged_candidates_;
   std::vector<const RequestView*> starving_, batch_;
   std::vector<uint8_t> taken_;
+  std::span<const RequestView> queued_;  // this plan's copy of view.queued (core_.snapshot)
   Choice best_, best_here_;
 };
 

@@ -186,6 +186,15 @@ class ThroughputCore {
     return riders;
   }
 
+  // The view's queue copied into one FCFS array (API 3's queue is a linked range): these
+  // policies index requests by position and look at the whole queue, so they pay O(queue) per
+  // decision, unlike dlora, which walks only what it needs. Every RequestView they handle
+  // points into this array.
+  std::span<const RequestView> snapshot(const QueueRange& queued) {
+    snapshot_.assign(queued.begin(), queued.end());
+    return snapshot_;
+  }
+
   // `taken` flags are indexed by position in the view's queue (every RequestView a scheduler
   // handles points into it): call before using them.
   void index_queue(std::span<const RequestView> queued, std::vector<uint8_t>& taken) {
@@ -236,6 +245,7 @@ class ThroughputCore {
   AdapterId period_weights_ = kNoAdapter;
   int64_t period_iters_ = 0;
   const RequestView* base_ = nullptr;
+  std::vector<RequestView> snapshot_;
   bool stuck_ = false, planned_once_ = false, observed_ = false;
   int64_t planned_iteration_ = 0;
 };

@@ -13,28 +13,20 @@ class UnmergedFcfs : public Scheduler {
  public:
   explicit UnmergedFcfs(const CreateArgs&) {}
 
+  // The candidates are the whole queue up to that first request: a plan tail, walked by the
+  // engine only as far as admission goes (O(1) here, however long the queue).
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan p;
     if (view.num_adapters == 1) {
       p.mode = Mode::merged;
       p.merged_adapter = 0;
+      p.tail = Tail::adapter;  // every request is adapter 0's
+      p.tail_adapter = 0;
+      return p;
     }
-    const int32_t cap = view.limits.max_adapters_per_batch;
-    seen_.assign(static_cast<size_t>(view.num_adapters), 0);
-    int32_t adapters = 0;
-    for (const RequestView& r : view.queued) {
-      if (!seen_[static_cast<size_t>(r.adapter)]) {
-        if (cap > 0 && adapters >= cap) break;
-        seen_[static_cast<size_t>(r.adapter)] = 1;
-        ++adapters;
-      }
-      p.requests.push_back(r.id);
-    }
+    p.tail = Tail::fcfs_until_limit;
     return p;
   }
-
- private:
-  std::vector<uint8_t> seen_;
 };
 
 PluginInfo info() {

@@ -40,7 +40,7 @@ TEST(Dlora, LoneRequestMerges) {
   auto p = d(b.view());
   EXPECT_EQ(p.mode, Mode::merged);
   EXPECT_EQ(p.merged_adapter, 3);
-  EXPECT_EQ(p.requests, std::vector<api::RequestId>{0});
+  EXPECT_EQ(testkit::candidates(b.view(), p), std::vector<api::RequestId>{0});
 }
 
 TEST(Dlora, NoAdapterDominatesRunsUnmergedFcfs) {
@@ -50,8 +50,8 @@ TEST(Dlora, NoAdapterDominatesRunsUnmergedFcfs) {
   for (int i = 0; i < 10; ++i) b.add(i % 10 < 7 ? 1 : 2, 0.01 * i);
   auto p = d(b.view());
   EXPECT_EQ(p.mode, Mode::unmerged);
-  EXPECT_EQ(p.requests.size(), 10u);
-  EXPECT_EQ(p.requests.front(), 0);
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 10u);
+  EXPECT_EQ(testkit::candidates(b.view(), p).front(), 0);
 }
 
 TEST(Dlora, LowerAlphaMergesTheLargestQueue) {
@@ -61,7 +61,7 @@ TEST(Dlora, LowerAlphaMergesTheLargestQueue) {
   auto p = d(b.view());
   EXPECT_EQ(p.mode, Mode::merged);
   EXPECT_EQ(p.merged_adapter, 1);
-  EXPECT_EQ(p.requests.size(), 7u);
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 7u);
 }
 
 TEST(Dlora, TieGoesToTheLowerAdapterId) {
@@ -81,21 +81,21 @@ TEST(Dlora, StaysMergedWhileQueueAboveBetaThenUnmerges) {
   auto p = d(b.view());
   ASSERT_EQ(p.mode, Mode::merged);
   ASSERT_EQ(p.merged_adapter, 1);
-  EXPECT_EQ(p.requests.size(), 16u);  // cut to B
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 16u);  // cut to B
   // 9 of adapter 1 among 16 queued: 9 >= beta (0.5556) x 16 = 8.9: A1 stays merged.
   for (api::RequestId id = 0; id < 7; ++id) b.remove(id);
   b.add_many(3, 3, 2.0);
   p = d(b.view());
   EXPECT_EQ(p.mode, Mode::merged);
   EXPECT_EQ(p.merged_adapter, 1);
-  EXPECT_EQ(p.requests.size(), 9u);
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 9u);
   // 8 of adapter 1 among 16: 8 < 8.9, and no queue reaches alpha x 16: unmerged FCFS.
   b.remove(7);
   b.add(2, 3.0);
   p = d(b.view());
   EXPECT_EQ(p.mode, Mode::unmerged);
   EXPECT_EQ(p.merged_adapter, api::kNoAdapter);
-  EXPECT_EQ(p.requests.size(), 16u);
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 16u);
 }
 
 TEST(Dlora, StayMergedTakesTheWholeQueueNotCutToB) {
@@ -103,10 +103,10 @@ TEST(Dlora, StayMergedTakesTheWholeQueueNotCutToB) {
   testkit::ReplicaBuilder b(2, 4);
   b.add_many(0, 10, 0.0);
   auto p = d(b.view());  // A2: cut to B
-  EXPECT_EQ(p.requests.size(), 4u);
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 4u);
   p = d(b.view());  // A1: all 10 (admission stops at B)
   EXPECT_EQ(p.mode, Mode::merged);
-  EXPECT_EQ(p.requests.size(), 10u);
+  EXPECT_EQ(testkit::candidates(b.view(), p).size(), 10u);
 }
 
 TEST(Dlora, CreditPriorityOverridesMergedBatching) {
@@ -126,11 +126,12 @@ TEST(Dlora, CreditPriorityOverridesMergedBatching) {
   }
   auto p = d(b.view());
   EXPECT_EQ(p.mode, Mode::unmerged);
-  ASSERT_EQ(p.requests.size(), 4u);
-  EXPECT_EQ(p.requests[0], 0);
-  EXPECT_EQ(p.requests[1], 1);
-  EXPECT_EQ(p.requests[2], 2);  // the FCFS batch's adapter-0 requests fill the rest
-  EXPECT_EQ(p.requests[3], 3);
+  ASSERT_EQ(testkit::candidates(b.view(), p).size(), 4u);
+  EXPECT_EQ(testkit::candidates(b.view(), p)[0], 0);
+  EXPECT_EQ(testkit::candidates(b.view(), p)[1], 1);
+  EXPECT_EQ(testkit::candidates(b.view(), p)[2],
+            2);  // the FCFS batch's adapter-0 requests fill the rest
+  EXPECT_EQ(testkit::candidates(b.view(), p)[3], 3);
 }
 
 TEST(Dlora, UnmergedBatchRespectsTheAdapterCapacity) {
@@ -143,7 +144,7 @@ TEST(Dlora, UnmergedBatchRespectsTheAdapterCapacity) {
   for (int i = 0; i < 9; ++i) b.add(i % 3, 0.01 * i);
   auto p = plan(*s, b.view());
   EXPECT_EQ(p.mode, Mode::unmerged);
-  EXPECT_EQ(p.requests, (std::vector<api::RequestId>{0, 1, 3, 4, 6, 7}));
+  EXPECT_EQ(testkit::candidates(b.view(), p), (std::vector<api::RequestId>{0, 1, 3, 4, 6, 7}));
 }
 
 TEST(Dlora, AdaptiveThresholdsMoveAtModeSwitches) {
@@ -171,7 +172,7 @@ TEST(Dlora, IdleQueueChangesNothing) {
   Dlora d(4, 16);
   testkit::ReplicaBuilder b(4);
   auto p = d(b.view());
-  EXPECT_TRUE(p.requests.empty());
+  EXPECT_TRUE(testkit::candidates(b.view(), p).empty());
 }
 
 TEST(Dlora, NeedsTwoAdapterSlotsWithSeveralAdapters) {
@@ -191,7 +192,7 @@ TEST(UnmergedFcfs, OldestFirstAndStopsAtTheAdapterLimit) {
   auto p = test::plan(*s, b.view());
   EXPECT_EQ(p.mode, Mode::unmerged);
   // FCFS: 1 (a1), 2 (a2), 0 (a0): the third adapter stops the walk (break, not skip).
-  EXPECT_EQ(p.requests, (std::vector<api::RequestId>{1, 2}));
+  EXPECT_EQ(testkit::candidates(b.view(), p), (std::vector<api::RequestId>{1, 2}));
 }
 
 TEST(MergedOnly, MergesTheOldestRequestsAdapter) {
@@ -201,7 +202,7 @@ TEST(MergedOnly, MergesTheOldestRequestsAdapter) {
   auto p = test::plan(*s, b.view());
   EXPECT_EQ(p.mode, Mode::merged);
   EXPECT_EQ(p.merged_adapter, 3);
-  EXPECT_EQ(p.requests, (std::vector<api::RequestId>{1, 2}));
+  EXPECT_EQ(testkit::candidates(b.view(), p), (std::vector<api::RequestId>{1, 2}));
 }
 
 TEST(MergedOnly, DrainKeepsTheMergedAdapter) {
@@ -210,7 +211,7 @@ TEST(MergedOnly, DrainKeepsTheMergedAdapter) {
   b.merged(2).add(3, 0.1).add(2, 0.5);
   auto p = test::plan(*s, b.view());
   EXPECT_EQ(p.merged_adapter, 2);
-  EXPECT_EQ(p.requests, (std::vector<api::RequestId>{1}));
+  EXPECT_EQ(testkit::candidates(b.view(), p), (std::vector<api::RequestId>{1}));
 }
 
 TEST(FixedThreshold, RefusesBetaAtOrAboveAlpha) {

@@ -331,11 +331,13 @@ TEST(DloraMixed, RidersFillTheMergedBatchDloraLeavesHalfEmpty) {
     const auto p2 = plan(*s, b.view());
     if (!mixed) {
       EXPECT_EQ(p2.mode, Mode::merged);
-      EXPECT_EQ(p2.requests.size(), 10u);
+      EXPECT_EQ(testkit::candidates(b.view(), p2).size(), 10u);  // A1: adapter 1's queue
       continue;
     }
     EXPECT_EQ(p2.mode, Mode::mixed);
     EXPECT_EQ(p2.merged_adapter, 1);
+    EXPECT_TRUE(testkit::check_plan(b.view(), p2).is_ok());
+    EXPECT_EQ(testkit::candidates(b.view(), p2).size(), p2.requests.size());
     EXPECT_EQ(adapters_of(b, p2),
               (std::vector<api::AdapterId>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 0, 0, 3, 3}));
   }

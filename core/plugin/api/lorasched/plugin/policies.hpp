@@ -32,15 +32,34 @@ struct CreateArgs {
 
 // ---- scheduler: which requests run next, merged or unmerged ----------------------------------
 
-// The decision for one iteration. `requests` is an ordered list of candidates; the
-// engine admits them in this order under its limits (batch size, token budget, KV blocks:
-// dLoRA's _prepare_scheduleroutputs), so a plan may list more candidates than fit.
-// In merged mode every candidate must belong to merged_adapter; in unmerged mode the
-// candidates may hold at most limits.max_adapters_per_batch distinct adapters.
+// How a plan's candidate list goes on after the requests it lists (IterationPlan::tail).
+// The tail is every queued request not listed in `requests`, oldest first (the view's FCFS
+// order), of one adapter or of all:
+enum class Tail : uint8_t {
+  none = 0,     // no tail: the candidates are `requests`
+  adapter = 1,  // tail_adapter's queued requests (`queued_of(tail_adapter)`)
+  // All queued requests; in unmerged and mixed mode a request whose adapter would take the
+  // plan past limits.max_adapters_per_batch distinct adapters (counting those of `requests`,
+  // and in mixed mode not the merged one) is skipped.
+  fcfs = 2,
+  // The same, but the tail ends at the first such request (dLoRA artifact's strict FCFS).
+  fcfs_until_limit = 3,
+};
+
+// The decision for one iteration: an ordered list of candidates, `requests` then the tail
+// (queued requests the plan names without listing them, at no cost however long the queue).
+// The engine admits the candidates in this order under its limits (batch size, token budget,
+// KV blocks: dLoRA's _prepare_scheduleroutputs) and looks at the tail only as far as that
+// takes it, so a plan may name more candidates than fit. In merged mode every candidate must
+// belong to merged_adapter (a tail only as Tail::adapter of it); in unmerged mode the
+// candidates may hold at most limits.max_adapters_per_batch distinct adapters (a
+// Tail::adapter counts as one). validate_plan (validate.hpp) has the exact rules.
 struct IterationPlan {
   Mode mode = Mode::unmerged;
   AdapterId merged_adapter = kNoAdapter;
   std::vector<RequestId> requests;
+  Tail tail = Tail::none;
+  AdapterId tail_adapter = kNoAdapter;  // Tail::adapter only
 };
 
 class Scheduler {

@@ -17,8 +17,9 @@ namespace lorasched::api {
 // Version of the plugin API (these headers). A plugin built against another version is
 // refused by the loader. Bump it on any change to a type or virtual function in
 // lorasched/plugin/*.hpp (see docs/plugin-guide.md, "API evolution").
-// History: 1 first release; 2 added Mode::mixed.
-inline constexpr int kApiVersion = 2;
+// History: 1 first release; 2 added Mode::mixed; 3 the incremental queue (ReplicaView::queued
+// a QueueRange, queued_of(), ReplicaView::queue) and plan tails (IterationPlan::tail).
+inline constexpr int kApiVersion = 3;
 
 using RequestId = int64_t;
 using AdapterId = int32_t;

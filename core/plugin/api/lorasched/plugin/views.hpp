@@ -5,48 +5,10 @@
 #include <cstdint>
 #include <span>
 
+#include "lorasched/plugin/queue.hpp"
 #include "lorasched/plugin/types.hpp"
 
 namespace lorasched::api {
-
-// dLoRA / vLLM 0.1.4 request states. waiting: not prefilled (or preempted by
-// recomputation); ready: KV cache on the device, waiting for its next iteration; swapped:
-// KV cache in host memory; running: in the iteration being executed.
-enum class RequestState : uint8_t {
-  waiting = 0,
-  ready = 1,
-  swapped = 2,
-  running = 3,
-  finished = 4
-};
-
-inline const char* to_string(RequestState s) {
-  switch (s) {
-    case RequestState::waiting:
-      return "waiting";
-    case RequestState::ready:
-      return "ready";
-    case RequestState::swapped:
-      return "swapped";
-    case RequestState::running:
-      return "running";
-    case RequestState::finished:
-      return "finished";
-  }
-  return "?";
-}
-
-struct RequestView {
-  RequestId id = 0;
-  AdapterId adapter = 0;
-  double arrival = 0;  // seconds of virtual time
-  int32_t prompt_tokens = 0;
-  int32_t output_tokens = 0;  // tokens it will generate in total (EOS ignored, as in dLoRA)
-  int32_t generated = 0;      // tokens generated so far
-  RequestState state = RequestState::waiting;
-  int32_t kv_blocks = 0;  // KV blocks it holds (device or host when swapped)
-  int32_t context_tokens() const { return prompt_tokens + generated; }
-};
 
 struct AdapterView {
   AdapterId id = 0;
@@ -75,11 +37,17 @@ struct ReplicaView {
   Mode mode = Mode::unmerged;             // how the replica's weights are now
   AdapterId merged_adapter = kNoAdapter;  // set when mode == merged
   // Every unfinished request not in flight (waiting, ready and swapped), oldest arrival
-  // first; ties keep the order waiting, ready, swapped (dLoRA's FCFS).
-  std::span<const RequestView> queued;
+  // first; ties keep the order waiting, ready, swapped (dLoRA's FCFS). A walk from the front
+  // (`for (const RequestView& r : view.queued)`, `.front()`); `.size()` is free, each step of
+  // a walk costs one link, so stop as soon as you have what you need (queue.hpp).
+  QueueRange queued;
+  // Adapter a's queued requests, in the same order; `.size()` is their number.
+  QueueRange queued_of(AdapterId a) const { return queue->of_adapter(a); }
   std::span<const AdapterView> adapters;  // indexed by adapter id
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_free = 0;
+  // The queue `queued` and queued_of() walk (the engine's own, read-only here).
+  const RequestQueue* queue = nullptr;
 };
 
 // What happened in one iteration, reported to the scheduler and threshold plugins after it.

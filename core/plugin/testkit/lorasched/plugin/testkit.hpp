@@ -56,12 +56,23 @@ inline api::Status check_plan(const api::ReplicaView& view, const api::Iteration
   return api::validate_plan(view, plan);
 }
 
-// A replica's state, built by hand. Requests get ids 0, 1, 2, ... in the order added;
-// view() lists them in the engine's FCFS order (arrival, ties by state waiting < ready <
-// swapped, then by order added).
+// Every candidate of a (valid) plan, in the order the engine admits them: plan.requests, then
+// its tail (IterationPlan::tail) in full, walked by the engine's own code (api::PlanTail).
+inline std::vector<api::RequestId> candidates(const api::ReplicaView& view,
+                                              const api::IterationPlan& plan) {
+  return api::plan_candidates(view, plan);
+}
+
+// A replica's state, built by hand. Requests get ids 0, 1, 2, ... in the order added; view()
+// lists them in the engine's FCFS order (arrival, ties by state waiting < ready < swapped,
+// then by order added), kept by the engine's own queue (api::RequestQueue). A request that
+// holds KV (ready, swapped) holds ceil(context / limits.block_size) blocks: set limits()
+// before adding.
 class ReplicaBuilder {
  public:
-  explicit ReplicaBuilder(int32_t num_adapters, int32_t max_batch_size = 16) {
+  explicit ReplicaBuilder(int32_t num_adapters,
+                          int32_t max_batch_size = api::ReplicaLimits{}.max_batch_size)
+      : queue_(num_adapters) {
     limits_.max_batch_size = max_batch_size;
     limits_.max_adapters_per_batch = num_adapters;
     adapters_.resize(static_cast<size_t>(num_adapters));
@@ -79,9 +90,10 @@ class ReplicaBuilder {
     r.output_tokens = output;
     r.generated = generated;
     r.state = state;
-    r.kv_blocks = state == api::RequestState::waiting ? 0 : (prompt + generated + 15) / 16;
-    requests_.push_back(r);
+    const int32_t bs = limits_.block_size;
+    r.kv_blocks = state == api::RequestState::waiting ? 0 : (prompt + generated + bs - 1) / bs;
     adapters_.at(static_cast<size_t>(adapter)).unfinished += 1;
+    slots_.push_back(queue_.push(r));
     return *this;
   }
   // n requests of one adapter arriving at t0, t0 + dt, ...
@@ -120,22 +132,16 @@ class ReplicaBuilder {
   }
   // Drops requests (e.g. the ones a plan ran to completion).
   ReplicaBuilder& remove(api::RequestId id) {
-    auto it = std::find_if(requests_.begin(), requests_.end(),
-                           [&](const api::RequestView& r) { return r.id == id; });
-    if (it != requests_.end()) {
-      adapters_.at(static_cast<size_t>(it->adapter)).unfinished -= 1;
-      requests_.erase(it);
+    if (id < 0 || static_cast<size_t>(id) >= slots_.size()) return *this;
+    const api::RequestQueue::Slot s = slots_[static_cast<size_t>(id)];
+    if (queue_.holds(s, id)) {
+      adapters_.at(static_cast<size_t>(queue_.node(s).request.adapter)).unfinished -= 1;
+      queue_.erase(s);
     }
     return *this;
   }
 
   const api::ReplicaView& view() {
-    sorted_ = requests_;
-    std::stable_sort(sorted_.begin(), sorted_.end(),
-                     [](const api::RequestView& a, const api::RequestView& b) {
-                       if (a.arrival != b.arrival) return a.arrival < b.arrival;
-                       return static_cast<int>(a.state) < static_cast<int>(b.state);
-                     });
     view_.replica = 0;
     view_.now = now_;
     view_.iteration = iteration_;
@@ -143,16 +149,18 @@ class ReplicaBuilder {
     view_.limits = limits_;
     view_.mode = mode_;
     view_.merged_adapter = merged_;
-    view_.queued = sorted_;
+    view_.queued = queue_.all();
     view_.adapters = adapters_;
     view_.kv_blocks_total = kv_total_;
     view_.kv_blocks_free = kv_free_;
+    view_.queue = &queue_;
     return view_;
   }
 
  private:
   api::ReplicaLimits limits_;
-  std::vector<api::RequestView> requests_, sorted_;
+  api::RequestQueue queue_;
+  std::vector<api::RequestQueue::Slot> slots_;  // by request id
   std::vector<api::AdapterView> adapters_;
   api::Mode mode_ = api::Mode::unmerged;
   api::AdapterId merged_ = api::kNoAdapter;
@@ -197,7 +205,7 @@ class ClusterBuilder {
     v.id = next_id_++;
     v.adapter = a;
     v.arrival = arrival;
-    v.prompt_tokens = 16 * kv_blocks;
+    v.prompt_tokens = limits_.block_size * kv_blocks;
     v.output_tokens = 16;
     v.state = state;
     v.kv_blocks = kv_blocks;
