@@ -81,6 +81,11 @@ class Progress {
   int last_pct_ = -1;
 };
 
+// Under the summary table: what its columns measure.
+constexpr const char* kWindowNote =
+    "(latency, TTFT and %SLO: requests arriving in the measurement window; req/s, tok/s: "
+    "served within it; docs/results-format.md)";
+
 // Groups runs by the values of `keys` among their sweep coordinates, in first-seen order.
 std::vector<RunGroup> group_runs(
     const std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>>& runs,
@@ -144,7 +149,12 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
         throw Error(err.code(), fmt::format("{} [sweep point: {}]", err.what(), e.label));
       }
       progress.finish(result.wall_seconds);
-      Summary summary = summarize(result.records);
+      Summary summary = summarize(result.records, e.metrics.summary);
+      if (summary.window_requests == 0 && summary.requests > 0)
+        log::warn(
+            "{}: no request arrived in the measurement window [{}, {}] s ([metrics] "
+            "warmup_s, cooldown_s): its latency and SLO figures are NaN",
+            e.label.empty() ? e.run.name : e.label, summary.window_start, summary.window_end);
       summary.wall_seconds = result.wall_seconds;
       RunAttributes attrs;
       attrs.label = e.label;
@@ -174,6 +184,7 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
   }
   writer.commit();
   print_summary_table(std::cout, table, /*csv=*/false);
+  fmt::print("{}\n", kWindowNote);
   const ReportSection& report = exps.front().report;
   if (!report.group_by.empty()) {
     std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>> coords;
@@ -282,6 +293,7 @@ int cmd_report(const ReportOptions& opts) {
   for (const auto& r : runs)
     table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
   print_summary_table(std::cout, table, opts.csv);
+  if (!opts.csv) fmt::print("{}\n", kWindowNote);
   if (!opts.csv) print_fidelity(std::cout, runs);  // only when a file holds cpu + costmodel runs
   return 0;
 }

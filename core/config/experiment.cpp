@@ -442,6 +442,10 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     const toml::table* t = r.opt_table("metrics");
     TableReader s(t ? *t : empty, "metrics", ctx.hints);
     e.metrics.log_batches = s.get_bool("log_batches", false);
+    SummaryOptions& m = e.metrics.summary;
+    m.warmup_s = s.get_real("warmup_s", m.warmup_s, 0, 1e12);
+    m.cooldown_s = s.get_real("cooldown_s", m.cooldown_s, 0, 1e12);
+    m.slo_per_token_s = s.get_real("slo_per_token_s", m.slo_per_token_s, 0, 1e6, true);
     s.finish();
   }
   {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/metrics/summary.hpp"
 #include "core/workload/workload.hpp"
 #include "lorasched/plugin/types.hpp"
 
@@ -83,6 +84,7 @@ struct ClusterSection {
 
 struct MetricsSection {
   bool log_batches = false;
+  SummaryOptions summary;  // warmup_s, cooldown_s (the measurement window), slo_per_token_s
 };
 
 // How `lorasched run` summarises a sweep beyond one row per run.

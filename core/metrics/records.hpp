@@ -139,6 +139,16 @@ enum class FieldClock : bool { deterministic, wall };
   X(double, ttft_p90, kNoTime, none, "s", deterministic)                                           \
   X(double, queueing_mean, kNoTime, none, "s", deterministic)                                      \
   X(double, queueing_p90, kNoTime, none, "s", deterministic)                                       \
+  X(double, window_start, kNoTime, none, "s", deterministic)  /* [metrics] warmup_s */             \
+  X(double, window_end, kNoTime, none, "s", deterministic)    /* last arrival - cooldown_s */      \
+  X(int64_t, window_requests, 0, none, "", deterministic)     /* arriving in the window */         \
+  X(int64_t, window_completed, 0, none, "", deterministic)                                         \
+  X(double, window_offered_rps, kNoTime, none, "req/s", deterministic)                             \
+  X(double, window_throughput_rps, kNoTime, none, "req/s", deterministic)                          \
+  X(double, window_throughput_tokens, kNoTime, none, "tokens/s", deterministic)                    \
+  X(double, slo_attainment_dlora, kNoTime, none, "", deterministic) /* 0.5 s per output token */   \
+  X(double, slo_per_token_s, kNoTime, none, "s/token", deterministic) /* [metrics] */              \
+  X(double, slo_attainment, kNoTime, none, "", deterministic)                                      \
   X(int64_t, iterations, 0, none, "", deterministic)                                               \
   X(int64_t, merged_iterations, 0, none, "", deterministic)                                        \
   X(int64_t, merges, 0, none, "", deterministic)                                                   \

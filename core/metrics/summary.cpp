@@ -40,13 +40,26 @@ bool completed(const RequestRecord& r) {
 
 }  // namespace
 
-Summary summarize(const RunRecords& records) {
+Summary summarize(const RunRecords& records, const SummaryOptions& options) {
   Summary s;
   s.requests = static_cast<int64_t>(records.requests.size());
+
+  // The window: [warmup, last arrival - cooldown] (NaN end when no request has an arrival).
+  double last_arrival = -INFINITY;
+  for (const auto& r : records.requests)
+    if (std::isfinite(r.arrival)) last_arrival = std::max(last_arrival, r.arrival);
+  const double w0 = options.warmup_s;
+  const double w1 = std::isfinite(last_arrival) ? last_arrival - options.cooldown_s : kNoTime;
+  const double span = w1 - w0;                                    // NaN or <= 0: no rates
+  auto in_window = [&](double t) { return t >= w0 && t <= w1; };  // false for NaN
+  s.window_start = w0;
+  s.window_end = w1;
+  s.slo_per_token_s = options.slo_per_token_s;
 
   std::vector<double> latency, per_token, ttft, queueing;
   double first_arrival = INFINITY, last_finish = -INFINITY;
   double output_tokens = 0;
+  int64_t done_total = 0, window_done = 0, slo_dlora = 0, slo = 0;
   for (const auto& r : records.requests) {
     switch (static_cast<RequestStatus>(r.status)) {
       case RequestStatus::finished:
@@ -61,21 +74,32 @@ Summary summarize(const RunRecords& records) {
         break;
     }
     if (std::isfinite(r.arrival)) first_arrival = std::min(first_arrival, r.arrival);
-    if (std::isfinite(r.arrival) && std::isfinite(r.first_token))
-      ttft.push_back(r.first_token - r.arrival);
+    const bool done = completed(r);
+    if (done) {
+      ++done_total;
+      output_tokens += r.output_tokens;
+      last_finish = std::max(last_finish, r.finish);
+      if (in_window(r.finish)) ++window_done;
+    }
+    if (!in_window(r.arrival)) continue;
+    ++s.window_requests;
+    if (std::isfinite(r.first_token)) ttft.push_back(r.first_token - r.arrival);
     if (std::isfinite(r.queueing_delay)) queueing.push_back(r.queueing_delay);
-    if (!completed(r)) continue;
+    if (!done) continue;
+    ++s.window_completed;
     const double l = r.finish - r.arrival;
     latency.push_back(l);
     if (r.output_tokens > 0) per_token.push_back(l / r.output_tokens);
-    output_tokens += r.output_tokens;
-    last_finish = std::max(last_finish, r.finish);
+    // A request without output tokens is held to the SLO of one token.
+    const double l_token = l / std::max(r.output_tokens, 1);
+    if (l_token <= kDloraSloPerToken) ++slo_dlora;
+    if (l_token <= options.slo_per_token_s) ++slo;
   }
 
-  if (!latency.empty() && std::isfinite(first_arrival)) {
+  if (done_total > 0 && std::isfinite(first_arrival)) {
     s.makespan = std::max(0.0, last_finish - first_arrival);
     if (s.makespan > 0) {
-      s.throughput_rps = static_cast<double>(latency.size()) / s.makespan;
+      s.throughput_rps = static_cast<double>(done_total) / s.makespan;
       s.throughput_tokens = output_tokens / s.makespan;
     }
   }
@@ -89,6 +113,23 @@ Summary summarize(const RunRecords& records) {
   s.ttft_p90 = quantile(ttft, 0.90);
   s.queueing_mean = mean(queueing);
   s.queueing_p90 = quantile(std::move(queueing), 0.90);
+
+  if (s.window_requests > 0) {
+    const auto n = static_cast<double>(s.window_requests);
+    s.slo_attainment_dlora = static_cast<double>(slo_dlora) / n;
+    s.slo_attainment = static_cast<double>(slo) / n;
+  }
+  double window_tokens = 0;
+  for (const auto& it : records.iterations) {
+    const double end =
+        it.start + (std::isfinite(it.switch_time) ? it.switch_time : 0) + it.duration;
+    if (in_window(end)) window_tokens += it.batch_size;  // one token per request
+  }
+  if (span > 0) {
+    s.window_offered_rps = static_cast<double>(s.window_requests) / span;
+    s.window_throughput_rps = static_cast<double>(window_done) / span;
+    s.window_throughput_tokens = window_tokens / span;
+  }
 
   s.iterations = static_cast<int64_t>(records.iterations.size());
   for (const auto& it : records.iterations) {

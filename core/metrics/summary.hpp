@@ -10,11 +10,30 @@
 
 namespace lorasched {
 
-// Computes every Summary field but wall_seconds (the caller measures it). Latency figures are
-// over completed requests (status finished or length_capped, finite arrival and finish);
-// TTFT and queueing delay over every request that got that far. A figure with no sample is
-// NaN, counts are 0; never throws on empty or odd input (NaN times are skipped).
-Summary summarize(const RunRecords& records);
+// dLoRA's service-level objective: 0.5 s of request latency per output token (its SLO
+// attainment figures).
+inline constexpr double kDloraSloPerToken = 0.5;
+
+// What `summarize` measures over ([metrics] of the experiment file, docs/user-guide.md).
+// The measurement window is [warmup_s, last arrival - cooldown_s] in virtual seconds: the
+// headline figures count only requests arriving in it, so warm-up (an empty system filling
+// up) and drain (the backlog served after the last arrival) do not weigh on them.
+struct SummaryOptions {
+  double warmup_s = 0;
+  double cooldown_s = 0;
+  // A second SLO beside dLoRA's. 0.2 s per output token is about reading speed (5 tokens/s):
+  // a stricter, interactive objective.
+  double slo_per_token_s = 0.2;
+};
+
+// Computes every Summary field but wall_seconds (the caller measures it). Latency, TTFT,
+// queueing and SLO figures are over the requests arriving in the measurement window;
+// latencies over the completed ones (status finished or length_capped, finite arrival and
+// finish), TTFT and queueing delay over every one that got that far. throughput_* and
+// makespan are over the whole run, window_throughput_* over the window (definitions in
+// docs/results-format.md). A figure with no sample is NaN, counts are 0; never throws on
+// empty or odd input (NaN times are skipped).
+Summary summarize(const RunRecords& records, const SummaryOptions& options = {});
 
 // The q-quantile (q in [0, 1]) of `values` by linear interpolation between the closest ranks,
 // exactly as numpy.percentile(values, 100 * q) with its default method. NaN when empty.

@@ -4,40 +4,49 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <variant>
 
 #include <fmt/format.h>
+
+#include "core/metrics/summary.hpp"
 
 namespace lorasched {
 
 namespace {
 
+// The header of the configurable SLO's column; "%SLO <s/token>" when every run has the same.
+constexpr const char* kOwnSlo = "%SLO own";
+
 struct Column {
   const char* human;  // header of the aligned table
-  const char* csv;    // CSV header: the Summary field name where there is one
   int precision;      // decimals in the aligned table; -1: an integer
   std::function<double(const Summary&)> value;
 };
 
+// The aligned table's columns: the headline figures. Latency, TTFT and SLO attainment are over
+// the requests arriving in the measurement window, throughput is what was served within it
+// (docs/results-format.md, "summary"); SLO attainment shows as a percentage.
 const std::vector<Column>& columns() {
   static const std::vector<Column> cols{
-      {"requests", "requests", -1, [](const Summary& s) { return double(s.requests); }},
-      {"done", "finished", -1, [](const Summary& s) { return double(s.finished); }},
-      {"req/s", "throughput_rps", 3, [](const Summary& s) { return s.throughput_rps; }},
-      {"tok/s", "throughput_tokens", 1, [](const Summary& s) { return s.throughput_tokens; }},
-      {"lat avg(s)", "latency_mean", 3, [](const Summary& s) { return s.latency_mean; }},
-      {"P50(s)", "latency_p50", 3, [](const Summary& s) { return s.latency_p50; }},
-      {"P90(s)", "latency_p90", 3, [](const Summary& s) { return s.latency_p90; }},
-      {"P99(s)", "latency_p99", 3, [](const Summary& s) { return s.latency_p99; }},
-      {"s/tok avg", "per_token_latency_mean", 4,
-       [](const Summary& s) { return s.per_token_latency_mean; }},
-      {"s/tok P90", "per_token_latency_p90", 4,
-       [](const Summary& s) { return s.per_token_latency_p90; }},
-      {"TTFT(s)", "ttft_mean", 3, [](const Summary& s) { return s.ttft_mean; }},
-      {"queue(s)", "queueing_mean", 3, [](const Summary& s) { return s.queueing_mean; }},
-      {"merges", "merges", -1, [](const Summary& s) { return double(s.merges); }},
-      {"unmerges", "unmerges", -1, [](const Summary& s) { return double(s.unmerges); }},
-      {"loads", "adapter_loads", -1, [](const Summary& s) { return double(s.adapter_loads); }},
-      {"preempt", "preemptions", -1, [](const Summary& s) { return double(s.preemptions); }},
+      {"requests", -1, [](const Summary& s) { return double(s.requests); }},
+      {"done", -1, [](const Summary& s) { return double(s.finished); }},
+      {"window", -1, [](const Summary& s) { return double(s.window_requests); }},
+      {"req/s", 3, [](const Summary& s) { return s.window_throughput_rps; }},
+      {"tok/s", 1, [](const Summary& s) { return s.window_throughput_tokens; }},
+      {"lat avg(s)", 3, [](const Summary& s) { return s.latency_mean; }},
+      {"P50(s)", 3, [](const Summary& s) { return s.latency_p50; }},
+      {"P90(s)", 3, [](const Summary& s) { return s.latency_p90; }},
+      {"P99(s)", 3, [](const Summary& s) { return s.latency_p99; }},
+      {"s/tok avg", 4, [](const Summary& s) { return s.per_token_latency_mean; }},
+      {"s/tok P90", 4, [](const Summary& s) { return s.per_token_latency_p90; }},
+      {"TTFT(s)", 3, [](const Summary& s) { return s.ttft_mean; }},
+      {"TTFT P90", 3, [](const Summary& s) { return s.ttft_p90; }},
+      {"%SLO 0.5", 1, [](const Summary& s) { return 100 * s.slo_attainment_dlora; }},
+      {kOwnSlo, 1, [](const Summary& s) { return 100 * s.slo_attainment; }},
+      {"merges", -1, [](const Summary& s) { return double(s.merges); }},
+      {"unmerges", -1, [](const Summary& s) { return double(s.unmerges); }},
+      {"loads", -1, [](const Summary& s) { return double(s.adapter_loads); }},
+      {"preempt", -1, [](const Summary& s) { return double(s.preemptions); }},
   };
   return cols;
 }
@@ -52,11 +61,12 @@ std::string csv_quote(const std::string& field) {
   return out + '"';
 }
 
-std::string csv_number(double v, int precision) {
+// Shortest round-trip form; NaN as "nan".
+std::string csv_number(double v) {
   if (std::isnan(v)) return "nan";
-  if (precision < 0) return fmt::format("{}", static_cast<int64_t>(v));
   return fmt::format("{}", v);
 }
+std::string csv_number(int64_t v) { return fmt::format("{}", v); }
 
 std::string human_number(double v, int precision) {
   if (std::isnan(v)) return "-";
@@ -68,22 +78,23 @@ std::string human_number(double v, int precision) {
 
 void print_summary_table(std::ostream& out,
                          const std::vector<std::pair<std::string, Summary>>& runs, bool csv) {
-  const auto& cols = columns();
   if (csv) {
+    // Every summary field, in the file's order, at full precision.
     std::string line = "run";
-    for (const auto& c : cols) line += fmt::format(",{}", c.csv);
+    for (const auto& f : summary_fields()) line += fmt::format(",{}", f.name);
     out << line << '\n';
     for (const auto& [label, s] : runs) {
       line = csv_quote(label);
-      for (const auto& c : cols) {
+      for (const auto& f : summary_fields()) {
         line += ',';
-        line += csv_number(c.value(s), c.precision);
+        line += std::visit([&](auto m) { return csv_number(s.*m); }, f.member);
       }
       out << line << '\n';
     }
     return;
   }
 
+  const auto& cols = columns();
   // Cells first, then widths: the label column left-aligned, numbers right-aligned.
   std::vector<std::vector<std::string>> cells;
   cells.reserve(runs.size());
@@ -92,9 +103,16 @@ void print_summary_table(std::ostream& out,
     for (const auto& c : cols) row.push_back(human_number(c.value(s), c.precision));
     cells.push_back(std::move(row));
   }
-  std::vector<size_t> width(cols.size() + 1);
-  width[0] = 3;  // "run"
-  for (size_t i = 0; i < cols.size(); ++i) width[i + 1] = std::string_view(cols[i].human).size();
+  std::vector<std::string> header{"run"};
+  for (const auto& c : cols) header.emplace_back(c.human);
+  if (!runs.empty() && std::all_of(runs.begin(), runs.end(), [&](const auto& r) {
+        return r.second.slo_per_token_s == runs.front().second.slo_per_token_s;
+      })) {
+    for (auto& h : header)
+      if (h == kOwnSlo) h = fmt::format("%SLO {}", runs.front().second.slo_per_token_s);
+  }
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (const auto& row : cells)
     for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
 
@@ -103,8 +121,6 @@ void print_summary_table(std::ostream& out,
     for (size_t i = 1; i < row.size(); ++i) line += fmt::format("  {:>{}}", row[i], width[i]);
     out << line << '\n';
   };
-  std::vector<std::string> header{"run"};
-  for (const auto& c : cols) header.emplace_back(c.human);
   emit(header);
   for (const auto& row : cells) emit(row);
 }
@@ -140,20 +156,25 @@ std::pair<double, double> mean_ci95(const std::vector<double>& values) {
 void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, bool csv) {
   struct Metric {
     const char* human;
-    const char* name;
+    const char* name;  // the Summary field: CSV columns <name>_mean, <name>_ci95
     int precision;
+    double scale;  // in the aligned table (100: a fraction as a percentage)
     std::function<double(const Summary&)> value;
   };
   static const std::vector<Metric> metrics{
-      {"req/s", "throughput_rps", 3, [](const Summary& s) { return s.throughput_rps; }},
-      {"s/tok avg", "per_token_latency_mean", 4,
+      {"req/s", "window_throughput_rps", 3, 1,
+       [](const Summary& s) { return s.window_throughput_rps; }},
+      {"s/tok avg", "per_token_latency_mean", 4, 1,
        [](const Summary& s) { return s.per_token_latency_mean; }},
-      {"s/tok P90", "per_token_latency_p90", 4,
+      {"s/tok P90", "per_token_latency_p90", 4, 1,
        [](const Summary& s) { return s.per_token_latency_p90; }},
-      {"lat avg(s)", "latency_mean", 3, [](const Summary& s) { return s.latency_mean; }},
-      {"lat P90(s)", "latency_p90", 3, [](const Summary& s) { return s.latency_p90; }},
-      {"TTFT(s)", "ttft_mean", 3, [](const Summary& s) { return s.ttft_mean; }},
-      {"merges", "merges", 1, [](const Summary& s) { return double(s.merges); }},
+      {"lat avg(s)", "latency_mean", 3, 1, [](const Summary& s) { return s.latency_mean; }},
+      {"lat P90(s)", "latency_p90", 3, 1, [](const Summary& s) { return s.latency_p90; }},
+      {"lat P99(s)", "latency_p99", 3, 1, [](const Summary& s) { return s.latency_p99; }},
+      {"TTFT(s)", "ttft_mean", 3, 1, [](const Summary& s) { return s.ttft_mean; }},
+      {"%SLO 0.5", "slo_attainment_dlora", 1, 100,
+       [](const Summary& s) { return s.slo_attainment_dlora; }},
+      {"merges", "merges", 1, 1, [](const Summary& s) { return double(s.merges); }},
   };
   std::vector<std::vector<std::pair<double, double>>> cells;
   for (const auto& g : groups) {
@@ -172,7 +193,7 @@ void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, b
     for (size_t i = 0; i < groups.size(); ++i) {
       out << csv_quote(groups[i].label) << "," << groups[i].runs.size();
       for (const auto& [mean, ci] : cells[i])
-        out << "," << csv_number(mean, 0) << "," << csv_number(ci, 0);
+        out << "," << csv_number(mean) << "," << csv_number(ci);
       out << "\n";
     }
     return;
@@ -186,8 +207,10 @@ void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, b
     std::vector<std::string> row;
     for (size_t j = 0; j < metrics.size(); ++j) {
       const auto [mean, ci] = cells[i][j];
-      std::string t = std::isnan(mean) ? "-" : fmt::format("{:.{}f}", mean, metrics[j].precision);
-      if (!std::isnan(ci)) t += fmt::format(" ±{:.{}f}", ci, metrics[j].precision);
+      const double k = metrics[j].scale;
+      const int p = metrics[j].precision;
+      std::string t = std::isnan(mean) ? "-" : fmt::format("{:.{}f}", k * mean, p);
+      if (!std::isnan(ci)) t += fmt::format(" ±{:.{}f}", k * ci, p);
       width[j] = std::max(width[j], t.size());
       row.push_back(t);
     }

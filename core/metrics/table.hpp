@@ -10,12 +10,15 @@
 
 namespace lorasched {
 
-// One row per run (label, summary). Columns: requests done, throughput (req/s, output tok/s),
-// latency mean/P50/P90/P99 (s), latency per output token mean/P90 (s/token), mean TTFT (s),
-// mean queueing delay (s), merges, unmerges, adapter loads, preemptions.
-// csv = false: aligned columns with a header, rounded for reading; a figure with no sample
-// shows as "-". csv = true: a header line and one line per run, full precision (shortest
-// round-trip form), NaN as "nan", labels quoted when they hold a comma, quote or newline.
+// One row per run (label, summary).
+// csv = false: the headline figures as aligned columns with a header, rounded for reading:
+// requests, completed, requests in the measurement window, throughput served within the
+// window (req/s, output tok/s), latency mean/P50/P90/P99 (s), latency per output token
+// mean/P90 (s/token), TTFT mean/P90 (s), SLO attainment (%, dLoRA's 0.5 s/token and
+// [metrics] slo_per_token_s), merges, unmerges, adapter loads, preemptions; a figure with no
+// sample shows as "-". csv = true: every summary field (the file's `summary` attributes, in
+// order) after a `run` column, full precision (shortest round-trip form), NaN as "nan",
+// labels quoted when they hold a comma, quote or newline.
 void print_summary_table(std::ostream& out,
                          const std::vector<std::pair<std::string, Summary>>& runs, bool csv);
 
@@ -33,8 +36,9 @@ struct RunGroup {
 // are left out; half-width NaN with fewer than two values.
 std::pair<double, double> mean_ci95(const std::vector<double>& values);
 
-// One row per group: runs, then mean ± 95% CI over its runs of throughput (req/s), latency
-// per output token mean and P90 (s/token), latency mean and P90 (s), TTFT mean, merges.
+// One row per group: runs, then mean ± 95% CI over its runs of window throughput (req/s),
+// latency per output token mean and P90 (s/token), latency mean, P90 and P99 (s), TTFT mean,
+// dLoRA's SLO attainment (%), merges.
 // csv = true: columns <name>_mean and <name>_ci95 at full precision.
 void print_group_table(std::ostream& out, const std::vector<RunGroup>& groups, bool csv);
 

@@ -132,6 +132,14 @@ std::vector<Row> rows() {
                kRun + kCost + "[workload]\nnum_requests = 10\nrate = @@0\n",
                2,
                {"[workload] rate must be > 0", "(got 0)"}});
+  r.push_back({"range_slo_per_token_zero",
+               kBase + "[metrics]\nslo_per_token_s = @@0\n",
+               2,
+               {"[metrics] slo_per_token_s must be > 0", "(got 0)"}});
+  r.push_back({"range_warmup_negative",
+               kBase + "[metrics]\nwarmup_s = @@-1\n",
+               2,
+               {"[metrics] warmup_s must be >= 0", "(got -1)"}});
   r.push_back({"range_watermark",
                kBase + "[engine]\nwatermark = @@0.9\n",
                2,

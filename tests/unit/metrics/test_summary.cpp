@@ -106,6 +106,93 @@ TEST(Summarize, KnownFigures) {
   EXPECT_EQ(s.migrations, 1);
   EXPECT_EQ(s.threshold_changes, 1);
   EXPECT_EQ(s.wall_seconds, 0.0);
+  // The default window [0, last arrival 4.5] holds every request: the figures above are over
+  // all of them. Per-token latency 0.1 meets both SLOs (0.5 and the default 0.2 s/token);
+  // the unfinished and the ignored request miss them: 4 of 6.
+  EXPECT_EQ(s.window_start, 0.0);
+  EXPECT_EQ(s.window_end, 4.5);
+  EXPECT_EQ(s.window_requests, 6);
+  EXPECT_EQ(s.window_completed, 4);
+  EXPECT_DOUBLE_EQ(s.slo_attainment_dlora, 4.0 / 6.0);
+  EXPECT_EQ(s.slo_per_token_s, 0.2);
+  EXPECT_DOUBLE_EQ(s.slo_attainment, 4.0 / 6.0);
+  EXPECT_DOUBLE_EQ(s.window_offered_rps, 6.0 / 4.5);
+  // Completions at 1 and 3 fall in [0, 4.5] (5 and 7 are drain).
+  EXPECT_DOUBLE_EQ(s.window_throughput_rps, 2.0 / 4.5);
+}
+
+// [metrics] warmup_s = 1, cooldown_s = 1, slo_per_token_s = 0.22 on six requests whose last
+// arrival is 6: the window is [1, 5]. Every expected value below is worked out by hand.
+TEST(Summarize, MeasurementWindow) {
+  RunRecords rec;
+  rec.requests.push_back(request(0, 0.5, 0.7, 0.9, 1));  // warm-up: only its completion counts
+  rec.requests.push_back(request(1, 1.0, 1.2, 2.0, 4));  // latency 1, 0.25 s/token
+  rec.requests.push_back(request(2, 2.0, 2.5, 5.0, 5));  // latency 3, 0.6 s/token: misses both
+  rec.requests.push_back(request(3, 3.0, 3.1, 3.4, 2));  // latency 0.4, 0.2 s/token
+  rec.requests.push_back(request(4, 4.0, 4.5, kNoTime, 3, RequestStatus::unfinished));
+  rec.requests.push_back(request(5, 6.0, 6.2, 6.5, 1));  // cool-down: left out
+
+  // Iterations end at start + switch_time + duration: 0.9 (out), 2.0, 5.0 (in, the window is
+  // closed), 5.5 (out); one output token per request in the batch.
+  auto iteration = [](double start, double sw, double duration, int batch) {
+    IterationRecord it;
+    it.start = start;
+    it.switch_time = sw;
+    it.duration = duration;
+    it.batch_size = batch;
+    return it;
+  };
+  rec.iterations = {iteration(0.0, 0.5, 0.4, 2), iteration(1.0, kNoTime, 1.0, 3),
+                    iteration(4.5, 0.25, 0.25, 1), iteration(5.0, 0.0, 0.5, 4)};
+
+  SummaryOptions opt;
+  opt.warmup_s = 1.0;
+  opt.cooldown_s = 1.0;
+  opt.slo_per_token_s = 0.22;
+  const Summary s = summarize(rec, opt);
+  EXPECT_EQ(s.requests, 6);  // the counts stay over the whole run
+  EXPECT_EQ(s.finished, 5);
+  EXPECT_EQ(s.window_start, 1.0);
+  EXPECT_EQ(s.window_end, 5.0);
+  EXPECT_EQ(s.window_requests, 4);  // requests 1-4
+  EXPECT_EQ(s.window_completed, 3);
+  // Latencies 1, 3, 0.4 -> sorted 0.4, 1, 3: P50 1, P90 1 + 0.8 * 2, P99 1 + 0.98 * 2.
+  EXPECT_DOUBLE_EQ(s.latency_mean, 4.4 / 3.0);
+  EXPECT_DOUBLE_EQ(s.latency_p50, 1.0);
+  EXPECT_DOUBLE_EQ(s.latency_p90, 2.6);
+  EXPECT_DOUBLE_EQ(s.latency_p99, 2.96);
+  // Per token 0.25, 0.6, 0.2 -> mean 0.35, P90 0.25 + 0.8 * 0.35.
+  EXPECT_DOUBLE_EQ(s.per_token_latency_mean, 0.35);
+  EXPECT_DOUBLE_EQ(s.per_token_latency_p90, 0.53);
+  // TTFT 0.2, 0.5, 0.1, 0.5 (the unfinished one had its first token).
+  EXPECT_DOUBLE_EQ(s.ttft_mean, 0.325);
+  // dLoRA's 0.5 s/token: requests 1 and 3 of 4; 0.22 s/token: request 3 only.
+  EXPECT_DOUBLE_EQ(s.slo_attainment_dlora, 0.5);
+  EXPECT_EQ(s.slo_per_token_s, 0.22);
+  EXPECT_DOUBLE_EQ(s.slo_attainment, 0.25);
+  // Over the 4 s window: 4 arrivals, completions at 2, 3.4 and 5 (0.9 and 6.5 are outside),
+  // 3 + 1 tokens.
+  EXPECT_DOUBLE_EQ(s.window_offered_rps, 1.0);
+  EXPECT_DOUBLE_EQ(s.window_throughput_rps, 0.75);
+  EXPECT_DOUBLE_EQ(s.window_throughput_tokens, 1.0);
+  // The whole-run throughput is unchanged by the window: 5 completions over 0.5 .. 6.5.
+  EXPECT_DOUBLE_EQ(s.makespan, 6.0);
+  EXPECT_DOUBLE_EQ(s.throughput_rps, 5.0 / 6.0);
+}
+
+TEST(Summarize, EmptyWindowGivesNaN) {
+  RunRecords rec;
+  rec.requests.push_back(request(0, 0.0, 0.5, 1.0, 2));
+  rec.requests.push_back(request(1, 2.0, 2.5, 3.0, 2));
+  SummaryOptions opt;
+  opt.warmup_s = 1.5;
+  opt.cooldown_s = 1.0;  // window [1.5, 1]: empty
+  const Summary s = summarize(rec, opt);
+  EXPECT_EQ(s.window_requests, 0);
+  EXPECT_TRUE(std::isnan(s.latency_mean));
+  EXPECT_TRUE(std::isnan(s.slo_attainment_dlora));
+  EXPECT_TRUE(std::isnan(s.window_throughput_rps));
+  EXPECT_DOUBLE_EQ(s.throughput_rps, 2.0 / 3.0);  // the whole run still counts
 }
 
 TEST(Summarize, EmptyGivesZerosAndNaN) {
@@ -153,10 +240,10 @@ TEST(SummaryFields, CoverEveryField) {
   for (const auto& f : summary_fields())
     std::visit([&](auto m) { s.*m = static_cast<std::remove_reference_t<decltype(s.*m)>>(i++); },
                f.member);
-  EXPECT_EQ(i - 1, 28);
+  EXPECT_EQ(i - 1, 38);
   EXPECT_EQ(s.requests, 1);
-  EXPECT_EQ(s.wall_seconds, 28.0);
-  EXPECT_EQ(s.switch_time_total, 27.0);
+  EXPECT_EQ(s.wall_seconds, 38.0);
+  EXPECT_EQ(s.switch_time_total, 37.0);
 }
 
 }  // namespace
