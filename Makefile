@@ -62,5 +62,7 @@ clean:
 # The study (docs/study.md): every experiment of experiments/study/ on the cost model, the
 # oracle bound, and the migration decisions on cluster snapshots; regenerates docs/study.md
 # and docs/study/*.png from scratch (about 10 minutes on 2 cores).
+# Each sweep runs its points in JOBS worker processes (lorasched run -j; 0: one per core).
+JOBS ?= 0
 study: build
-	/usr/bin/python3 scripts/study.py --lorasched $(BUILD)/lorasched --bench $(BUILD)/bench/bench_migration
+	/usr/bin/python3 scripts/study.py --lorasched $(BUILD)/lorasched --bench $(BUILD)/bench/bench_migration --jobs $(JOBS)

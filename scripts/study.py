@@ -150,6 +150,8 @@ def main():
     ap.add_argument("--out", default="docs/study.md")
     ap.add_argument("--reuse", action="store_true", help="keep existing result files")
     ap.add_argument("--quick", action="store_true", help="2 seeds, small snapshots: a smoke test")
+    ap.add_argument("--jobs", "-j", type=int, default=0,
+                    help="worker processes per sweep (lorasched run -j; 0: one per core)")
     args = ap.parse_args()
     try:
         import h5py
@@ -179,7 +181,7 @@ def main():
         if not (args.reuse and out.exists()):
             extra = list(quick_sets) if name not in ("artifact", "trace") else []
             print(f"study: {exp}", flush=True)
-            run([lor, "run", exp, "-q", "-o", str(out)] + extra, log=log)
+            run([lor, "run", exp, "-q", "-j", str(args.jobs), "-o", str(out)] + extra, log=log)
         results[name] = load_runs(h5py, out)
 
     # ---- the oracle on exact replays ----------------------------------------------------------
@@ -212,7 +214,8 @@ def main():
     if not (args.reuse and cluster_h5.exists()):
         extra = ["--set", "workload.duration_s=120"] if args.quick else []
         print("study: experiments/study/cluster.toml", flush=True)
-        run([lor, "run", "experiments/study/cluster.toml", "-q", "-o", str(cluster_h5)] + extra, log=log)
+        run([lor, "run", "experiments/study/cluster.toml", "-q", "-j", str(args.jobs), "-o", str(cluster_h5)] + extra,
+            log=log)
     cluster = load_runs(h5py, cluster_h5)
 
     # ---- migration decisions on snapshots -----------------------------------------------------

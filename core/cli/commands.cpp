@@ -7,9 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <thread>
 
 #include "core/checkpoint/hf_model.hpp"
 #include "core/checkpoint/peft_adapter.hpp"
+#include "core/cli/sweep.hpp"
 #include "core/cluster/simulation.hpp"
 #include "core/common/error.hpp"
 #include "core/common/log.hpp"
@@ -43,11 +46,14 @@ std::vector<fs::path> extra_plugin_dirs(const std::vector<Experiment>& exps) {
 }
 
 // A progress line on a terminal (rewritten in place), a few plain lines otherwise.
+// A worker of `run -j` (worker = true) instead writes "@progress DONE TOTAL T" lines on stdout
+// for its parent's display, one per percent.
 class Progress {
  public:
-  Progress(bool quiet, size_t runs)
-      : quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0), runs_(runs) {}
+  Progress(bool quiet, size_t runs, bool worker = false)
+      : quiet_(quiet), tty_(!worker && isatty(STDERR_FILENO) != 0), worker_(worker), runs_(runs) {}
   void start(size_t index, const std::string& label) {
+    if (worker_) return;
     index_ = index;
     label_ = label.empty() ? "run" : label;
     last_pct_ = -1;
@@ -56,7 +62,12 @@ class Progress {
   void update(int64_t done, int64_t total, double t) {
     if (quiet_) return;
     const int pct = total ? static_cast<int>(100 * done / total) : 100;
-    if (tty_) {
+    if (worker_) {
+      if (pct != last_pct_) {
+        fmt::print("@progress {} {} {}\n", done, total, t);
+        std::fflush(stdout);
+      }
+    } else if (tty_) {
       const int width = 30;
       const int filled = pct * width / 100;
       fmt::print(stderr, "\r[{}/{}] {} [{}{}] {:3d}% {}/{} requests, t={:.1f}s   ", index_ + 1,
@@ -69,13 +80,13 @@ class Progress {
     last_pct_ = pct;
   }
   void finish(double wall) {
-    if (quiet_) return;
+    if (quiet_ || worker_) return;
     if (tty_) fmt::print(stderr, "\n");
     fmt::print(stderr, "[{}/{}] {}: done in {:.1f}s\n", index_ + 1, runs_, label_, wall);
   }
 
  private:
-  bool quiet_, tty_;
+  bool quiet_, tty_, worker_;
   size_t runs_, index_ = 0;
   std::string label_;
   int last_pct_ = -1;
@@ -125,21 +136,21 @@ void plot_results(const fs::path& results) {
 
 }  // namespace
 
-int cmd_run(const RunOptions& opts, bool require_sweep) {
-  const auto exps = load_experiments(opts.file, opts.overrides);
-  if (require_sweep && exps.size() == 1 && exps.front().label.empty())
-    throw InputError(fmt::format("{}: has no [sweep] table; use `lorasched run`", opts.file));
-  PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));
-  // Validate every point before any work starts.
-  for (const auto& e : exps) Simulation(e, registry, /*dry_run=*/true);
+namespace {
 
-  const fs::path output = opts.output.empty() ? exps.front().run.output : fs::path(opts.output);
+// Runs `points` of `exps` one after another in this process into the results file `output`;
+// returns each point's (label, summary).
+std::vector<std::pair<std::string, Summary>> run_points(
+    const RunOptions& opts, const std::vector<Experiment>& exps, const std::vector<size_t>& points,
+    const fs::path& output, const FileProvenance& provenance, PluginRegistry& registry) {
   ResultsWriter writer(output);
   std::vector<std::pair<std::string, Summary>> table;
-  Progress progress(opts.quiet, exps.size());
+  Progress progress(opts.quiet, points.size(), /*worker=*/opts.worker_point >= 0);
   try {
-    for (const auto& e : exps) {
-      progress.start(static_cast<size_t>(e.index), e.label);
+    writer.set_provenance(provenance);
+    for (size_t i = 0; i < points.size(); ++i) {
+      const Experiment& e = exps[points[i]];
+      progress.start(i, e.label);
       RunResult result;
       try {
         Simulation sim(e, registry);
@@ -154,7 +165,7 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
         log::warn(
             "{}: no request arrived in the measurement window [{}, {}] s ([metrics] "
             "warmup_s, cooldown_s): its latency and SLO figures are NaN",
-            e.label.empty() ? e.run.name : e.label, summary.window_start, summary.window_end);
+            point_label(e), summary.window_start, summary.window_end);
       summary.wall_seconds = result.wall_seconds;
       RunAttributes attrs;
       attrs.label = e.label;
@@ -171,9 +182,9 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
                      {"wall_seconds", fmt::format("{:.3f}", result.wall_seconds)}};
       if (e.file_text != e.text) attrs.extra.emplace_back("experiment_file_toml", e.file_text);
       for (const auto& [key, value] : e.coords) attrs.extra.emplace_back("sweep." + key, value);
-      writer.write_run(fmt::format("{:03d}", e.index), attrs, result.records, summary,
+      writer.write_run(point_group(static_cast<size_t>(e.index)), attrs, result.records, summary,
                        e.metrics.log_batches);
-      table.emplace_back(e.label.empty() ? e.run.name : e.label, summary);
+      table.emplace_back(point_label(e), summary);
     }
   } catch (const Error& err) {
     writer.fail(err.what());
@@ -183,17 +194,151 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
     throw;
   }
   writer.commit();
+  return table;
+}
+
+}  // namespace
+
+int cmd_run(const RunOptions& opts, bool require_sweep) {
+  const auto exps = load_experiments(opts.file, opts.overrides);
+  if (require_sweep && exps.size() == 1 && exps.front().label.empty())
+    throw InputError(fmt::format("{}: has no [sweep] table; use `lorasched run`", opts.file));
+  if (opts.jobs < 0)
+    throw InputError(fmt::format("-j {}: give 1 or more, or 0 for one per core", opts.jobs));
+  const Shard shard = parse_shard(opts.shard);
+  if (shard.count > 1 && static_cast<size_t>(shard.count) > exps.size())
+    throw InputError(
+        fmt::format("--shard {}: the sweep has only {} points", opts.shard, exps.size()));
+  PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));
+  fs::path output = opts.output.empty() ? exps.front().run.output : fs::path(opts.output);
+
+  if (opts.worker_point >= 0) {  // one point for a `run -j` parent: validated there
+    const auto k = static_cast<size_t>(opts.worker_point);
+    if (k >= exps.size())
+      throw InputError(fmt::format("--worker-point {}: the sweep has {} points", k, exps.size()));
+    run_points(opts, exps, {k}, output, make_provenance(exps, opts.overrides, ""), registry);
+    return 0;
+  }
+
+  const std::vector<size_t> points = shard_points(exps.size(), shard);
+  // Validate every point before any work starts.
+  for (size_t p : points) Simulation(exps[p], registry, /*dry_run=*/true);
+  std::string shard_text;
+  if (!opts.shard.empty()) {
+    output = shard_output(output, shard);
+    shard_text = fmt::format("{}/{}", shard.index, shard.count);
+  }
+  const FileProvenance provenance = make_provenance(exps, opts.overrides, shard_text);
+  const int jobs = opts.jobs == 0
+                       ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()))
+                       : opts.jobs;
+
+  std::vector<std::pair<std::string, Summary>> table;
+  if ((jobs > 1 && points.size() > 1) || opts.resume) {
+    ParallelRun pr;
+    pr.file = opts.file;
+    pr.overrides = opts.overrides;
+    pr.exps = &exps;
+    pr.points = points;
+    pr.output = output;
+    pr.provenance = provenance;
+    pr.jobs = jobs;
+    pr.resume = opts.resume;
+    pr.quiet = opts.quiet;
+    run_parallel(pr);
+    const ResultsHeader h = read_results_header(output);
+    std::map<std::string, Summary> by_group;
+    for (size_t i = 0; i < h.runs.size(); ++i) by_group[h.runs[i].first] = h.summaries[i];
+    for (size_t p : points) table.emplace_back(point_label(exps[p]), by_group.at(point_group(p)));
+  } else {
+    table = run_points(opts, exps, points, output, provenance, registry);
+  }
   print_summary_table(std::cout, table, /*csv=*/false);
   fmt::print("{}\n", kWindowNote);
   const ReportSection& report = exps.front().report;
   if (!report.group_by.empty()) {
     std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>> coords;
-    for (size_t i = 0; i < exps.size(); ++i) coords.emplace_back(exps[i].coords, table[i].second);
+    for (size_t i = 0; i < points.size(); ++i)
+      coords.emplace_back(exps[points[i]].coords, table[i].second);
     fmt::print("\n");
     print_group_table(std::cout, group_runs(coords, report.group_by), /*csv=*/false);
   }
   fmt::print("results: {}\n", output.string());
   if (report.plot) plot_results(output);
+  return 0;
+}
+
+int cmd_merge(const MergeOptions& opts) {
+  if (opts.inputs.empty()) throw InputError("merge: give the shards' results files to merge");
+  struct Input {
+    std::string path;
+    ResultsHeader header;
+  };
+  std::vector<Input> inputs;
+  for (const auto& path : opts.inputs) {
+    Input in{path, read_results_header(path)};
+    if (!in.header.provenance)
+      throw InputError(fmt::format(
+          "{}: has no record of the experiment it came from (root attribute "
+          "experiment_file_toml): only files written by `lorasched run` of this version can be "
+          "merged",
+          path));
+    if (!inputs.empty()) {
+      const std::string why =
+          provenance_mismatch(*inputs.front().header.provenance, *in.header.provenance);
+      if (!why.empty())
+        throw InputError(fmt::format("{} and {} are not shards of the same sweep: {}",
+                                     inputs.front().path, path, why));
+    }
+    inputs.push_back(std::move(in));
+  }
+  const FileProvenance& first = *inputs.front().header.provenance;
+
+  std::map<std::string, std::pair<std::string, std::string>> where;  // group -> (file, label)
+  std::vector<std::pair<std::string, fs::path>> runs;
+  for (const auto& in : inputs)
+    for (const auto& [group, label] : in.header.runs) {
+      if (auto it = where.find(group); it != where.end())
+        throw InputError(
+            fmt::format("sweep point {} ({}) is in both {} and {}: give each shard once", group,
+                        label.empty() ? "-" : label, it->second.first, in.path));
+      where[group] = {in.path, label};
+      runs.emplace_back(group, in.path);
+    }
+  std::vector<std::string> missing;
+  for (int64_t i = 0; i < first.points; ++i)
+    if (!where.count(point_group(static_cast<size_t>(i))))
+      missing.push_back(point_group(static_cast<size_t>(i)));
+  if (!missing.empty()) {
+    // Name the missing points by their labels when the experiment text still parses here.
+    std::vector<std::string> names = missing;
+    try {
+      std::vector<std::string> overrides;
+      if (!first.overrides.empty()) {
+        std::string o;
+        for (char c : first.overrides + "\n") {
+          if (c == '\n') {
+            overrides.push_back(o);
+            o.clear();
+          } else {
+            o += c;
+          }
+        }
+      }
+      const auto exps = parse_experiments(first.experiment_file_toml, "experiment", overrides);
+      for (auto& n : names) n += " (" + point_label(exps.at(std::stoul(n))) + ")";
+    } catch (const std::exception&) {
+    }
+    throw InputError(fmt::format(
+        "{} of the sweep's {} points are in none of the {} files: {}; run their shards (`lorasched "
+        "run FILE --shard I/N --resume`) and merge again",
+        missing.size(), first.points, inputs.size(), fmt::join(names, ", ")));
+  }
+  std::sort(runs.begin(), runs.end());
+  FileProvenance merged = first;
+  merged.shard = "";
+  write_merged(opts.output, merged, runs);
+  fmt::print("merged {} runs from {} files: {}\n", runs.size(), inputs.size(), opts.output);
   return 0;
 }
 

@@ -14,7 +14,36 @@ struct RunOptions {
   std::vector<std::string> overrides;
   std::string output;
   bool quiet = false;
+  int jobs = 1;           // worker processes running sweep points at once (0: one per core)
+  std::string shard;      // "I/N": only the points I, I+N, I+2N, ... (into its own file)
+  bool resume = false;    // reuse the points a killed or failed run left complete
+  int worker_point = -1;  // internal (-j): run this one point, progress lines on stdout
 };
+// `lorasched merge`: shards of one sweep into one results file.
+struct MergeOptions {
+  std::string output;
+  std::vector<std::string> inputs;
+};
+int cmd_merge(const MergeOptions& opts);
+
+// `lorasched slurm` (core/cli/slurm.cpp): an sbatch array job (one task per shard) and a
+// merge job that depends on it.
+struct SlurmOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string output;                  // the merged results file (default: [run] output)
+  std::string dir;                     // where the scripts and logs go (default: OUTPUT.slurm/)
+  std::string partition;               // sbatch --partition ("": the cluster's default)
+  std::string account;                 // sbatch --account ("": none)
+  std::string time = "1:00:00";        // sbatch --time of each array task
+  std::string merge_time = "0:30:00";  // sbatch --time of the merge job
+  std::string mem;                     // sbatch --mem per task ("": the cluster's default)
+  int cpus_per_task = 1;               // each task runs its points with -j this
+  int max_concurrent = 0;              // array tasks at once (%K); 0: no limit
+  int shards = 0;                      // array tasks; 0: one per cpus_per_task points
+  bool submit = false;                 // run sbatch and print the job ids
+};
+int cmd_slurm(const SlurmOptions& opts);
 struct ValidateOptions {
   std::string file;
   std::vector<std::string> overrides;

@@ -22,12 +22,56 @@ int main(int argc, char** argv) {
                     "override a value: dotted.key=value (repeatable), e.g. --set workload.rate=4");
     cmd->add_option("-o,--output", run_opts.output, "results file (default: [run] output)");
     cmd->add_flag("-q,--quiet", run_opts.quiet, "no progress output and no warnings");
+    cmd->add_option("-j,--jobs", run_opts.jobs,
+                    "run sweep points in N worker processes (0: one per core; default 1)")
+        ->check(CLI::Range(0, 4096));
+    cmd->add_option("--shard", run_opts.shard,
+                    "I/N: run only the points I, I+N, I+2N, ... into OUTPUT.shard-I-of-N.h5 "
+                    "(lorasched merge joins the shards)");
+    cmd->add_flag("--resume", run_opts.resume,
+                  "run only the points that a killed or failed run did not complete");
+    cmd->add_option("--worker-point", run_opts.worker_point)->group("");  // internal (-j)
   };
   auto* run = app.add_subcommand(
       "run", "run an experiment (all points of its [sweep]) and print the results");
   add_run_options(run);
   auto* sweep = app.add_subcommand("sweep", "run every point of an experiment's [sweep]");
   add_run_options(sweep);
+
+  MergeOptions merge_opts;
+  auto* merge = app.add_subcommand(
+      "merge", "join the results files of a sweep's shards (run --shard I/N) into one");
+  merge->add_option("output", merge_opts.output, "results file to write (.h5)")->required();
+  merge->add_option("shards", merge_opts.inputs, "the shards' results files")->required();
+
+  SlurmOptions slurm_opts;
+  auto* slurm = app.add_subcommand(
+      "slurm", "write (and with --submit, submit) a Slurm array job for a sweep and its merge job");
+  slurm->add_option("file", slurm_opts.file, "experiment file (TOML)")->required();
+  slurm->add_option("--set", slurm_opts.overrides, "override a value: dotted.key=value");
+  slurm->add_option("-o,--output", slurm_opts.output,
+                    "merged results file (default: [run] output)");
+  slurm->add_option("--dir", slurm_opts.dir,
+                    "where the scripts and logs go (default: OUTPUT.slurm)");
+  slurm->add_option("--partition", slurm_opts.partition, "sbatch --partition");
+  slurm->add_option("--account", slurm_opts.account, "sbatch --account");
+  slurm->add_option("--time", slurm_opts.time,
+                    "sbatch --time of each array task (default 1:00:00)");
+  slurm->add_option("--merge-time", slurm_opts.merge_time, "sbatch --time of the merge job");
+  slurm->add_option("--mem", slurm_opts.mem, "sbatch --mem of each array task");
+  slurm
+      ->add_option("--cpus-per-task", slurm_opts.cpus_per_task,
+                   "CPUs of each array task; it runs its points with -j this (default 1)")
+      ->check(CLI::Range(1, 4096));
+  slurm
+      ->add_option("--max-concurrent", slurm_opts.max_concurrent,
+                   "array tasks running at once (default: no limit)")
+      ->check(CLI::Range(0, 1 << 20));
+  slurm
+      ->add_option("--shards", slurm_opts.shards,
+                   "array tasks (default: one per --cpus-per-task points)")
+      ->check(CLI::Range(0, 1 << 20));
+  slurm->add_flag("--submit", slurm_opts.submit, "submit both jobs with sbatch, print their ids");
 
   ValidateOptions validate_opts;
   auto* validate =
@@ -125,6 +169,8 @@ int main(int argc, char** argv) {
   try {
     if (*run) return cmd_run(run_opts, /*require_sweep=*/false);
     if (*sweep) return cmd_run(run_opts, /*require_sweep=*/true);
+    if (*merge) return cmd_merge(merge_opts);
+    if (*slurm) return cmd_slurm(slurm_opts);
     if (*validate) return cmd_validate(validate_opts);
     if (*generate) return cmd_generate(gen_opts);
     if (*workload) return cmd_workload(wl_opts);

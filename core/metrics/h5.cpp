@@ -322,6 +322,22 @@ void ResultsWriter::write_run(const std::string& group, const RunAttributes& att
   }
 }
 
+void ResultsWriter::set_provenance(const FileProvenance& p) {
+  LORASCHED_CHECK(file_ != nullptr, "set_provenance on {} after commit() or fail()",
+                  path_.string());
+  try {
+    H5::Group root = file_->h5.openGroup("/");
+    set_attr(root, "experiment_file_toml", p.experiment_file_toml);
+    set_attr(root, "overrides", p.overrides);
+    set_attr(root, "build", p.build);
+    set_attr(root, "points", p.points);
+    set_attr(root, "shard", p.shard);
+  } catch (const H5::Exception& e) {
+    throw Error(ExitCode::runtime, fmt::format("{}: cannot write the root attributes: {}",
+                                               partial_.string(), h5_detail(e)));
+  }
+}
+
 void ResultsWriter::commit() {
   LORASCHED_CHECK(file_ != nullptr, "commit on {} after commit() or fail()", path_.string());
   try {
@@ -463,17 +479,27 @@ class Reader {
     r.records.iterations = table<IterationRecord>(g, group, true);
     r.records.events = table<EventRecord>(g, group, true);
     r.records.batches = table<BatchLogRecord>(g, group, false);
-    if (!g.nameExists("summary")) corrupt(fmt::format("run {} has no summary group", group));
-    H5::Group s = g.openGroup("summary");
-    RecordTable<Summary>::for_each([&](const FieldInfo& f, auto member) {
-      using T = std::remove_reference_t<decltype(r.summary.*member)>;
-      if (auto v = number_attr<T>(s, f.name)) r.summary.*member = *v;
-    });
+    r.has_batches = g.nameExists("batches");
+    r.summary = summary(g, group);
     return r;
   }
 
-  std::vector<StoredRun> read() const {
-    H5::H5File file(name_, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, file_access());
+  // The runs `groups` (each must be there), in that order.
+  std::vector<StoredRun> read(const std::vector<std::string>& groups) const {
+    H5::H5File file;
+    H5::Group runs = checked_root(file).openGroup("runs");
+    std::vector<StoredRun> out;
+    for (const auto& g : groups) {
+      if (!runs.nameExists(g)) throw InputError(fmt::format("{} has no run /runs/{}", name_, g));
+      out.push_back(run(runs, g));
+    }
+    return out;
+  }
+
+  // The root group of the file after the checks every reader makes (format, version,
+  // status "complete"); `file` keeps it open.
+  H5::Group checked_root(H5::H5File& file) const {
+    file = H5::H5File(name_, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, file_access());
     H5::Group root = file.openGroup("/");
     auto format = string_attr(root, "format");
     if (!format || *format != kResultsFormat)
@@ -495,16 +521,58 @@ class Reader {
           name_, status, error ? ": " + *error : std::string()));
     }
     if (!root.nameExists("runs")) corrupt("no /runs group");
-    H5::Group runs = root.openGroup("runs");
+    return root;
+  }
+
+  std::vector<std::string> group_names(const H5::Group& runs) const {
     std::vector<std::string> groups;
     for (hsize_t i = 0; i < runs.getNumObjs(); ++i) {
       std::string name = runs.getObjnameByIdx(i);
       if (runs.childObjType(name) == H5O_TYPE_GROUP) groups.push_back(std::move(name));
     }
     std::sort(groups.begin(), groups.end());
-    std::vector<StoredRun> out;
-    for (const auto& g : groups) out.push_back(run(runs, g));
+    return groups;
+  }
+
+  Summary summary(const H5::Group& g, const std::string& group) const {
+    if (!g.nameExists("summary")) corrupt(fmt::format("run {} has no summary group", group));
+    H5::Group s = g.openGroup("summary");
+    Summary out;
+    RecordTable<Summary>::for_each([&](const FieldInfo& f, auto member) {
+      using T = std::remove_reference_t<decltype(out.*member)>;
+      if (auto v = number_attr<T>(s, f.name)) out.*member = *v;
+    });
     return out;
+  }
+
+  std::vector<StoredRun> read() const {
+    H5::H5File file;
+    H5::Group runs = checked_root(file).openGroup("runs");
+    std::vector<StoredRun> out;
+    for (const auto& g : group_names(runs)) out.push_back(run(runs, g));
+    return out;
+  }
+
+  ResultsHeader header() const {
+    H5::H5File file;
+    H5::Group root = checked_root(file);
+    ResultsHeader h;
+    if (auto text = string_attr(root, "experiment_file_toml")) {
+      FileProvenance p;
+      p.experiment_file_toml = *text;
+      p.overrides = string_attr(root, "overrides").value_or("");
+      p.build = string_attr(root, "build").value_or("");
+      p.points = number_attr<int64_t>(root, "points").value_or(0);
+      p.shard = string_attr(root, "shard").value_or("");
+      h.provenance = p;
+    }
+    H5::Group runs = root.openGroup("runs");
+    for (const auto& name : group_names(runs)) {
+      H5::Group g = runs.openGroup(name);
+      h.runs.emplace_back(name, string_attr(g, "label").value_or(""));
+      h.summaries.push_back(summary(g, name));
+    }
+    return h;
   }
 
  private:
@@ -530,7 +598,12 @@ std::string partial_status(const std::string& name) {
 
 }  // namespace
 
-std::vector<StoredRun> read_results(const fs::path& path) {
+namespace {
+
+// The checks on the path that come before opening it (missing, .partial, not HDF5), then
+// `read` on a Reader, HDF5 errors turned into InputError naming the file.
+template <class F>
+auto read_checked(const fs::path& path, F read) {
   H5::Exception::dontPrint();
   const std::string name = path.string();
   const std::string rerun = "the run was killed or failed; rerun it";
@@ -552,10 +625,30 @@ std::vector<StoredRun> read_results(const fs::path& path) {
         fmt::format("{} is not an HDF5 file (expected a lorasched results file)", name));
   }
   try {
-    return Reader(name).read();
+    return read(Reader(name));
   } catch (const H5::Exception& e) {
     throw InputError(fmt::format("{}: cannot read the results file: {}", name, h5_detail(e)));
   }
+}
+
+}  // namespace
+
+std::vector<StoredRun> read_results(const fs::path& path) {
+  return read_checked(path, [](const Reader& r) { return r.read(); });
+}
+
+ResultsHeader read_results_header(const fs::path& path) {
+  return read_checked(path, [](const Reader& r) { return r.header(); });
+}
+
+void ResultsWriter::copy_runs(const fs::path& source, const std::vector<std::string>& groups) {
+  LORASCHED_CHECK(file_ != nullptr, "copy_runs on {} after commit() or fail()", path_.string());
+  // Read back and written again by write_run rather than by an HDF5 object copy (H5Ocopy):
+  // Debian's HDF5 1.10 crashes copying a group whose attributes are in dense storage with
+  // variable-length strings (our runs', with plugin and sweep attributes), and write_run
+  // gives the file exactly the layout a serial run gives it.
+  const auto runs = read_checked(source, [&](const Reader& r) { return r.read(groups); });
+  for (const auto& r : runs) write_run(r.group, r.attrs, r.records, r.summary, r.has_batches);
 }
 
 }  // namespace lorasched

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,18 @@ struct RunAttributes {
   bool operator==(const RunAttributes&) const = default;
 };
 
+// What a whole file was made from (root attributes): `lorasched merge` checks that shards
+// share it, `--resume` that the pieces it reuses were made by the same experiment and build.
+struct FileProvenance {
+  std::string experiment_file_toml;  // the experiment file's text
+  std::string overrides;             // the --set overrides, space-separated
+  std::string build;                 // "lorasched <version> (git <revision>)"
+  int64_t points = 0;                // sweep points of the experiment (all shards together)
+  std::string shard;                 // "I/N" for a shard's file, "" for all points
+
+  bool operator==(const FileProvenance&) const = default;
+};
+
 class ResultsWriter {
  public:
   // Creates the parent directories and `path`.partial (replacing a stale one), with root
@@ -50,6 +63,15 @@ class ResultsWriter {
   // enum value out of range.
   void write_run(const std::string& group, const RunAttributes& attrs, const RunRecords& records,
                  const Summary& summary, bool log_batches);
+
+  // Root attributes experiment_file_toml, overrides, build, points, shard.
+  void set_provenance(const FileProvenance& p);
+
+  // Copies the runs /runs/<group> of the complete results file `source` unchanged (records,
+  // attributes, summary), as `lorasched merge` does. Throws InputError when `source` is not
+  // a complete results file or lacks a group, Error (exit 1) on an I/O failure,
+  // InternalError when a group is already in this file.
+  void copy_runs(const std::filesystem::path& source, const std::vector<std::string>& groups);
 
   // Root status "complete", closes, renames .partial to the final name (replacing an
   // existing file at that moment only).
@@ -72,7 +94,17 @@ struct StoredRun {
   RunAttributes attrs;
   RunRecords records;
   Summary summary;
+  bool has_batches = false;  // the run has a `batches` dataset ([metrics] log_batches)
 };
+
+// The root of a complete results file and its runs' names and labels, without the records.
+struct ResultsHeader {
+  std::optional<FileProvenance> provenance;  // absent in files written before it existed
+  std::vector<std::pair<std::string, std::string>> runs;  // (group, label), in group order
+  std::vector<Summary> summaries;                         // the runs' summaries, same order
+};
+// Throws InputError as read_results does.
+ResultsHeader read_results_header(const std::filesystem::path& path);
 
 // Every run of a complete results file, in group-name order. Throws InputError naming the
 // file when it is missing, a .partial, not complete, not HDF5, not a lorasched results file
