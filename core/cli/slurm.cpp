@@ -94,8 +94,8 @@ int cmd_slurm(const SlurmOptions& opts) {
   if (shards > points)
     throw InputError(fmt::format("--shards {}: the sweep has only {} points", opts.shards, points));
 
-  // Absolute paths: the jobs may start anywhere; they run in this directory (--chdir), so
-  // relative paths inside the experiment resolve as they do here.
+  // The jobs run in this directory (--chdir), so relative paths (the experiment's, those
+  // inside it) resolve as they do here; the program and the results get absolute paths.
   const fs::path cwd = fs::current_path();
   const fs::path output =
       fs::absolute(opts.output.empty() ? exps.front().run.output : fs::path(opts.output));
@@ -113,7 +113,9 @@ int cmd_slurm(const SlurmOptions& opts) {
   if (!opts.account.empty()) common += fmt::format("#SBATCH --account={}\n", opts.account);
   common += fmt::format("#SBATCH --chdir={}\n", cwd.string());
 
-  std::string run_cmd = fmt::format("{} run {}", sh(exe), sh(fs::absolute(opts.file).string()));
+  // The experiment path as given (the jobs run in this directory): the runs record it, as
+  // a local run would.
+  std::string run_cmd = fmt::format("{} run {}", sh(exe), sh(opts.file));
   for (const auto& o : opts.overrides) run_cmd += fmt::format(" --set {}", sh(o));
   run_cmd += fmt::format(
       " -o {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{}\" -j "

@@ -155,6 +155,35 @@ TEST_F(Parallel, ShardsMergeIntoTheSerialResults) {
   EXPECT_TRUE(contains(bad.err, "--shard '3/3': expected I/N with 0 <= I < N")) << bad.err;
 }
 
+// The scripts of `lorasched slurm` run by bash as Slurm would run them (the #SBATCH lines
+// are comments to bash): each array task with its SLURM_ARRAY_TASK_ID, then the merge
+// script. scripts/slurm-test does the same through a real Slurm, in CI.
+TEST_F(Parallel, SlurmScriptsRunTheShardsAndTheMerge) {
+  const ProcessResult w = lorasched({"slurm", "exp.toml", "--shards", "3", "--max-concurrent", "2",
+                                     "--partition", "cpu", "--time", "0:20:00"});
+  ASSERT_EQ(w.exit_code, 0) << w.describe();
+  const fs::path dir = dir_ / "out/par.h5.slurm";
+  const std::string array = slurp(dir / "array.sbatch");
+  const std::string merge = slurp(dir / "merge.sbatch");
+  for (const char* line :
+       {"#SBATCH --array=0-2%2\n", "#SBATCH --partition=cpu\n", "#SBATCH --time=0:20:00\n",
+        "#SBATCH --cpus-per-task=1\n", "--shard \"${SLURM_ARRAY_TASK_ID}/3\"", "--resume"})
+    EXPECT_TRUE(contains(array, line)) << line << "\n" << array;
+  EXPECT_TRUE(contains(merge, "par.shard-2-of-3.h5")) << merge;
+  EXPECT_TRUE(contains(w.out, "sbatch --dependency=afterok:")) << w.out;
+  for (int i = 0; i < 3; ++i) {
+    const ProcessResult t = run_process("/bin/bash", {(dir / "array.sbatch").string()}, dir_.path(),
+                                        {{"SLURM_ARRAY_TASK_ID", std::to_string(i)},
+                                         {"SLURM_CPUS_PER_TASK", "1"},
+                                         {"LORASCHED_PLUGIN_PATH", std::nullopt}});
+    ASSERT_EQ(t.exit_code, 0) << t.describe();
+  }
+  const ProcessResult m = run_process("/bin/bash", {(dir / "merge.sbatch").string()}, dir_.path(),
+                                      {{"LORASCHED_PLUGIN_PATH", std::nullopt}});
+  ASSERT_EQ(m.exit_code, 0) << m.describe();
+  expect_like_serial("out/par.h5");
+}
+
 TEST_F(Parallel, SignalLeavesNoFileAndResumeRunsTheRest) {
   // Longer points, so that the signal lands while workers run.
   write_text(dir_ / "trace.csv", trace_text(12000));
