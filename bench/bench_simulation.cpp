@@ -1,14 +1,24 @@
-// Simulation speed on the costmodel executor: simulated requests per wall-second on one
-// core, dLoRA's policy (dlora + dlora-adaptive), 128 adapters, Llama-2-7B on the A100
-// preset, 1 replica and several (least-loaded dispatch, no migration). The counter
-// "requests/s" is what a cluster-scale experiment gets; "iterations/s" the engine loop's
-// rate. Building the run (workload generation, plugins) is not timed; see
-// docs/costmodel.md, "Speed".
+// Simulation speed on the costmodel executor, one core: dLoRA's policy (dlora +
+// dlora-adaptive), Llama-2-7B on the A100 preset, ShareGPT-like lengths, Gamma arrivals at
+// 1.5 requests/s per replica, least-loaded dispatch, no migration.
+//
+// BM_Simulation: 128 adapters, 1, 8 and 32 replicas (docs/costmodel.md, "Speed").
+// BM_Scale: 10 adapters per replica, 32 to 1,000 replicas with 150 requests per replica, and
+// one replica with 4,000 (issue 21; docs/performance.md, "Cluster scale").
+//
+// Counters: requests/s and iterations/s of the event loop (building the run is not timed),
+// setup_s (building the run: workload, dLoRA's placement, replicas, plugins), sim/wall
+// (virtual seconds simulated per wall second of the loop) and sim/wall_total (with the
+// set-up), queued/iteration, peak_MiB (the process's peak resident memory during the point,
+// /proc/self/status VmHWM after resetting it), bytes/replica-adapter (the peak over replicas x
+// adapters).
 #include <benchmark/benchmark.h>
 
 #include <fmt/format.h>
 #include <chrono>
+#include <fstream>
 #include <optional>
+#include <string>
 
 #include "core/cluster/simulation.hpp"
 #include "core/config/experiment.hpp"
@@ -27,14 +37,14 @@ PluginRegistry& registry() {
 // tokens), Gamma arrivals (cv 1), adapters by Zipf(1.0) popularity: most batches are
 // unmerged over many adapters on this preset, and this keeps queues bounded (dLoRA's
 // merged-mode rule can stall a replica whose pool is full, see docs/costmodel.md).
-std::string experiment(int replicas, int requests) {
+std::string experiment(int replicas, int adapters, int requests) {
   return fmt::format(R"([run]
 name = "bench"
 seed = 1
 [model]
 preset = "llama2-7b"
 [adapters]
-count = 128
+count = {}
 ranks = [8, 16, 32, 64]
 [workload]
 arrival = "gamma"
@@ -57,22 +67,37 @@ plugin = "dlora-adaptive"
 [dispatcher]
 plugin = "least-loaded"
 )",
-                     1.5 * replicas, requests, replicas);
+                     adapters, 1.5 * replicas, requests, replicas);
 }
 
-void BM_Simulation(benchmark::State& st) {
-  const int replicas = static_cast<int>(st.range(0));
-  const int requests = static_cast<int>(st.range(1));
-  const auto exps = parse_experiments(experiment(replicas, requests), "bench.toml");
+// Peak resident memory since the last reset, bytes (Linux).
+int64_t peak_rss() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+void run(benchmark::State& st, int replicas, int adapters, int requests) {
+  const auto exps = parse_experiments(experiment(replicas, adapters, requests), "bench.toml");
   int64_t simulated = 0, iterations = 0;
-  double virtual_seconds = 0, queued = 0;
+  double virtual_seconds = 0, queued = 0, setup = 0, loop = 0;
+  int64_t peak = 0;
   for (auto _ : st) {
     st.PauseTiming();
+    reset_peak_rss();
+    const auto t0 = std::chrono::steady_clock::now();
     std::optional<Simulation> sim;
     sim.emplace(exps.at(0), registry());
+    const auto t1 = std::chrono::steady_clock::now();
+    setup += std::chrono::duration<double>(t1 - t0).count();
     st.ResumeTiming();
     RunResult r = sim->run();
     st.PauseTiming();
+    loop += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    peak = std::max(peak, peak_rss());
     simulated += static_cast<int64_t>(r.records.requests.size());
     iterations += static_cast<int64_t>(r.records.iterations.size());
     for (const auto& it : r.records.iterations) queued += it.queued;
@@ -82,14 +107,24 @@ void BM_Simulation(benchmark::State& st) {
     sim.reset();
     st.ResumeTiming();
   }
+  const auto n = static_cast<double>(st.iterations());
   st.counters["requests/s"] =
       benchmark::Counter(static_cast<double>(simulated), benchmark::Counter::kIsRate);
   st.counters["iterations/s"] =
       benchmark::Counter(static_cast<double>(iterations), benchmark::Counter::kIsRate);
   st.counters["queued/iteration"] =
       benchmark::Counter(queued / static_cast<double>(std::max<int64_t>(1, iterations)));
-  st.counters["virtual_s/run"] =
-      benchmark::Counter(virtual_seconds / static_cast<double>(st.iterations()));
+  st.counters["virtual_s/run"] = benchmark::Counter(virtual_seconds / n);
+  st.counters["setup_s"] = benchmark::Counter(setup / n);
+  st.counters["sim/wall"] = benchmark::Counter(virtual_seconds / loop);
+  st.counters["sim/wall_total"] = benchmark::Counter(virtual_seconds / (loop + setup));
+  st.counters["peak_MiB"] = benchmark::Counter(static_cast<double>(peak) / (1 << 20));
+  st.counters["bytes/replica-adapter"] =
+      benchmark::Counter(static_cast<double>(peak) / (static_cast<double>(replicas) * adapters));
+}
+
+void BM_Simulation(benchmark::State& st) {
+  run(st, static_cast<int>(st.range(0)), 128, static_cast<int>(st.range(1)));
 }
 
 BENCHMARK(BM_Simulation)
@@ -97,6 +132,21 @@ BENCHMARK(BM_Simulation)
     ->Args({1, 5000})
     ->Args({8, 40000})
     ->Args({32, 160000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
+
+void BM_Scale(benchmark::State& st) {
+  const int replicas = static_cast<int>(st.range(0));
+  run(st, replicas, 10 * replicas, static_cast<int>(st.range(1)) * replicas);
+}
+
+BENCHMARK(BM_Scale)
+    ->ArgNames({"replicas", "requests_per_replica"})
+    ->Args({1, 4000})  // the one-replica rate the others are held against
+    ->Args({32, 150})
+    ->Args({256, 150})
+    ->Args({1000, 150})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(1);

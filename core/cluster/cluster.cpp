@@ -43,7 +43,7 @@ bool failed_status(const std::string& s) {
 
 // ---- placement ------------------------------------------------------------------------------
 
-void Simulation::place_adapters() {
+std::vector<std::vector<AdapterId>> Simulation::place_adapters() {
   const int32_t R = e_.cluster.replicas;
   const int32_t N = static_cast<int32_t>(adapters_.size());
   adapter_bytes_.resize(adapters_.size());
@@ -53,14 +53,15 @@ void Simulation::place_adapters() {
   const double memory = static_cast<double>(pool_blocks_) * static_cast<double>(block_bytes_);
   cluster::PlacementState s = cluster::initial_placement(R, adapter_bytes_, memory,
                                                          cluster::TopUp::one_adapter, replicated);
-  hosted_ = s.lists;
-  for (auto& h : hosted_) std::sort(h.begin(), h.end());
+  std::vector<std::vector<AdapterId>> hosted = std::move(s.lists);
+  for (auto& h : hosted) std::sort(h.begin(), h.end());
   placement_avail_ = s.avail_mem;
   adapter_slots_.resize(static_cast<size_t>(R));
   for (int32_t r = 0; r < R; ++r)
     adapter_slots_[static_cast<size_t>(r)] =
-        std::max<int32_t>(1, static_cast<int32_t>(hosted_[static_cast<size_t>(r)].size()));
+        std::max<int32_t>(1, static_cast<int32_t>(hosted[static_cast<size_t>(r)].size()));
   expected_.assign(adapters_.size(), (1.0 + 1e-7) / std::max(1, N));
+  return hosted;
 }
 
 api::ReplicaLimits Simulation::replica_limits(const api::ReplicaLimits& base,
@@ -78,161 +79,275 @@ api::ReplicaLimits Simulation::replica_limits(const api::ReplicaLimits& base,
 // the expected distribution. Routing only: the adapters load on demand.
 void Simulation::refill_placement() {
   cluster::PlacementState s;
-  s.lists = hosted_;
+  s.lists = live_.placement();
   s.avail_mem = placement_avail_;
   std::vector<int32_t> current(adapters_.size(), 0);
-  for (const auto& l : hosted_)
+  for (const auto& l : s.lists)
     for (AdapterId a : l) ++current[static_cast<size_t>(a)];
   cluster::find_best_lora_weight_schedule(s, false, expected_, current, &adapter_slots_,
                                           adapter_bytes_);
-  hosted_ = std::move(s.lists);
-  for (auto& h : hosted_) std::sort(h.begin(), h.end());
+  for (size_t r = 0; r < s.lists.size(); ++r) {
+    auto& h = s.lists[r];
+    std::sort(h.begin(), h.end());
+    if (h != live_.hosted(static_cast<int32_t>(r)))
+      live_.set_hosted(static_cast<int32_t>(r), std::move(h));
+  }
   placement_avail_ = std::move(s.avail_mem);
 }
 
 // ---- views ----------------------------------------------------------------------------------
 
-// The cluster as it is at `now`. Iterations in flight count as running: their requests are
-// unfinished (even those the engine already finished when the iteration started) and show
-// the tokens they had when it started.
+// The cluster as it is at `now` (LiveView keeps it). Iterations in flight count as running:
+// their requests are unfinished (even those the engine already finished when the iteration
+// started) and show the tokens they had when it started. With requests (migration views):
+// every replica's unfinished requests in the artifact's order (get_reqs_metadata): waiting,
+// running, swapped, ready.
 const api::ClusterView& Simulation::cluster_view(double now, bool with_requests) {
+  api::ClusterView& view = live_.at(now);
+  if (check_views_) verify_view(view, now);
+  if (!with_requests) return view;
   const size_t R = replicas_.size();
-  states_.resize(R);
   state_requests_.resize(R);
-  state_counts_.resize(R);
   for (size_t r = 0; r < R; ++r) {
     const Replica& rep = *replicas_[r];
-    api::ReplicaState& s = states_[r];
-    s.replica = rep.id();
-    s.kv_blocks_total = rep.pool().total();
-    s.kv_blocks_used = rep.pool().used();
-    s.adapter_slots = adapter_slots_[r];
-    s.hosted = hosted_[r];
-    s.unfinished = rep.unfinished();
-    s.unfinished_per_adapter = rep.unfinished_per_adapter();
     const auto inflight = rep.in_flight(now);
     const int64_t bs = rep.config().limits.block_size;
-    // Requests the in-flight iteration finished (early, at its start): still running now.
-    bool copied = false;
-    for (RequestId id : inflight) {
-      const Request& q = requests_[static_cast<size_t>(id)];
-      if (!q.done()) continue;
-      if (!copied) {
-        state_counts_[r] = rep.unfinished_per_adapter();
-        copied = true;
-      }
-      ++state_counts_[r][static_cast<size_t>(q.spec.adapter)];
-      ++s.unfinished;
-      s.kv_blocks_used += ceil_div(q.spec.prompt_tokens + q.generated - 1, bs);
-    }
-    if (copied) s.unfinished_per_adapter = state_counts_[r];
     auto& reqs = state_requests_[r];
     reqs.clear();
-    if (with_requests) {
-      auto view_of = [&](const Request& q) {
-        api::RequestView v{q.spec.id,
-                           q.spec.adapter,
-                           q.spec.arrival,
-                           q.spec.prompt_tokens,
-                           q.spec.output_tokens,
-                           q.generated,
-                           q.state,
-                           static_cast<int32_t>(q.block_table.size()) + q.host_blocks};
-        return v;
-      };
-      auto running = [&](RequestId id) {
-        return std::find(inflight.begin(), inflight.end(), id) != inflight.end();
-      };
-      // The artifact's order (get_reqs_metadata): waiting, running, swapped, ready.
-      const std::vector<RequestId> ids = rep.unfinished_requests();  // waiting, ready, swapped
-      for (RequestId id : ids)
-        if (requests_[static_cast<size_t>(id)].state == RequestState::waiting)
-          reqs.push_back(view_of(requests_[static_cast<size_t>(id)]));
-      for (RequestId id : inflight) {
-        const Request& q = requests_[static_cast<size_t>(id)];
-        api::RequestView v = view_of(q);
-        v.state = RequestState::running;
-        v.generated = q.generated - 1;
-        if (q.done())
-          v.kv_blocks = static_cast<int32_t>(ceil_div(q.spec.prompt_tokens + v.generated, bs));
-        reqs.push_back(v);
-      }
-      for (RequestId id : ids)
-        if (requests_[static_cast<size_t>(id)].state == RequestState::swapped)
-          reqs.push_back(view_of(requests_[static_cast<size_t>(id)]));
-      for (RequestId id : ids)
-        if (requests_[static_cast<size_t>(id)].state == RequestState::ready && !running(id))
-          reqs.push_back(view_of(requests_[static_cast<size_t>(id)]));
+    auto view_of = [&](const Request& q) {
+      api::RequestView v{q.spec.id,
+                         q.spec.adapter,
+                         q.spec.arrival,
+                         q.spec.prompt_tokens,
+                         q.spec.output_tokens,
+                         q.generated,
+                         q.state,
+                         static_cast<int32_t>(q.block_table.size()) + q.host_blocks};
+      return v;
+    };
+    auto running = [&](RequestId id) {
+      return std::find(inflight.begin(), inflight.end(), id) != inflight.end();
+    };
+    const std::vector<RequestId> ids = rep.unfinished_requests();  // waiting, ready, swapped
+    for (RequestId id : ids)
+      if (requests_[static_cast<size_t>(id)].state == RequestState::waiting)
+        reqs.push_back(view_of(requests_[static_cast<size_t>(id)]));
+    for (RequestId id : inflight) {
+      const Request& q = requests_[static_cast<size_t>(id)];
+      api::RequestView v = view_of(q);
+      v.state = RequestState::running;
+      v.generated = q.generated - 1;
+      if (q.done())
+        v.kv_blocks = static_cast<int32_t>(ceil_div(q.spec.prompt_tokens + v.generated, bs));
+      reqs.push_back(v);
     }
-    s.requests = reqs;
+    for (RequestId id : ids)
+      if (requests_[static_cast<size_t>(id)].state == RequestState::swapped)
+        reqs.push_back(view_of(requests_[static_cast<size_t>(id)]));
+    for (RequestId id : ids)
+      if (requests_[static_cast<size_t>(id)].state == RequestState::ready && !running(id))
+        reqs.push_back(view_of(requests_[static_cast<size_t>(id)]));
+    live_.state(static_cast<int32_t>(r)).requests = reqs;
   }
-  view_.now = now;
-  view_.num_adapters = static_cast<int32_t>(adapters_.size());
-  view_.limits = replicas_.front()->config().limits;
-  view_.replicas = states_;
-  view_.adapter_bytes = adapter_bytes_;
-  view_.adapter_mean_exec_time = adapter_exec_time_;
-  view_.kv_block_bytes = block_bytes_;
-  view_.link_bandwidth = link_bandwidth_;
-  return view_;
+  return view;
+}
+
+// The view as the simulation once rebuilt it for every dispatch, from the replicas, compared
+// with the kept one.
+void Simulation::verify_view(const api::ClusterView& view, double now) const {
+  auto fail = [&](size_t r, const std::string& what) {
+    throw InternalError(
+        fmt::format("the cluster view at t={} differs for replica {}: {}", now, r, what));
+  };
+  const size_t R = replicas_.size(), N = adapters_.size();
+  std::vector<std::vector<int32_t>> hosts(N);
+  int32_t least = -1;
+  for (size_t r = 0; r < R; ++r) {
+    const Replica& rep = *replicas_[r];
+    const api::ReplicaState& s = view.replicas[r];
+    std::vector<int32_t> counts = rep.unfinished_per_adapter();
+    int32_t unfinished = rep.unfinished();
+    int64_t used = rep.pool().used();
+    const int64_t bs = rep.config().limits.block_size;
+    for (RequestId id : rep.in_flight(now)) {
+      const Request& q = requests_[static_cast<size_t>(id)];
+      if (!q.done()) continue;
+      ++counts[static_cast<size_t>(q.spec.adapter)];
+      ++unfinished;
+      used += ceil_div(q.spec.prompt_tokens + q.generated - 1, bs);
+    }
+    if (s.replica != static_cast<int32_t>(r)) fail(r, "replica id");
+    if (s.unfinished != unfinished)
+      fail(r, fmt::format("unfinished {} != {}", s.unfinished, unfinished));
+    if (s.kv_blocks_used != used) fail(r, fmt::format("kv used {} != {}", s.kv_blocks_used, used));
+    if (s.kv_blocks_total != rep.pool().total()) fail(r, "kv total");
+    if (s.adapter_slots != adapter_slots_[r]) fail(r, "adapter slots");
+    if (!std::equal(counts.begin(), counts.end(), s.unfinished_per_adapter.begin(),
+                    s.unfinished_per_adapter.end()))
+      fail(r, "unfinished per adapter");
+    std::vector<AdapterId> active;
+    for (size_t a = 0; a < N; ++a)
+      if (counts[a] > 0) active.push_back(static_cast<AdapterId>(a));
+    if (!std::equal(active.begin(), active.end(), s.active_adapters.begin(),
+                    s.active_adapters.end()))
+      fail(r, "active adapters");
+    if (!std::is_sorted(s.hosted.begin(), s.hosted.end()) ||
+        std::adjacent_find(s.hosted.begin(), s.hosted.end()) != s.hosted.end())
+      fail(r, "hosted not ascending");
+    for (AdapterId a : s.hosted) hosts[static_cast<size_t>(a)].push_back(static_cast<int32_t>(r));
+    if (least < 0 || unfinished < view.replicas[static_cast<size_t>(least)].unfinished)
+      least = static_cast<int32_t>(r);
+  }
+  if (view.least_loaded != least)
+    fail(static_cast<size_t>(least),
+         fmt::format("least loaded {} != {}", view.least_loaded, least));
+  for (size_t a = 0; a < N; ++a)
+    if (!std::equal(hosts[a].begin(), hosts[a].end(), view.adapter_hosts[a].begin(),
+                    view.adapter_hosts[a].end()))
+      fail(0, fmt::format("replicas hosting adapter {}", a));
+  // Mean execution times, as of the last period: the sums over every replica.
+  if (exec_time_dirty_.empty())
+    for (size_t a = 0; a < N; ++a) {
+      std::pair<int64_t, double> sum{0, 0.0};
+      for (const auto& rep : replicas_) {
+        sum.first += rep->finished_exec_time()[a].first;
+        sum.second += rep->finished_exec_time()[a].second;
+      }
+      const double mean = sum.first > 0 ? sum.second / static_cast<double>(sum.first) : kNaN;
+      const double kept = view.adapter_mean_exec_time[a];
+      if (!(mean == kept || (std::isnan(mean) && std::isnan(kept))))
+        fail(0, fmt::format("mean execution time of adapter {}: {} != {}", a, kept, mean));
+    }
+}
+
+void Simulation::drop_requests_from_view() {
+  for (size_t r = 0; r < replicas_.size(); ++r) live_.state(static_cast<int32_t>(r)).requests = {};
+}
+
+// ---- keeping the view in step with the replicas ---------------------------------------------
+
+void Simulation::joined(int32_t r, RequestId id) {
+  live_.count(r, requests_[static_cast<size_t>(id)].spec.adapter, +1);
+  pool_changed(r);
+  note_unfinished(r);
+}
+
+void Simulation::left(int32_t r, RequestId id) {
+  live_.count(r, requests_[static_cast<size_t>(id)].spec.adapter, -1);
+  pool_changed(r);
+  note_unfinished(r);
+}
+
+void Simulation::pool_changed(int32_t r) {
+  const BlockPool& pool = replicas_[static_cast<size_t>(r)]->pool();
+  live_.set_kv(r, pool.total(), pool.used());
+}
+
+void Simulation::note_unfinished(int32_t r) {
+  const int32_t now_unfinished = replicas_[static_cast<size_t>(r)]->unfinished();
+  engine_unfinished_ += now_unfinished - engine_unfinished_of_[static_cast<size_t>(r)];
+  engine_unfinished_of_[static_cast<size_t>(r)] = now_unfinished;
+}
+
+// Replica r ran step(t): the requests its new iteration finished stay in the view until the
+// iteration ends; their adapters' mean execution times change.
+void Simulation::stepped(int32_t r, double t, std::optional<double> end,
+                         int32_t unfinished_before) {
+  const Replica& rep = *replicas_[static_cast<size_t>(r)];
+  const int64_t bs = rep.config().limits.block_size;
+  auto& held = held_buffer_;
+  held.clear();
+  for (RequestId id : rep.in_flight(t)) {
+    const Request& q = requests_[static_cast<size_t>(id)];
+    if (!q.done()) continue;
+    held.push_back({q.spec.adapter, ceil_div(q.spec.prompt_tokens + q.generated - 1, bs)});
+    exec_time_changed(q.spec.adapter, r);
+  }
+  const bool all_seen = unfinished_before - rep.unfinished() == static_cast<int32_t>(held.size());
+  live_.hold(r, end.value_or(t), held);
+  if (!all_seen) {
+    // It finished requests it did not run (prompts too long to ever run) or an iteration
+    // that is already over: take its counts as they are (rare; O(adapters)).
+    live_.resync(r, rep.unfinished_per_adapter());
+    const auto& et = rep.finished_exec_time();
+    for (size_t a = 0; a < et.size(); ++a)
+      if (et[a].first > 0) exec_time_changed(static_cast<AdapterId>(a), r);
+  }
+  pool_changed(r);
+  note_unfinished(r);
+}
+
+void Simulation::exec_time_changed(AdapterId a, int32_t r) {
+  auto& who = exec_time_replicas_[static_cast<size_t>(a)];
+  auto it = std::lower_bound(who.begin(), who.end(), r);
+  if (it == who.end() || *it != r) who.insert(it, r);
+  if (!exec_time_dirty_flag_[static_cast<size_t>(a)]) {
+    exec_time_dirty_flag_[static_cast<size_t>(a)] = 1;
+    exec_time_dirty_.push_back(a);
+  }
 }
 
 // ---- dispatch -------------------------------------------------------------------------------
 
 void Simulation::dispatch(RequestId id, double now) {
   const Request& r = requests_[static_cast<size_t>(id)];
-  expected_[static_cast<size_t>(r.spec.adapter)] += 1;  // dLoRA's expected_lora_distribution
-  Replica* target = replicas_.front().get();
+  const AdapterId adapter = r.spec.adapter;
+  expected_[static_cast<size_t>(adapter)] += 1;  // dLoRA's expected_lora_distribution
+  int32_t to = 0;
   if (replicas_.size() > 1) {
     const api::ClusterView& view = cluster_view(now, false);
-    api::DispatchRequest dr{id, r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens,
+    api::DispatchRequest dr{id, adapter, r.spec.arrival, r.spec.prompt_tokens,
                             r.spec.output_tokens};
     auto d = dispatcher_->checked_dispatch(view, dr);
     if (!d) throw PluginError(dispatcher_.describe() + " failed: " + d.error());
-    const int32_t to = d.value().replica;
+    to = d.value().replica;
     if (to < 0 || to >= static_cast<int32_t>(replicas_.size()))
       throw PluginError(fmt::format("{} sent request {} to replica {}, but replicas are 0..{}",
                                     dispatcher_.describe(), id, to, replicas_.size() - 1));
-    auto& hosted = hosted_[static_cast<size_t>(to)];
-    if (std::find(hosted.begin(), hosted.end(), r.spec.adapter) == hosted.end()) {
-      if (d.value().evict != api::kNoAdapter) {
-        auto it = std::find(hosted.begin(), hosted.end(), d.value().evict);
-        if (it == hosted.end())
+    if (!live_.hosts(to, adapter)) {
+      const AdapterId evict = d.value().evict;
+      if (evict != api::kNoAdapter) {
+        if (evict < 0 || evict >= static_cast<AdapterId>(adapters_.size()) ||
+            !live_.hosts(to, evict))
           throw PluginError(
               fmt::format("{} evicts adapter {} from replica {}, which does not host it",
-                          dispatcher_.describe(), d.value().evict, to));
-        hosted.erase(it);
+                          dispatcher_.describe(), evict, to));
+        live_.unhost(to, evict);
       }
-      hosted.insert(std::upper_bound(hosted.begin(), hosted.end(), r.spec.adapter), r.spec.adapter);
+      live_.host(to, adapter);
     }
-    target = replicas_[static_cast<size_t>(to)].get();
   }
-  target->add(id, now);
+  replicas_[static_cast<size_t>(to)]->add(id, now);
+  joined(to, id);
 }
 
 // ---- migration ------------------------------------------------------------------------------
 
 void Simulation::migrate(double now) {
-  // Mean execution time of the finished requests of each adapter, over the cluster.
-  const size_t N = adapters_.size();
-  std::vector<std::pair<int64_t, double>> sum(N, {0, 0.0});
-  for (const auto& rep : replicas_) {
-    const auto& et = rep->finished_exec_time();
-    for (size_t a = 0; a < N; ++a) {
-      sum[a].first += et[a].first;
-      sum[a].second += et[a].second;
+  // Mean execution time of the finished requests of each adapter, over the cluster: the
+  // sums over the replicas where requests of the adapter finished, in replica order (the
+  // others add zeros), for the adapters whose requests finished since the last period.
+  std::vector<double>& mean = live_.mean_exec_time();
+  for (AdapterId a : exec_time_dirty_) {
+    std::pair<int64_t, double> sum{0, 0.0};
+    for (int32_t r : exec_time_replicas_[static_cast<size_t>(a)]) {
+      const auto& et =
+          replicas_[static_cast<size_t>(r)]->finished_exec_time()[static_cast<size_t>(a)];
+      sum.first += et.first;
+      sum.second += et.second;
     }
+    mean[static_cast<size_t>(a)] =
+        sum.first > 0 ? sum.second / static_cast<double>(sum.first) : kNaN;
+    exec_time_dirty_flag_[static_cast<size_t>(a)] = 0;
   }
-  adapter_exec_time_.resize(N);
-  for (size_t a = 0; a < N; ++a)
-    adapter_exec_time_[a] =
-        sum[a].first > 0 ? sum[a].second / static_cast<double>(sum[a].first) : kNaN;
+  exec_time_dirty_.clear();
 
   const api::ClusterView& view = cluster_view(now, true);
   // The solve takes wall time only: the virtual clock does not move (docs/cluster.md).
   const auto t0 = std::chrono::steady_clock::now();
   auto planned = migration_->checked_plan(view);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  drop_requests_from_view();
   if (!planned) throw PluginError(migration_.describe() + " failed to plan: " + planned.error());
   const api::MigrationPlan& plan = planned.value();
 
@@ -332,7 +447,7 @@ void Simulation::validate_migration(const api::MigrationPlan& plan, double now) 
     }
     const size_t cap =
         std::max<size_t>(static_cast<size_t>(adapter_slots_[static_cast<size_t>(p.replica)]),
-                         hosted_[static_cast<size_t>(p.replica)].size());
+                         live_.hosted(p.replica).size());
     if (p.adapters.size() > cap)
       fail(fmt::format("it places {} adapters on replica {}, which has {} adapter slots",
                        p.adapters.size(), p.replica, cap));
@@ -366,6 +481,7 @@ void Simulation::apply_migration(const api::MigrationPlan& plan, double now) {
         cpu->model().copy_blocks_out(q.block_table, p.data);
     }
     src.remove(m.request);
+    left(m.from, m.request);
     pending.push_back(std::move(p));
   }
   // 2. ... and joins its destination: waiting (recompute: prompt + generated tokens are
@@ -391,30 +507,34 @@ void Simulation::apply_migration(const api::MigrationPlan& plan, double now) {
       dst.add(p.move.request, now);
       ev.value = q.context_tokens();  // tokens to prefill again (0 if it never ran)
     }
+    joined(p.move.to, p.move.request);
     ++q.record.migrations;
     records_.events.push_back(ev);
   }
   // 3. Placement: the plan's adapter lists, plus every adapter with unfinished requests on
   // the replica (a request's replica always lists its adapter).
   for (const api::Placement& p : plan.placements) {
-    auto& h = hosted_[static_cast<size_t>(p.replica)];
-    h = p.adapters;
-    const auto& counts = replicas_[static_cast<size_t>(p.replica)]->unfinished_per_adapter();
-    for (size_t a = 0; a < counts.size(); ++a)
-      if (counts[a] > 0 && std::find(h.begin(), h.end(), static_cast<AdapterId>(a)) == h.end())
-        h.push_back(static_cast<AdapterId>(a));
+    std::vector<AdapterId> h = p.adapters;
     std::sort(h.begin(), h.end());
+    const size_t listed = h.size();
+    // The engine's adapters with requests are among those the view counts.
+    const auto& counts = replicas_[static_cast<size_t>(p.replica)]->unfinished_per_adapter();
+    for (AdapterId a : live_.state(p.replica).active_adapters)
+      if (counts[static_cast<size_t>(a)] > 0 &&
+          !std::binary_search(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(listed), a))
+        h.push_back(a);
+    std::sort(h.begin(), h.end());
+    live_.set_hosted(p.replica, std::move(h));
   }
   // 4. Co-migration: a moved request's adapter is copied to its destination over the link
   // unless resident there; it becomes resident if the pool has room (else it loads on
   // demand later, with the executor's load cost).
   for (const Pending& p : pending) {
     const AdapterId a = requests_[static_cast<size_t>(p.move.request)].spec.adapter;
-    auto& h = hosted_[static_cast<size_t>(p.move.to)];
-    if (std::find(h.begin(), h.end(), a) == h.end())
-      h.insert(std::upper_bound(h.begin(), h.end(), a), a);
+    live_.host(p.move.to, a);
     Replica& dst = *replicas_[static_cast<size_t>(p.move.to)];
     if (dst.resident(a) || !dst.preload(a)) continue;
+    pool_changed(p.move.to);
     EventRecord ev;
     ev.time = now;
     ev.replica = p.move.from;

@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <iterator>
 #include <limits>
+#include <list>
+#include <map>
+#include <set>
 
 namespace lorasched::cluster {
 
@@ -10,20 +15,310 @@ using api::AdapterId;
 
 namespace {
 
-bool hosts(const std::vector<AdapterId>& list, AdapterId a) {
-  return std::find(list.begin(), list.end(), a) != list.end();
-}
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The artifact's min() skips NaN (`min(min_bt, x)` keeps min_bt when x is NaN).
+double skip_nan(double x) { return std::isnan(x) ? kInf : x; }
+
+// Minimum over a fixed number of slots, one slot changed at a time (a segment tree).
+class MinTree {
+ public:
+  explicit MinTree(size_t n) : n_(std::max<size_t>(1, n)), v_(2 * n_, kInf) {}
+  void set(size_t i, double x) {
+    i += n_;
+    v_[i] = x;
+    for (i /= 2; i >= 1; i /= 2) v_[i] = std::min(v_[2 * i], v_[2 * i + 1]);
+  }
+  double min() const { return v_[1]; }
+
+ private:
+  size_t n_;
+  std::vector<double> v_;
+};
+
+// The greedy's state with the burst tolerance (calc_min_bt) kept up to date as adapter
+// replicas are added and taken back, so each tentative step costs O(log) instead of a pass
+// over every adapter and replica. Exactly the artifact's value, bit for bit:
+// - an adapter hosted on one replica e has the burst tolerance avail[e] / expected[t] (the
+//   artifact's sum of one term). For expected[t] > 0 the quotient is monotone in
+//   expected[t], so the smallest over the adapters hosted only on e is avail[e] divided by
+//   their largest expected value (smallest when avail[e] < 0): one value per replica, from a
+//   multiset of those adapters' expected values ("lazy" adapters);
+// - every other adapter (unplaced, hosted on several replicas, or expected <= 0 or not
+//   finite) keeps its own value, its sum recomputed over its replicas in ascending order as
+//   the artifact adds them, whenever one of them changes ("explicit" adapters).
+class Tolerance {
+ public:
+  Tolerance(PlacementState& s, const std::vector<double>& expected,
+            const std::vector<int64_t>& adapter_bytes)
+      : s_(s),
+        expected_(expected),
+        bytes_(adapter_bytes),
+        hosts_(expected.size()),
+        single_(s.lists.size()),
+        explicit_on_(s.lists.size()),
+        adapters_(expected.size()),
+        replicas_(s.lists.size()) {
+    for (size_t e = 0; e < s_.lists.size(); ++e)
+      for (AdapterId a : s_.lists[e]) {
+        if (a < 0 || static_cast<size_t>(a) >= expected_.size()) continue;
+        auto& h = hosts_[static_cast<size_t>(a)];
+        if (!std::binary_search(h.begin(), h.end(), static_cast<int32_t>(e)))
+          h.insert(std::upper_bound(h.begin(), h.end(), static_cast<int32_t>(e)),
+                   static_cast<int32_t>(e));
+      }
+    for (size_t t = 0; t < expected_.size(); ++t) attach(static_cast<AdapterId>(t));
+    for (size_t e = 0; e < s_.lists.size(); ++e) refresh_replica(e);
+  }
+
+  bool hosts(int32_t e, AdapterId t) const {
+    const auto& h = hosts_[static_cast<size_t>(t)];
+    return std::binary_search(h.begin(), h.end(), e);
+  }
+  bool placed(AdapterId t) const { return !hosts_[static_cast<size_t>(t)].empty(); }
+
+  // The artifact's calc_min_bt of the current state.
+  double min_bt() const { return std::min(adapters_.min(), replicas_.min()); }
+
+  // list.push_back(t); avail_mem[e] -= size (the artifact's tentative step).
+  void add(int32_t e, AdapterId t) {
+    const auto ue = static_cast<size_t>(e);
+    detach(t);
+    s_.lists[ue].push_back(t);
+    s_.avail_mem[ue] -= static_cast<double>(bytes_[static_cast<size_t>(t)]);
+    auto& h = hosts_[static_cast<size_t>(t)];
+    h.insert(std::upper_bound(h.begin(), h.end(), e), e);
+    attach(t);
+    replica_changed(ue);
+  }
+  // list.pop_back(); avail_mem[e] += size (its undo).
+  void undo_add(int32_t e, AdapterId t) {
+    const auto ue = static_cast<size_t>(e);
+    detach(t);
+    s_.lists[ue].pop_back();
+    s_.avail_mem[ue] += static_cast<double>(bytes_[static_cast<size_t>(t)]);
+    auto& h = hosts_[static_cast<size_t>(t)];
+    h.erase(std::lower_bound(h.begin(), h.end(), e));
+    attach(t);
+    replica_changed(ue);
+  }
+  // Adds without keeping the burst tolerance (the initial top-up, after the greedy).
+  void add_untracked(int32_t e, AdapterId t) {
+    const auto ue = static_cast<size_t>(e);
+    s_.lists[ue].push_back(t);
+    s_.avail_mem[ue] -= static_cast<double>(bytes_[static_cast<size_t>(t)]);
+    auto& h = hosts_[static_cast<size_t>(t)];
+    h.insert(std::upper_bound(h.begin(), h.end(), e), e);
+  }
+
+ private:
+  bool lazy_kind(AdapterId t) const {
+    const double x = expected_[static_cast<size_t>(t)];
+    return hosts_[static_cast<size_t>(t)].size() == 1 && std::isfinite(x) && x > 0;
+  }
+  // Puts adapter t into the structures according to its replicas.
+  void attach(AdapterId t) {
+    const auto ut = static_cast<size_t>(t);
+    if (lazy_kind(t)) {
+      const auto e = static_cast<size_t>(hosts_[ut].front());
+      single_[e].insert(expected_[ut]);
+      adapters_.set(ut, kInf);
+      refresh_replica(e);
+      return;
+    }
+    for (int32_t e : hosts_[ut]) explicit_on_[static_cast<size_t>(e)].insert(t);
+    refresh_adapter(t);
+  }
+  // Takes adapter t out of them (before its replicas change).
+  void detach(AdapterId t) {
+    const auto ut = static_cast<size_t>(t);
+    if (lazy_kind(t)) {
+      const auto e = static_cast<size_t>(hosts_[ut].front());
+      single_[e].erase(single_[e].find(expected_[ut]));
+      refresh_replica(e);
+      return;
+    }
+    for (int32_t e : hosts_[ut]) explicit_on_[static_cast<size_t>(e)].erase(t);
+    adapters_.set(ut, kInf);
+  }
+  void refresh_adapter(AdapterId t) {
+    const auto ut = static_cast<size_t>(t);
+    double total = 0;
+    for (int32_t e : hosts_[ut]) total += s_.avail_mem[static_cast<size_t>(e)];
+    adapters_.set(ut, skip_nan(total / expected_[ut]));
+  }
+  void refresh_replica(size_t e) {
+    const auto& m = single_[e];
+    if (m.empty()) {
+      replicas_.set(e, kInf);
+      return;
+    }
+    const double total = 0.0 + s_.avail_mem[e];
+    replicas_.set(e, skip_nan(total / (total >= 0 ? *m.rbegin() : *m.begin())));
+  }
+  void replica_changed(size_t e) {
+    refresh_replica(e);
+    for (AdapterId a : explicit_on_[e]) refresh_adapter(a);
+  }
+
+  PlacementState& s_;
+  const std::vector<double>& expected_;
+  const std::vector<int64_t>& bytes_;
+  std::vector<std::vector<int32_t>> hosts_;       // adapter -> replicas hosting it, ascending
+  std::vector<std::multiset<double>> single_;     // replica -> expected of its lazy adapters
+  std::vector<std::set<AdapterId>> explicit_on_;  // replica -> explicit adapters it hosts
+  MinTree adapters_;                              // explicit adapters' values
+  MinTree replicas_;                              // per replica: its lazy adapters' minimum
+};
+
+// The artifact's engine order: a stable re-sort of the previous order at every round, by
+// number of adapters ascending (initial call) or by free slots descending, only engines with
+// a free slot (refill). Between rounds only the engine that accepted an adapter changes its
+// key, by one step towards the back, and a stable sort puts it first among the engines with
+// its new key (it preceded all of them). So the order is kept as lists per key.
+class EngineOrder {
+ public:
+  EngineOrder(const PlacementState& s, const std::vector<int32_t>* capacity)
+      : capacity_(capacity), where_(s.lists.size()) {
+    for (size_t e = 0; e < s.lists.size(); ++e) {
+      const int64_t k = key(s, e);
+      auto& l = buckets_[k];
+      where_[e] = l.insert(l.end(), static_cast<int32_t>(e));
+    }
+  }
+  // Engines in order (refill: those with a free slot).
+  template <class F>
+  bool for_each_until(F&& f) const {
+    if (capacity_ == nullptr) {
+      for (const auto& [k, l] : buckets_)
+        for (int32_t e : l)
+          if (f(e)) return true;
+    } else {
+      for (auto it = buckets_.rbegin(); it != buckets_.rend() && it->first > 0; ++it)
+        for (int32_t e : it->second)
+          if (f(e)) return true;
+    }
+    return false;
+  }
+  // Engine e accepted an adapter (its list grew by one).
+  void grew(const PlacementState& s, int32_t e) {
+    const auto ue = static_cast<size_t>(e);
+    const int64_t old_key = capacity_ == nullptr ? key(s, ue) - 1 : key(s, ue) + 1;
+    auto it = buckets_.find(old_key);
+    it->second.erase(where_[ue]);
+    if (it->second.empty()) buckets_.erase(it);
+    auto& l = buckets_[key(s, ue)];
+    where_[ue] = l.insert(l.begin(), e);
+  }
+
+ private:
+  int64_t key(const PlacementState& s, size_t e) const {
+    const auto size = static_cast<int64_t>(s.lists[e].size());
+    return capacity_ == nullptr ? size : (*capacity_)[e] - size;
+  }
+  const std::vector<int32_t>* capacity_;
+  std::map<int64_t, std::list<int32_t>> buckets_;
+  std::vector<std::list<int32_t>::iterator> where_;
+};
+
+// The artifact's choice of the next adapter:
+//   next = 0; for i: if score(i) < score(next): next = i;
+//                    if not_allocated and next not in it: next = not_allocated[0]
+// with score(i) = current[i] / (replicas added + 1e-7) - expected[i]. When every expected
+// value is the same and exactly the unplaced adapters have current == 0 (the initial call),
+// score orders adapters as current does (distinct counts give distinct scores: the gaps are
+// far above rounding), so the choice is the first unplaced adapter while there is one, then
+// the first adapter with the fewest replicas, kept in an ordered set. Otherwise (refill:
+// arrival counts as expected) the artifact's scan, with O(1) membership.
+class NextAdapter {
+ public:
+  NextAdapter(const std::vector<double>& expected, const std::vector<int32_t>& current,
+              const Tolerance& tol)
+      : expected_(expected), current_(current), unplaced_(expected.size(), 0) {
+    const size_t N = expected.size();
+    // The order argument needs the gaps between scores above their rounding: expected values
+    // at most 2 (the initial call's are (1 + 1e-7) / N).
+    uniform_ = N > 0 && expected[0] > 0 && expected[0] <= 2;
+    for (size_t i = 0; i < N; ++i) {
+      unplaced_[i] = tol.placed(static_cast<AdapterId>(i)) ? 0 : 1;
+      num_unplaced_ += unplaced_[i];
+      uniform_ = uniform_ && expected[i] == expected[0] &&
+                 (unplaced_[i] ? current[i] == 0 : current[i] >= 1);
+    }
+  }
+
+  AdapterId choose(int64_t num_replicas) {
+    const auto N = static_cast<AdapterId>(expected_.size());
+    if (uniform_) {
+      if (num_unplaced_ > 0) return front();
+      if (by_count_.empty())
+        for (AdapterId i = 0; i < N; ++i) by_count_.insert({current_[static_cast<size_t>(i)], i});
+      return by_count_.begin()->second;
+    }
+    const double c = static_cast<double>(num_replicas) + 1e-7;
+    auto score = [&](AdapterId i) {
+      return current_[static_cast<size_t>(i)] / c - expected_[static_cast<size_t>(i)];
+    };
+    AdapterId next = 0;
+    double next_score = score(0);
+    for (AdapterId i = 0; i < N; ++i) {
+      const double si = score(i);
+      if (si < next_score) {
+        next = i;
+        next_score = si;
+      }
+      if (num_unplaced_ > 0 && !unplaced_[static_cast<size_t>(next)]) {
+        next = front();
+        next_score = score(next);
+      }
+    }
+    return next;
+  }
+
+  // `t` got a replica; current[t] is about to grow by one.
+  void placing(AdapterId t) {
+    const auto ut = static_cast<size_t>(t);
+    if (!by_count_.empty()) {
+      by_count_.erase({current_[ut], t});
+      by_count_.insert({current_[ut] + 1, t});
+    }
+    if (unplaced_[ut]) {
+      unplaced_[ut] = 0;
+      --num_unplaced_;
+    }
+  }
+  bool any_unplaced() const { return num_unplaced_ > 0; }
+
+ private:
+  AdapterId front() {
+    while (!unplaced_[first_unplaced_]) ++first_unplaced_;
+    return static_cast<AdapterId>(first_unplaced_);
+  }
+  const std::vector<double>& expected_;
+  const std::vector<int32_t>& current_;
+  std::vector<uint8_t> unplaced_;
+  int64_t num_unplaced_ = 0;
+  size_t first_unplaced_ = 0;
+  bool uniform_ = false;
+  std::set<std::pair<int32_t, AdapterId>> by_count_;
+};
 
 }  // namespace
 
 double calc_min_bt(const PlacementState& s, const std::vector<double>& expected) {
-  double min_bt = std::numeric_limits<double>::infinity();
-  for (size_t t = 0; t < expected.size(); ++t) {
-    double total = 0;
-    for (size_t e = 0; e < s.lists.size(); ++e)
-      if (hosts(s.lists[e], static_cast<AdapterId>(t))) total += s.avail_mem[e];
-    min_bt = std::min(min_bt, total / expected[t]);
-  }
+  // Each adapter's sum over the replicas hosting it, in ascending replica order (as the
+  // artifact adds them), counting a replica once.
+  std::vector<double> total(expected.size(), 0.0);
+  std::vector<size_t> seen(expected.size(), SIZE_MAX);
+  for (size_t e = 0; e < s.lists.size(); ++e)
+    for (AdapterId a : s.lists[e]) {
+      const auto ua = static_cast<size_t>(a);
+      if (ua >= total.size() || seen[ua] == e) continue;
+      seen[ua] = e;
+      total[ua] += s.avail_mem[e];
+    }
+  double min_bt = kInf;
+  for (size_t t = 0; t < expected.size(); ++t) min_bt = std::min(min_bt, total[t] / expected[t]);
   return min_bt;
 }
 
@@ -40,83 +335,55 @@ int64_t find_best_lora_weight_schedule(PlacementState& s, bool is_init,
   double best_bt = 0;
   bool update = true;
 
-  std::vector<int32_t> engine_ids(static_cast<size_t>(G));
-  for (int32_t e = 0; e < G; ++e) engine_ids[static_cast<size_t>(e)] = e;
-  std::vector<AdapterId> not_allocated;
-  for (AdapterId a = 0; a < N; ++a) {
-    bool placed = false;
-    for (const auto& l : s.lists) placed = placed || hosts(l, a);
-    if (!placed) not_allocated.push_back(a);
-  }
-  auto score = [&](int32_t i) {
-    return current[static_cast<size_t>(i)] / (static_cast<double>(num_lora_replicas) + 1e-7) -
-           expected[static_cast<size_t>(i)];
-  };
+  Tolerance tol(s, expected, adapter_bytes);
+  NextAdapter chooser(expected, current, tol);
+  EngineOrder order(s, capacity);
 
   while (update) {
     update = false;
-    AdapterId next = 0;
-    for (AdapterId i = 0; i < N; ++i) {
-      if (score(i) < score(next)) next = i;
-      if (!not_allocated.empty() && !hosts(not_allocated, next)) next = not_allocated.front();
-    }
-    // Engine order: stable re-sort of the previous order each round (the artifact's
-    // `engine_ids = sorted(engine_ids, ...)`; with capacities the list is also filtered and
-    // stays filtered for the rest of the call).
-    if (capacity == nullptr) {
-      std::stable_sort(engine_ids.begin(), engine_ids.end(), [&](int32_t a, int32_t b) {
-        return s.lists[static_cast<size_t>(a)].size() < s.lists[static_cast<size_t>(b)].size();
-      });
-    } else {
-      auto free_slots = [&](int32_t e) {
-        return (*capacity)[static_cast<size_t>(e)] -
-               static_cast<int64_t>(s.lists[static_cast<size_t>(e)].size());
-      };
-      std::stable_sort(engine_ids.begin(), engine_ids.end(),
-                       [&](int32_t a, int32_t b) { return free_slots(a) > free_slots(b); });
-      std::erase_if(engine_ids, [&](int32_t e) { return free_slots(e) <= 0; });
-    }
-    bool accepted = false;
-    for (int32_t e : engine_ids) {
-      auto& list = s.lists[static_cast<size_t>(e)];
-      if (hosts(list, next)) continue;
-      const double size = static_cast<double>(adapter_bytes[static_cast<size_t>(next)]);
-      list.push_back(next);
-      s.avail_mem[static_cast<size_t>(e)] -= size;
-      const double new_bt = calc_min_bt(s, expected);
+    const AdapterId next = chooser.choose(num_lora_replicas);
+    int32_t accepted = -1;
+    order.for_each_until([&](int32_t e) {
+      if (tol.hosts(e, next)) return false;
+      tol.add(e, next);
+      const double new_bt = tol.min_bt();
       if (new_bt >= best_bt) {
+        chooser.placing(next);
         current[static_cast<size_t>(next)] += 1;
         ++num_lora_replicas;
         best_bt = new_bt;
         update = true;
-        accepted = true;
-        std::erase(not_allocated, next);
-        break;
+        accepted = e;
+        return true;
       }
-      list.pop_back();
-      s.avail_mem[static_cast<size_t>(e)] += size;
-      if (!not_allocated.empty()) update = true;
-    }
+      tol.undo_add(e, next);
+      if (chooser.any_unplaced()) update = true;
+      return false;
+    });
     // The artifact loops again with an unchanged state here (and so forever); stop.
-    if (!accepted) update = false;
+    if (accepted < 0) {
+      update = false;
+    } else {
+      order.grew(s, accepted);
+    }
   }
 
   if (is_init) {
     const int64_t min_replicas = static_cast<int64_t>(G) + N - 1;
     int32_t e = 0;
+    auto size_of = [&](int32_t r) {
+      return static_cast<int32_t>(s.lists[static_cast<size_t>(r)].size());
+    };
     if (top_up == TopUp::one_adapter) {
       const AdapterId t = std::clamp<AdapterId>(replicated, 0, N - 1);
       while (num_lora_replicas < min_replicas) {
         int32_t tries = 0;
-        while (static_cast<int32_t>(s.lists[static_cast<size_t>(e)].size()) >= N ||
-               hosts(s.lists[static_cast<size_t>(e)], t)) {
+        while (size_of(e) >= N || tol.hosts(e, t)) {
           e = (e + 1) % G;
           if (++tries > G) break;
         }
         if (tries > G) break;  // every replica hosts it (the artifact would spin)
-        s.lists[static_cast<size_t>(e)].push_back(t);
-        s.avail_mem[static_cast<size_t>(e)] -=
-            static_cast<double>(adapter_bytes[static_cast<size_t>(t)]);
+        tol.add_untracked(e, t);
         e = (e + 1) % G;
         current[static_cast<size_t>(t)] += 1;
         ++num_lora_replicas;
@@ -125,15 +392,13 @@ int64_t find_best_lora_weight_schedule(PlacementState& s, bool is_init,
       AdapterId t = 0;
       while (num_lora_replicas < min_replicas) {
         int32_t tries = 0;
-        while (static_cast<int32_t>(s.lists[static_cast<size_t>(e)].size()) >= N) {
+        while (size_of(e) >= N) {
           e = (e + 1) % G;
           if (++tries > G) break;
         }
         if (tries > G) break;
-        while (hosts(s.lists[static_cast<size_t>(e)], t)) t = (t + 1) % N;
-        s.lists[static_cast<size_t>(e)].push_back(t);
-        s.avail_mem[static_cast<size_t>(e)] -=
-            static_cast<double>(adapter_bytes[static_cast<size_t>(t)]);
+        while (tol.hosts(e, t)) t = (t + 1) % N;
+        tol.add_untracked(e, t);
         e = (e + 1) % G;
         t = (t + 1) % N;
         current[static_cast<size_t>(t)] += 1;  // sic: the artifact counts the next adapter

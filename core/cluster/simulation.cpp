@@ -271,7 +271,8 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
             : load_hf_model(e.model.path));
   }
   link_bandwidth_ = e.cluster.link_gbps * 1e9;
-  place_adapters();  // dLoRA's placement decides each replica's adapter slots (cluster.cpp)
+  // dLoRA's placement decides each replica's adapter slots (cluster.cpp).
+  std::vector<std::vector<AdapterId>> hosted = place_adapters();
   for (int32_t r = 0; r < e.cluster.replicas; ++r) {
     const api::ReplicaLimits rlimits = replica_limits(limits, r);
     std::unique_ptr<Executor> exec;
@@ -314,7 +315,7 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   // demand). Migration state: docs/cluster.md.
   for (auto& rep : replicas_) {
     int64_t used = 0;
-    for (AdapterId a : hosted_[static_cast<size_t>(rep->id())]) {
+    for (AdapterId a : hosted[static_cast<size_t>(rep->id())]) {
       const int64_t blocks =
           e.engine.unified_pool
               ? (adapters_[static_cast<size_t>(a)].bytes + block_bytes_ - 1) / block_bytes_
@@ -327,9 +328,18 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
   ready_at_.assign(replicas_.size(), 0.0);
   kv_transfer_ = e.cluster.migration_kv == "transfer";
 
-  adapter_bytes_.resize(adapters_.size());
-  for (size_t a = 0; a < adapters_.size(); ++a) adapter_bytes_[a] = adapters_[a].bytes;
-  adapter_exec_time_.assign(adapters_.size(), std::numeric_limits<double>::quiet_NaN());
+  // The cluster view the dispatcher and the migration policy see (live_view.hpp).
+  const auto R = static_cast<int32_t>(replicas_.size());
+  live_ = LiveView(R, N, replicas_.front()->config().limits, adapter_bytes_, block_bytes_,
+                   link_bandwidth_);
+  for (int32_t r = 0; r < R; ++r) {
+    live_.set_hosted(r, std::move(hosted[static_cast<size_t>(r)]));
+    live_.set_slots(r, adapter_slots_[static_cast<size_t>(r)]);
+    pool_changed(r);
+  }
+  exec_time_dirty_flag_.assign(adapters_.size(), 0);
+  exec_time_replicas_.assign(adapters_.size(), {});
+  engine_unfinished_of_.assign(replicas_.size(), 0);
 }
 
 // dispatch() and migrate(): core/cluster/cluster.cpp.
@@ -352,11 +362,32 @@ void Simulation::deadlock(double now) {
   throw InternalError("deadlock without a stuck request");
 }
 
+// The replica's place in the event loop's queue: replicas with queued requests that are not
+// waiting for a change (stalled), by the time they may start and then by id.
+void Simulation::reschedule(size_t r) {
+  const bool queued = replicas_[r]->has_queued();
+  if (queued != static_cast<bool>(queued_[r])) {
+    num_queued_ += queued ? 1 : -1;
+    queued_[r] = queued;
+  }
+  if (queued && !stalled_[r])
+    runnable_.set(static_cast<int32_t>(r), free_at_[r]);
+  else
+    runnable_.erase(static_cast<int32_t>(r));
+}
+
+// One discrete-event loop. At each step the earliest of: the next arrival (dispatched first
+// when times tie: it joins an iteration starting at the same time), the migration tick, and
+// the earliest replica that can start an iteration (lowest id on ties). O(log R) per event.
 RunResult Simulation::run(const ProgressFn& progress) {
   const auto wall0 = std::chrono::steady_clock::now();
   const size_t R = replicas_.size();
-  std::vector<double> free_at(R, 0.0);
-  std::vector<uint8_t> stalled(R, 0);
+  free_at_.assign(R, 0.0);
+  stalled_.assign(R, 0);
+  queued_.assign(R, 0);
+  runnable_.reset(R);
+  num_queued_ = 0;
+  for (size_t r = 0; r < R; ++r) reschedule(r);
   size_t next = 0;  // next request to arrive
   const int64_t total = static_cast<int64_t>(requests_.size());
   int64_t done_reported = -1;
@@ -364,52 +395,52 @@ RunResult Simulation::run(const ProgressFn& progress) {
   double now = 0;
 
   auto finished_count = [&]() {
-    int64_t n = 0;
-    for (const auto& rep : replicas_) n += rep->unfinished();
-    return total - static_cast<int64_t>(requests_.size() - next) - n;
+    return total - static_cast<int64_t>(requests_.size() - next) - engine_unfinished_;
   };
 
   while (true) {
     const double t_arrival = next < requests_.size() ? requests_[next].spec.arrival : kInf;
-    double t_replica = kInf;
-    size_t who = R;
-    for (size_t r = 0; r < R; ++r)
-      if (!stalled[r] && replicas_[r]->has_queued() && free_at[r] < t_replica) {
-        t_replica = free_at[r];
-        who = r;
-      }
-    bool work_left = next < requests_.size();
-    for (const auto& rep : replicas_) work_left = work_left || rep->has_queued();
+    const double t_replica = runnable_.empty() ? kInf : runnable_.top_time();
+    const bool work_left = next < requests_.size() || num_queued_ > 0;
     const double t_mig = work_left ? next_migration : kInf;
     const double t = std::min({t_arrival, t_replica, t_mig});
     if (t == kInf) {
-      for (size_t r = 0; r < R; ++r)
-        if (replicas_[r]->has_queued()) deadlock(now);
+      if (num_queued_ > 0) deadlock(now);
       break;
     }
     now = t;
-    if (t_arrival <= t) {  // arrivals first: they join an iteration starting at the same time
+    if (t_arrival <= t) {
       const RequestId id = requests_[next].spec.id;
       ++next;
       dispatch(id, now);
-      const int32_t rep = requests_[static_cast<size_t>(id)].record.replica;
-      stalled[static_cast<size_t>(rep)] = 0;
-      free_at[static_cast<size_t>(rep)] = std::max(free_at[static_cast<size_t>(rep)], now);
+      const auto rep = static_cast<size_t>(requests_[static_cast<size_t>(id)].record.replica);
+      stalled_[rep] = 0;
+      free_at_[rep] = std::max(free_at_[rep], now);
+      reschedule(rep);
       continue;
     }
     if (t_mig <= t) {
       migrate(now);  // may delay replicas that receive copies (ready_at_)
-      std::fill(stalled.begin(), stalled.end(), 0);
-      for (size_t r = 0; r < R; ++r) free_at[r] = std::max({free_at[r], now, ready_at_[r]});
+      for (size_t r = 0; r < R; ++r) {
+        stalled_[r] = 0;
+        free_at_[r] = std::max({free_at_[r], now, ready_at_[r]});
+        reschedule(r);
+      }
       next_migration = now + e_.cluster.migration_interval_s;
       continue;
     }
-    auto end = replicas_[who]->step(free_at[who]);
+    const auto who = static_cast<size_t>(runnable_.top());
+    const auto r = static_cast<int32_t>(who);
+    live_.release(r);  // its previous iteration is over
+    const int32_t before = replicas_[who]->unfinished();
+    auto end = replicas_[who]->step(free_at_[who]);
+    stepped(r, free_at_[who], end, before);
     if (end) {
-      free_at[who] = *end;
+      free_at_[who] = *end;
     } else {
-      stalled[who] = 1;
+      stalled_[who] = 1;
     }
+    reschedule(who);
     if (progress) {
       const int64_t done = finished_count();
       if (done != done_reported &&

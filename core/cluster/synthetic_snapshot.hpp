@@ -26,6 +26,7 @@ struct Snapshot {
   std::vector<int64_t> bytes;
   std::vector<double> exec;
   api::ClusterView view;
+  api::ClusterViewIndex index;
 };
 
 inline std::unique_ptr<Snapshot> make_snapshot(int32_t R, int32_t K, uint64_t seed) {
@@ -95,6 +96,7 @@ inline std::unique_ptr<Snapshot> make_snapshot(int32_t R, int32_t K, uint64_t se
   s->view.adapter_mean_exec_time = s->exec;
   s->view.kv_block_bytes = 8 << 20;
   s->view.link_bandwidth = 32e9;
+  api::index_cluster_view(s->view, s->states, s->index);
   return s;
 }
 

@@ -8,8 +8,11 @@
 // does not host the adapter is also a candidate, at its cost + the adapter's load time,
 // when it hosts an idle adapter (no outstanding request there) that has another replica:
 // the request's adapter then replaces that one.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <span>
+#include <stdexcept>
 #include <vector>
 
 #include "lorasched/plugin/api.hpp"
@@ -24,11 +27,13 @@ class AdapterAffinity : public Dispatcher {
       : merge_ratio_(a.params.real("merge_speed_ratio")),
         substitute_(a.params.boolean("substitute")) {}
 
-  // The artifact's per-replica cost (exposed for tests through the plugin's behaviour).
+  // The artifact's per-replica cost (exposed for tests through the plugin's behaviour). Over
+  // the adapters with requests there, in id order (the others add nothing).
   static double cost(const ReplicaState& r, int32_t B, double merge_ratio) {
     double c = 0;
     int64_t residual = 0;
-    for (int32_t cnt : r.unfinished_per_adapter) {
+    for (AdapterId a : r.active_adapters) {
+      const int32_t cnt = r.unfinished_per_adapter[static_cast<size_t>(a)];
       residual += cnt % B;
       c += static_cast<double>(cnt / B) * merge_ratio;
     }
@@ -38,47 +43,44 @@ class AdapterAffinity : public Dispatcher {
   DispatchDecision dispatch(const ClusterView& v, const DispatchRequest& req) override {
     const int32_t B = std::max(1, v.limits.max_batch_size);
     const AdapterId m = req.adapter;
-    auto hosts = [](const ReplicaState& r, AdapterId a) {
-      for (AdapterId h : r.hosted)
-        if (h == a) return true;
-      return false;
+    if (v.adapter_hosts.size() != static_cast<size_t>(v.num_adapters))
+      throw std::invalid_argument("the cluster view has no adapter_hosts index");
+    auto hosts_of = [&](AdapterId a) {
+      return a >= 0 && a < v.num_adapters ? v.adapter_hosts[static_cast<size_t>(a)]
+                                          : std::span<const int32_t>{};
     };
     DispatchDecision d;
-    bool placed = false;
-    for (const ReplicaState& r : v.replicas) placed = placed || hosts(r, m);
-    if (!placed) {
-      int32_t fewest = std::numeric_limits<int32_t>::max();
-      for (const ReplicaState& r : v.replicas)
-        if (r.unfinished < fewest) {
-          fewest = r.unfinished;
-          d.replica = r.replica;
-        }
+    const auto hosting = hosts_of(m);  // indexes in v.replicas, ascending
+    if (hosting.empty()) {  // nowhere yet: the replica with the fewest outstanding requests
+      if (v.least_loaded >= 0) d.replica = v.replicas[static_cast<size_t>(v.least_loaded)].replica;
       return d;
     }
     double best = std::numeric_limits<double>::infinity();
-    for (const ReplicaState& r : v.replicas)
-      if (hosts(r, m)) {
-        const double c = cost(r, B, merge_ratio_);
-        if (c < best) {
-          best = c;
-          d.replica = r.replica;
-        }
+    for (int32_t j : hosting) {
+      const ReplicaState& r = v.replicas[static_cast<size_t>(j)];
+      const double c = cost(r, B, merge_ratio_);
+      if (c < best) {
+        best = c;
+        d.replica = r.replica;
       }
+    }
     if (substitute_) {
-      std::vector<int32_t> copies(static_cast<size_t>(v.num_adapters), 0);
-      for (const ReplicaState& r : v.replicas)
-        for (AdapterId h : r.hosted) ++copies[static_cast<size_t>(h)];
       const double load =
           v.link_bandwidth > 0 && static_cast<size_t>(m) < v.adapter_bytes.size()
               ? static_cast<double>(v.adapter_bytes[static_cast<size_t>(m)]) / v.link_bandwidth
               : 0.0;
-      for (const ReplicaState& r : v.replicas) {
-        if (hosts(r, m)) continue;
+      size_t next_hosting = 0;  // replicas hosting m, skipped in the walk
+      for (size_t j = 0; j < v.replicas.size(); ++j) {
+        if (next_hosting < hosting.size() && hosting[next_hosting] == static_cast<int32_t>(j)) {
+          ++next_hosting;
+          continue;
+        }
+        const ReplicaState& r = v.replicas[j];
         for (AdapterId h : r.hosted) {
           const int32_t cnt = static_cast<size_t>(h) < r.unfinished_per_adapter.size()
                                   ? r.unfinished_per_adapter[static_cast<size_t>(h)]
                                   : 0;
-          if (cnt == 0 && copies[static_cast<size_t>(h)] > 1) {
+          if (cnt == 0 && hosts_of(h).size() > 1) {
             const double c = cost(r, B, merge_ratio_) + load;
             if (c < best) {
               best = c;

@@ -11,12 +11,8 @@ class LeastLoaded : public Dispatcher {
   explicit LeastLoaded(const CreateArgs&) {}
   DispatchDecision dispatch(const ClusterView& view, const DispatchRequest&) override {
     DispatchDecision d;
-    int32_t best = INT32_MAX;
-    for (const ReplicaState& r : view.replicas)
-      if (r.unfinished < best) {
-        best = r.unfinished;
-        d.replica = r.replica;
-      }
+    if (view.least_loaded >= 0)  // the host's index: fewest unfinished, lowest on ties
+      d.replica = view.replicas[static_cast<size_t>(view.least_loaded)].replica;
     return d;
   }
 };

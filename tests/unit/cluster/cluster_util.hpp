@@ -112,6 +112,7 @@ class ClusterBuilder {
     view_.adapter_mean_exec_time = exec_;
     view_.kv_block_bytes = block_bytes_;
     view_.link_bandwidth = bw_;
+    api::index_cluster_view(view_, states_, index_);
     return view_;
   }
 
@@ -133,6 +134,7 @@ class ClusterBuilder {
   api::ReplicaLimits limits_;
   api::RequestId next_ = 0;
   api::ClusterView view_;
+  api::ClusterViewIndex index_;
 };
 
 // One experiment from TOML text; kept alive with its simulation.

@@ -96,6 +96,43 @@ std::string faulty(const std::string& fault) {
   return fmt::format("plugin = \"{}\"\nfault = \"{}\"", LORASCHED_FAULTY_PLUGIN, fault);
 }
 
+// The view the simulation keeps from event to event (LiveView: counts, in-flight requests,
+// KV blocks, placement indexes, load order, mean execution times) equals the view computed
+// from the replicas from scratch, at every dispatch and migration decision: dispatchers with
+// and without substitution, migrations that move requests (recompute and transfer), swap
+// preemption under a small pool.
+TEST(ClusterSim, KeptViewEqualsTheViewFromScratch) {
+  struct Case {
+    std::string migration, cluster, engine, dispatcher;
+  };
+  const std::string small_pool = "kv_blocks = 400\npreemption = \"swap\"";
+  const std::vector<Case> cases = {
+      {"plugin = \"dlora-ilp\"\nload_threshold = 8.0", "", small_pool,
+       "plugin = \"adapter-affinity\""},
+      {"plugin = \"greedy\"\nload_threshold = 4.0", "", small_pool, "plugin = \"least-loaded\""},
+      {"plugin = \"greedy\"\nload_threshold = 8.0", "migration_kv = \"transfer\"", "",
+       "plugin = \"adapter-affinity\""},
+      {"plugin = \"none\"", "", small_pool, "plugin = \"adapter-affinity\"\nsubstitute = true"},
+  };
+  for (const Case& c : cases) {
+    std::string toml = costmodel_toml(c.migration, c.cluster, 600, c.engine);
+    const std::string from = "plugin = \"adapter-affinity\"";
+    toml.replace(toml.find(from), from.size(), c.dispatcher);
+    auto run = make_run(toml);
+    run->sim->check_views(true);
+    RunResult out;
+    try {
+      out = run->sim->run();
+    } catch (const std::exception& e) {
+      FAIL() << e.what() << "\n" << toml;
+    }
+    check_conservation(*run, out);
+    if (c.migration.find("none") == std::string::npos) {
+      EXPECT_GT(count(out.records, EventKind::migrate_request), 0) << toml;
+    }
+  }
+}
+
 TEST(ClusterSim, PlacementFollowsTheArtifact) {
   auto run = make_run(costmodel_toml("plugin = \"none\""));
   const auto& sim = *run->sim;

@@ -18,8 +18,10 @@ namespace lorasched::api {
 // refused by the loader. Bump it on any change to a type or virtual function in
 // lorasched/plugin/*.hpp (see docs/plugin-guide.md, "API evolution").
 // History: 1 first release; 2 added Mode::mixed; 3 the incremental queue (ReplicaView::queued
-// a QueueRange, queued_of(), ReplicaView::queue) and plan tails (IterationPlan::tail).
-inline constexpr int kApiVersion = 3;
+// a QueueRange, queued_of(), ReplicaView::queue) and plan tails (IterationPlan::tail); 4
+// cluster-view indexes (ClusterView::adapter_hosts, least_loaded,
+// ReplicaState::active_adapters).
+inline constexpr int kApiVersion = 4;
 
 using RequestId = int64_t;
 using AdapterId = int32_t;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "lorasched/plugin/queue.hpp"
 #include "lorasched/plugin/types.hpp"
@@ -75,7 +76,10 @@ struct ReplicaState {
   int32_t adapter_slots = 0;                        // adapters it may host at once
   std::span<const AdapterId> hosted;                // adapters placed on it, ascending
   std::span<const int32_t> unfinished_per_adapter;  // indexed by adapter id
-  int32_t unfinished = 0;                           // all its unfinished requests
+  // The adapters with unfinished requests on it (unfinished_per_adapter > 0), ascending: a
+  // walk over what the replica holds instead of over every adapter.
+  std::span<const AdapterId> active_adapters;
+  int32_t unfinished = 0;  // all its unfinished requests
   // Its unfinished requests (waiting, running, swapped, ready). Filled for migration
   // policies; empty in dispatcher views (which are built for every request).
   std::span<const RequestView> requests;
@@ -92,6 +96,45 @@ struct ClusterView {
   std::span<const double> adapter_mean_exec_time;
   int64_t kv_block_bytes = 0;  // bytes of one KV block across all layers
   double link_bandwidth = 0;   // bytes/s between replicas (PCIe/NVLink/network)
+  // Indexes the host keeps up to date, so a dispatch need not scan the cluster:
+  // per adapter id, the indexes in `replicas` of the replicas hosting it, ascending;
+  std::span<const std::span<const int32_t>> adapter_hosts;
+  // the index in `replicas` of the replica with the fewest unfinished requests (the lowest
+  // index on ties), -1 without replicas.
+  int32_t least_loaded = -1;
 };
+
+// Storage for the indexes of a ClusterView built by hand (tests, tools, benchmarks).
+struct ClusterViewIndex {
+  std::vector<std::vector<int32_t>> hosts;
+  std::vector<std::span<const int32_t>> host_spans;
+  std::vector<std::vector<AdapterId>> active;
+};
+
+// Fills the index fields of `v` (adapter_hosts, least_loaded, and each state's
+// active_adapters) from its other fields; `states` are the ReplicaStates `v.replicas` shows,
+// `index` keeps what the spans point to. Call it again after changing the view.
+inline void index_cluster_view(ClusterView& v, std::span<ReplicaState> states,
+                               ClusterViewIndex& index) {
+  const size_t N = v.num_adapters > 0 ? static_cast<size_t>(v.num_adapters) : 0;
+  index.hosts.assign(N, {});
+  index.active.assign(states.size(), {});
+  v.least_loaded = -1;
+  for (size_t j = 0; j < states.size(); ++j) {
+    ReplicaState& s = states[j];
+    for (AdapterId a : s.hosted)
+      if (a >= 0 && static_cast<size_t>(a) < N &&
+          (index.hosts[static_cast<size_t>(a)].empty() ||
+           index.hosts[static_cast<size_t>(a)].back() != static_cast<int32_t>(j)))
+        index.hosts[static_cast<size_t>(a)].push_back(static_cast<int32_t>(j));
+    for (size_t a = 0; a < s.unfinished_per_adapter.size(); ++a)
+      if (s.unfinished_per_adapter[a] > 0) index.active[j].push_back(static_cast<AdapterId>(a));
+    s.active_adapters = index.active[j];
+    if (v.least_loaded < 0 || s.unfinished < states[static_cast<size_t>(v.least_loaded)].unfinished)
+      v.least_loaded = static_cast<int32_t>(j);
+  }
+  index.host_spans.assign(index.hosts.begin(), index.hosts.end());
+  v.adapter_hosts = index.host_spans;
+}
 
 }  // namespace lorasched::api

@@ -244,6 +244,7 @@ class ClusterBuilder {
     view_.adapter_mean_exec_time = exec_;
     view_.kv_block_bytes = 1 << 20;
     view_.link_bandwidth = 32e9;
+    api::index_cluster_view(view_, states_, index_);
     return view_;
   }
 
@@ -262,6 +263,7 @@ class ClusterBuilder {
   double now_ = 0;
   api::RequestId next_id_ = 0;
   api::ClusterView view_;
+  api::ClusterViewIndex index_;
 };
 
 }  // namespace lorasched::testkit
