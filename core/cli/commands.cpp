@@ -405,7 +405,7 @@ int cmd_validate(const ValidateOptions& opts) {
         "{}: {} requests, {} replica(s) x {} adapters, model {}, executor {}, pool {} KV blocks, "
         "scheduler {}\n",
         e.label.empty() ? e.run.name : e.label, sim.num_requests(), e.cluster.replicas,
-        e.adapters.count, sim.shape().name, e.cluster.executor, sim.pool_blocks(),
+        e.adapters.count, sim.shape().name, to_string(e.cluster.executor), sim.pool_blocks(),
         e.scheduler.name);
   }
   fmt::print("{}: ok ({} run{})\n", opts.file, exps.size(), exps.size() == 1 ? "" : "s");

@@ -13,7 +13,7 @@
 #include "core/cluster/simulation.hpp"
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
-#include "core/exec/cpu_executor.hpp"
+#include "core/exec/executor.hpp"
 
 namespace lorasched {
 
@@ -46,8 +46,6 @@ bool failed_status(const std::string& s) {
 std::vector<std::vector<AdapterId>> Simulation::place_adapters() {
   const int32_t R = e_.cluster.replicas;
   const int32_t N = static_cast<int32_t>(adapters_.size());
-  adapter_bytes_.resize(adapters_.size());
-  for (size_t a = 0; a < adapters_.size(); ++a) adapter_bytes_[a] = adapters_[a].bytes;
   Rng rng(e_.run.seed, kReplicatedAdapterStream);
   const AdapterId replicated = static_cast<AdapterId>(rng.uniform_int(0, std::max(0, N - 1)));
   const double memory = static_cast<double>(pool_blocks_) * static_cast<double>(block_bytes_);
@@ -464,7 +462,7 @@ void Simulation::apply_migration(const api::MigrationPlan& plan, double now) {
     api::RequestMove move;
     bool with_kv = false;
     int64_t blocks = 0;
-    std::vector<float> data;  // KV contents (cpu executor, transfer mode)
+    KvData kv;  // its KV cache (transfer mode), read from the source's executor
   };
   std::vector<Pending> pending;
   pending.reserve(plan.moves.size());
@@ -477,8 +475,7 @@ void Simulation::apply_migration(const api::MigrationPlan& plan, double now) {
     p.with_kv = kv_transfer_ && q.state == RequestState::ready;
     if (p.with_kv) {
       p.blocks = static_cast<int64_t>(q.block_table.size());
-      if (auto* cpu = dynamic_cast<CpuExecutor*>(&src.executor()))
-        cpu->model().copy_blocks_out(q.block_table, p.data);
+      p.kv = src.executor().export_kv(q.block_table);
     }
     src.remove(m.request);
     left(m.from, m.request);
@@ -497,9 +494,7 @@ void Simulation::apply_migration(const api::MigrationPlan& plan, double now) {
     ev.adapter = q.spec.adapter;
     ev.request = p.move.request;
     if (p.with_kv) {
-      auto blocks = dst.insert_with_kv(p.move.request, p.blocks, now);
-      if (auto* cpu = dynamic_cast<CpuExecutor*>(&dst.executor()); cpu && !p.data.empty())
-        cpu->model().copy_blocks_in(blocks, p.data);
+      dst.executor().import_kv(dst.insert_with_kv(p.move.request, p.blocks, now), p.kv);
       ev.bytes = p.blocks * block_bytes_;
       ev.duration = static_cast<double>(ev.bytes) / bw;
       link[static_cast<size_t>(p.move.to)] += ev.duration;

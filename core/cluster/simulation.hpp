@@ -12,6 +12,7 @@
 
 #include "core/adapters/adapter.hpp"
 #include "core/cluster/live_view.hpp"
+#include "core/cluster/parts.hpp"
 #include "core/cluster/run_queue.hpp"
 #include "core/config/experiment.hpp"
 #include "core/engine/replica.hpp"
@@ -38,6 +39,8 @@ class Simulation {
   // files, parameters; exit 2) or PluginError (exit 3).
   // With dry_run, only checks (plugins are created once and dropped, no weights, no pools).
   Simulation(const Experiment& experiment, PluginRegistry& registry, bool dry_run = false);
+  // From parts built (and checked) beforehand (parts.hpp).
+  Simulation(const Experiment& experiment, SimulationParts parts);
   ~Simulation();
 
   RunResult run(const ProgressFn& progress = {});
@@ -58,6 +61,13 @@ class Simulation {
   int64_t pool_blocks() const { return pool_blocks_; }
 
  private:
+  // Building (simulation.cpp).
+  api::ReplicaLimits base_limits() const;
+  int32_t max_model_len() const;
+  void make_requests(bool with_tokens);
+  void make_replicas(const SimulationParts& parts, const api::ReplicaLimits& limits);
+  void preload(const std::vector<std::vector<api::AdapterId>>& hosted);
+
   void dispatch(api::RequestId id, double now);
   void migrate(double now);
   // core/cluster/cluster.cpp: placement, cluster views, migration plans.

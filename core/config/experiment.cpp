@@ -371,7 +371,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
   {
     const toml::table* t = r.opt_table("adapters");
     TableReader s(t ? *t : empty, "adapters", ctx.hints);
-    e.adapters.source = s.get_string("source", e.adapters.source, {"synthetic", "peft"});
+    e.adapters.source = s.get_enum("source", e.adapters.source, kAdapterSources);
     e.adapters.count = static_cast<int32_t>(s.get_int("count", e.adapters.count, 1, 1e6));
     if (auto v = s.opt_int_list("ranks", 1, 4096)) {
       e.adapters.ranks.clear();
@@ -385,7 +385,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
         check_file(s, "paths", fs::path(p) / "adapter_config.json", "PEFT adapter directory");
       }
     }
-    if (e.adapters.source == "peft") {
+    if (e.adapters.source == AdapterSource::peft) {
       if (e.adapters.paths.empty())
         s.fail_table("[adapters] source = \"peft\" needs paths = [\"dir\", ...]");
       if (s.has("count") && e.adapters.count != static_cast<int32_t>(e.adapters.paths.size()))
@@ -409,7 +409,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     g.max_model_len = static_cast<int32_t>(s.get_int("max_model_len", g.max_model_len, 2, 1 << 24));
     g.max_adapters_per_batch = static_cast<int32_t>(s.get_int("max_adapters_per_batch", 0, 0, 1e6));
     g.watermark = s.get_real("watermark", g.watermark, 0, 0.5);
-    g.preemption = s.get_string("preemption", g.preemption, {"recompute", "swap"});
+    g.preemption = s.get_enum("preemption", g.preemption, kPreemptions);
     if (auto v = s.opt_int("kv_blocks", 1, 1e12)) g.kv_blocks = *v;
     if (auto v = s.opt_real("pool_gib", 0, 1e6, true)) g.pool_gib = v;
     if (g.kv_blocks && g.pool_gib) s.fail_table("[engine] set kv_blocks or pool_gib, not both");
@@ -424,17 +424,17 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     TableReader s(t ? *t : empty, "cluster", ctx.hints);
     ClusterSection& c = e.cluster;
     c.replicas = static_cast<int32_t>(s.get_int("replicas", c.replicas, 1, 1e5));
-    c.executor = s.get_string("executor", c.executor, {"cpu", "costmodel", "cuda"});
+    c.executor = s.get_enum("executor", c.executor, kExecutorKinds);
     c.threads = static_cast<int32_t>(s.get_int("threads", c.threads, 0, 4096));
     c.costmodel = s.get_string("costmodel", c.costmodel);
     c.migration_interval_s =
         s.get_real("migration_interval_s", c.migration_interval_s, 0, 1e9, true);
-    c.migration_kv = s.get_string("migration_kv", c.migration_kv, {"recompute", "transfer"});
+    c.migration_kv = s.get_enum("migration_kv", c.migration_kv, kMigrationKvs);
     c.link_gbps = s.get_real("link_gbps", c.link_gbps, 0, 1e6, true);
-    if (c.executor == "costmodel" && c.costmodel.empty())
+    if (c.executor == ExecutorKind::costmodel && c.costmodel.empty())
       s.fail_table(
           "[cluster] executor = \"costmodel\" needs costmodel = \"<preset or profile file>\"");
-    if (c.executor != "costmodel" && !c.costmodel.empty())
+    if (c.executor != ExecutorKind::costmodel && !c.costmodel.empty())
       s.fail_at(*s.node("costmodel"), "costmodel", "is only used with executor = \"costmodel\"");
     s.finish();
   }

@@ -14,6 +14,39 @@
 
 namespace lorasched {
 
+// Closed sets of the experiment file, parsed into these at the config boundary (the names
+// are what the file writes; to_string gives them back).
+enum class ExecutorKind : uint8_t { cpu, costmodel, cuda };
+enum class Preemption : uint8_t { recompute, swap };
+enum class MigrationKv : uint8_t { recompute, transfer };
+enum class AdapterSource : uint8_t { synthetic, peft };
+
+template <class E>
+struct EnumName {
+  E value;
+  const char* name;
+};
+inline constexpr EnumName<ExecutorKind> kExecutorKinds[] = {{ExecutorKind::cpu, "cpu"},
+                                                            {ExecutorKind::costmodel, "costmodel"},
+                                                            {ExecutorKind::cuda, "cuda"}};
+inline constexpr EnumName<Preemption> kPreemptions[] = {{Preemption::recompute, "recompute"},
+                                                        {Preemption::swap, "swap"}};
+inline constexpr EnumName<MigrationKv> kMigrationKvs[] = {{MigrationKv::recompute, "recompute"},
+                                                          {MigrationKv::transfer, "transfer"}};
+inline constexpr EnumName<AdapterSource> kAdapterSources[] = {
+    {AdapterSource::synthetic, "synthetic"}, {AdapterSource::peft, "peft"}};
+
+template <class E, size_t N>
+const char* enum_name(E v, const EnumName<E> (&names)[N]) {
+  for (const auto& n : names)
+    if (n.value == v) return n.name;
+  return "?";
+}
+inline const char* to_string(ExecutorKind v) { return enum_name(v, kExecutorKinds); }
+inline const char* to_string(Preemption v) { return enum_name(v, kPreemptions); }
+inline const char* to_string(MigrationKv v) { return enum_name(v, kMigrationKvs); }
+inline const char* to_string(AdapterSource v) { return enum_name(v, kAdapterSources); }
+
 struct SourcePos {
   std::string file;
   int line = 0;
@@ -53,33 +86,33 @@ struct AdaptersSection {
   std::vector<int32_t> ranks = {8};  // assigned round-robin (adapter i gets ranks[i % n])
   double lora_alpha = 0;             // 0: alpha = rank (scale 1)
   bool use_rslora = false;
-  std::string source = "synthetic";          // synthetic | peft
+  AdapterSource source = AdapterSource::synthetic;
   std::vector<std::filesystem::path> paths;  // source = "peft": one directory per adapter
 };
 
 struct EngineSection {
-  int32_t max_batch_size = 16;           // B (dLoRA's max_num_seqs)
-  int32_t max_batched_tokens = 4096;     // per iteration
-  int32_t block_size = 16;               // tokens per KV block
-  int32_t max_model_len = 4096;          // prompt + output cap (vLLM max_model_len)
-  int32_t max_adapters_per_batch = 0;    // 0: no limit besides the pool
-  double watermark = 0.01;               // fraction of KV blocks kept free at admission
-  std::string preemption = "recompute";  // recompute | swap
-  std::optional<int64_t> kv_blocks;      // pool size in KV blocks (explicit)
-  std::optional<double> pool_gib;        // pool size in GiB (KV blocks + adapters)
-  double gpu_memory_utilization = 0.9;   // else: this share of the device memory minus weights
-  int64_t swap_blocks = 1 << 20;         // host blocks available for swapped KV
-  bool unified_pool = true;              // adapters take pool blocks (S-LoRA unified paging)
+  int32_t max_batch_size = 16;         // B (dLoRA's max_num_seqs)
+  int32_t max_batched_tokens = 4096;   // per iteration
+  int32_t block_size = 16;             // tokens per KV block
+  int32_t max_model_len = 4096;        // prompt + output cap (vLLM max_model_len)
+  int32_t max_adapters_per_batch = 0;  // 0: no limit besides the pool
+  double watermark = 0.01;             // fraction of KV blocks kept free at admission
+  Preemption preemption = Preemption::recompute;
+  std::optional<int64_t> kv_blocks;     // pool size in KV blocks (explicit)
+  std::optional<double> pool_gib;       // pool size in GiB (KV blocks + adapters)
+  double gpu_memory_utilization = 0.9;  // else: this share of the device memory minus weights
+  int64_t swap_blocks = 1 << 20;        // host blocks available for swapped KV
+  bool unified_pool = true;             // adapters take pool blocks (S-LoRA unified paging)
 };
 
 struct ClusterSection {
   int32_t replicas = 1;
-  std::string executor = "cpu";            // cpu | costmodel | cuda
-  int32_t threads = 0;                     // cpu executor: BLAS threads (0 = all cores)
-  std::string costmodel = "";              // costmodel: preset name or profile file
-  double migration_interval_s = 10.0;      // migration plugin period (dLoRA: 10 s)
-  std::string migration_kv = "recompute";  // recompute | transfer
-  double link_gbps = 32.0;                 // GB/s between replicas and host<->device (PCIe 4 x16)
+  ExecutorKind executor = ExecutorKind::cpu;
+  int32_t threads = 0;                 // cpu executor: BLAS threads (0 = all cores)
+  std::string costmodel = "";          // costmodel: preset name or profile file
+  double migration_interval_s = 10.0;  // migration plugin period (dLoRA: 10 s)
+  MigrationKv migration_kv = MigrationKv::recompute;
+  double link_gbps = 32.0;  // GB/s between replicas and host<->device (PCIe 4 x16)
 };
 
 struct MetricsSection {

@@ -64,6 +64,18 @@ class TableReader {
     return opt_string(key, choices).value_or(std::move(def));
   }
 
+  // One of a closed set of names (EnumName tables of experiment.hpp), as its enum value.
+  template <class E, size_t N>
+  E get_enum(std::string_view key, E def, const EnumName<E> (&names)[N]) {
+    std::vector<std::string> choices;
+    for (const auto& n : names) choices.emplace_back(n.name);
+    const auto v = opt_string(key, choices);
+    if (!v) return def;
+    for (const auto& n : names)
+      if (*v == n.name) return n.value;
+    return def;  // unreachable: opt_string checked the choices
+  }
+
   // A sub-table; nullptr when absent; error when present with another type.
   const toml::table* opt_table(std::string_view key);
   // Marks a key as handled without reading it through this reader.

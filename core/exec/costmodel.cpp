@@ -75,24 +75,29 @@ std::string shape_difference(const ModelShape& a, const ModelShape& b) {
 
 CostModelExecutor::CostModelExecutor(std::shared_ptr<const CostModel> model,
                                      std::vector<AdapterInfo> adapters)
+    : CostModelExecutor(std::move(model),
+                        std::make_shared<const std::vector<AdapterInfo>>(std::move(adapters))) {}
+
+CostModelExecutor::CostModelExecutor(std::shared_ptr<const CostModel> model,
+                                     std::shared_ptr<const std::vector<AdapterInfo>> adapters)
     : model_(std::move(model)), adapters_(std::move(adapters)) {}
 
 IterationResult CostModelExecutor::run(const ExecBatch& batch) {
   IterationResult r;
-  r.seconds = model_->iteration(batch_features(batch, adapters_));
+  r.seconds = model_->iteration(batch_features(batch, *adapters_));
   return r;
 }
 
 std::vector<CostStep> CostModelExecutor::switch_weights(api::AdapterId from, api::AdapterId to) {
   if (from == to) return {};
   const AdapterInfo* f =
-      from == api::kNoAdapter ? nullptr : &adapters_.at(static_cast<size_t>(from));
-  const AdapterInfo* t = to == api::kNoAdapter ? nullptr : &adapters_.at(static_cast<size_t>(to));
+      from == api::kNoAdapter ? nullptr : &adapters_->at(static_cast<size_t>(from));
+  const AdapterInfo* t = to == api::kNoAdapter ? nullptr : &adapters_->at(static_cast<size_t>(to));
   return model_->switch_steps(f, t);
 }
 
 CostStep CostModelExecutor::load_adapter(api::AdapterId adapter) {
-  const int64_t bytes = adapters_.at(static_cast<size_t>(adapter)).bytes;
+  const int64_t bytes = adapters_->at(static_cast<size_t>(adapter)).bytes;
   return {EventKind::adapter_load, adapter, model_->load(bytes), bytes};
 }
 

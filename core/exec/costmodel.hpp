@@ -65,6 +65,9 @@ std::string shape_difference(const ModelShape& a, const ModelShape& b);
 class CostModelExecutor final : public Executor {
  public:
   CostModelExecutor(std::shared_ptr<const CostModel> model, std::vector<AdapterInfo> adapters);
+  // Adapters shared by the executors of a run (one copy however many replicas).
+  CostModelExecutor(std::shared_ptr<const CostModel> model,
+                    std::shared_ptr<const std::vector<AdapterInfo>> adapters);
   std::string name() const override { return "costmodel"; }
   std::string device() const override { return model_->describe(); }
   bool needs_tokens() const override { return false; }
@@ -74,11 +77,16 @@ class CostModelExecutor final : public Executor {
   void evict_adapter(api::AdapterId) override {}
   CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) override;
   CostStep swap_in(api::RequestId request, std::span<const int32_t> blocks) override;
+  // No KV contents: only the number of blocks travels.
+  KvData export_kv(std::span<const int32_t> blocks) override {
+    return {static_cast<int64_t>(blocks.size()), {}};
+  }
+  void import_kv(std::span<const int32_t>, const KvData&) override {}
   void set_block_bytes(int64_t b) { block_bytes_ = b; }
 
  private:
   std::shared_ptr<const CostModel> model_;
-  std::vector<AdapterInfo> adapters_;
+  std::shared_ptr<const std::vector<AdapterInfo>> adapters_;
   int64_t block_bytes_ = 0;
 };
 

@@ -1,5 +1,7 @@
 #include "core/exec/cpu_executor.hpp"
 
+#include <cstring>
+
 #include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
@@ -115,6 +117,26 @@ CostStep CpuExecutor::swap_in(api::RequestId request, std::span<const int32_t> b
   const int64_t bytes = static_cast<int64_t>(it->second.size() * sizeof(float));
   swapped_.erase(it);
   return {EventKind::swap_in, api::kNoAdapter, since(t0), bytes};
+}
+
+KvData CpuExecutor::export_kv(std::span<const int32_t> blocks) {
+  std::vector<float> values;
+  model_.copy_blocks_out(blocks, values);
+  KvData kv;
+  kv.blocks = static_cast<int64_t>(blocks.size());
+  kv.bytes.resize(values.size() * sizeof(float));
+  std::memcpy(kv.bytes.data(), values.data(), kv.bytes.size());
+  return kv;
+}
+
+void CpuExecutor::import_kv(std::span<const int32_t> blocks, const KvData& kv) {
+  LORASCHED_CHECK(
+      kv.blocks == static_cast<int64_t>(blocks.size()) && kv.bytes.size() % sizeof(float) == 0,
+      "KV import of {} blocks into {} blocks ({} bytes)", kv.blocks, blocks.size(),
+      kv.bytes.size());
+  std::vector<float> values(kv.bytes.size() / sizeof(float));
+  std::memcpy(values.data(), kv.bytes.data(), kv.bytes.size());
+  model_.copy_blocks_in(blocks, values);
 }
 
 }  // namespace lorasched

@@ -29,6 +29,8 @@ class CpuExecutor final : public Executor {
   CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) override;
   CostStep swap_in(api::RequestId request, std::span<const int32_t> blocks) override;
   void drop_swapped(api::RequestId request) override { swapped_.erase(request); }
+  KvData export_kv(std::span<const int32_t> blocks) override;
+  void import_kv(std::span<const int32_t> blocks, const KvData& kv) override;
 
   LlamaModel& model() { return model_; }
   // Logits of the last run, [entries, vocab] (for conformance checks).

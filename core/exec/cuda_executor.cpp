@@ -834,6 +834,45 @@ void CudaExecutor::drop_swapped(RequestId request) {
   swapped_.erase(it);
 }
 
+// Migration with KV transfer: the blocks' K and V of every layer, in copy_blocks' order
+// (layer, K|V, block), through host memory (the replicas may share one device or not).
+KvData CudaExecutor::export_kv(std::span<const int32_t> blocks) {
+  check_usable();
+  for (int32_t b : blocks)
+    LORASCHED_CHECK(b >= 0 && b < kv_blocks_, "KV export: block {} out of range", b);
+  KvData kv;
+  kv.blocks = static_cast<int64_t>(blocks.size());
+  kv.bytes.resize(blocks.size() * 2 * static_cast<size_t>(shape_.num_layers) *
+                  static_cast<size_t>(block_size_) * static_cast<size_t>(shape_.num_kv_heads) *
+                  static_cast<size_t>(shape_.head_dim) * cu::dtype_size(dtype_));
+  try {
+    copy_blocks(blocks, kv.bytes.data(), /*to_host=*/true);
+    LORASCHED_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  } catch (const std::exception& e) {
+    fail("KV export", e);
+  }
+  return kv;
+}
+
+void CudaExecutor::import_kv(std::span<const int32_t> blocks, const KvData& kv) {
+  check_usable();
+  const size_t want = blocks.size() * 2 * static_cast<size_t>(shape_.num_layers) *
+                      static_cast<size_t>(block_size_) * static_cast<size_t>(shape_.num_kv_heads) *
+                      static_cast<size_t>(shape_.head_dim) * cu::dtype_size(dtype_);
+  LORASCHED_CHECK(kv.blocks == static_cast<int64_t>(blocks.size()) && kv.bytes.size() == want,
+                  "KV import of {} blocks ({} bytes) into {} blocks ({} bytes)", kv.blocks,
+                  kv.bytes.size(), blocks.size(), want);
+  for (int32_t b : blocks)
+    LORASCHED_CHECK(b >= 0 && b < kv_blocks_, "KV import: block {} out of range", b);
+  try {
+    // copy_blocks reads the host buffer as it is given; it only reads it in this direction.
+    copy_blocks(blocks, const_cast<std::byte*>(kv.bytes.data()), /*to_host=*/false);
+    LORASCHED_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+  } catch (const std::exception& e) {
+    fail("KV import", e);
+  }
+}
+
 // ---- inspection ------------------------------------------------------------------------------
 
 std::vector<float> CudaExecutor::last_logits() const {

@@ -111,6 +111,8 @@ class CudaExecutor final : public Executor {
   CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) override;
   CostStep swap_in(api::RequestId request, std::span<const int32_t> blocks) override;
   void drop_swapped(api::RequestId request) override;
+  KvData export_kv(std::span<const int32_t> blocks) override;
+  void import_kv(std::span<const int32_t> blocks, const KvData& kv) override;
 
   // For tests and checks.
   const ModelShape& shape() const { return shape_; }

@@ -2,6 +2,7 @@
 // took: measured (cpu, cuda) or predicted (costmodel). Policies cannot tell them apart.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -37,6 +38,15 @@ struct IterationResult {
   std::vector<int32_t> next_tokens;  // one per entry (real executors; empty otherwise)
 };
 
+// A request's KV cache read out of one replica's executor, to be written into another's
+// (migration with [cluster] migration_kv = "transfer", as ggml's backend get/set tensor):
+// opaque to the caller, moved as is between executors of one run (same model, same element
+// type). `bytes` is empty for executors that keep no KV contents (costmodel).
+struct KvData {
+  int64_t blocks = 0;
+  std::vector<std::byte> bytes;
+};
+
 // A cost paid outside the batch itself (merge, unmerge, adapter load, swap).
 struct CostStep {
   EventKind kind = EventKind::merge;
@@ -64,6 +74,10 @@ class Executor {
   virtual CostStep swap_in(api::RequestId request, std::span<const int32_t> blocks) = 0;
   // Forget a swapped request's host copy (it finished elsewhere or was migrated).
   virtual void drop_swapped(api::RequestId /*request*/) {}
+  // The KV cache held in these device blocks (they stay allocated), and its writing into
+  // blocks of this executor (as many as were exported).
+  virtual KvData export_kv(std::span<const int32_t> blocks) = 0;
+  virtual void import_kv(std::span<const int32_t> blocks, const KvData& kv) = 0;
 };
 
 }  // namespace lorasched

@@ -361,6 +361,67 @@ TEST_P(CudaExecutorVsCpu, SwapOutInKeepsTheContinuation) {
   EXPECT_THROW(gpu_->swap_in(b.id, new_blocks), std::exception) << "the copy was consumed";
 }
 
+TEST_P(CudaExecutorVsCpu, KvExportImportMovesTheContinuationToAnotherExecutor) {
+  // Migration with KV transfer: run 1 decodes 9 steps on one executor; run 2 decodes 2 steps,
+  // its KV cache is exported, imported into other blocks of a second executor (another
+  // replica), and the remaining 7 steps run there: the same tokens and logits.
+  auto second = std::make_unique<CudaExecutor>(weights_, adapters_, kBlocks, kBlockSize,
+                                               CudaExecutor::Options{GetParam()});
+  second->load_adapter(1);
+  auto run_greedy = [&](CudaExecutor& ex, Request& r, int steps, std::vector<int32_t>& out,
+                        std::vector<std::vector<float>>& logits) {
+    for (int i = 0; i < steps; ++i) {
+      ExecBatch b;
+      ExecEntry e;
+      e.request = r.id;
+      e.adapter = r.adapter;
+      e.prefill = r.context == 0;
+      e.new_tokens = static_cast<int32_t>(r.tokens.size()) - r.context;
+      e.context_tokens = static_cast<int32_t>(r.tokens.size());
+      e.block_table = r.blocks;
+      e.tokens = std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.context));
+      b.entries.push_back(e);
+      const IterationResult res = ex.run(b);
+      ASSERT_EQ(res.next_tokens.size(), 1u);
+      r.context = static_cast<int32_t>(r.tokens.size());
+      r.tokens.push_back(res.next_tokens[0]);
+      out.push_back(res.next_tokens[0]);
+      logits.push_back(ex.last_logits());
+    }
+  };
+  std::vector<int32_t> tokens_a, tokens_b;
+  std::vector<std::vector<float>> logits_a, logits_b;
+  Request a = make_request(20, 1, 40);
+  run_greedy(*gpu_, a, 9, tokens_a, logits_a);
+
+  Request b = make_request(21, 1, 40);
+  run_greedy(*gpu_, b, 2, tokens_b, logits_b);
+  const size_t used = static_cast<size_t>((b.context + kBlockSize - 1) / kBlockSize);
+  const std::vector<int32_t> old_blocks(b.blocks.begin(),
+                                        b.blocks.begin() + static_cast<long>(used));
+  const KvData kv = gpu_->export_kv(old_blocks);
+  EXPECT_EQ(kv.blocks, static_cast<int64_t>(used));
+  EXPECT_EQ(
+      static_cast<int64_t>(kv.bytes.size()),
+      static_cast<int64_t>(used) * static_cast<int64_t>(shape_.kv_bytes_per_token(2)) * kBlockSize);
+  std::vector<int32_t> new_blocks;
+  for (int32_t id = kBlocks - 1; static_cast<int>(new_blocks.size()) < kBlocksPerRequest; --id)
+    new_blocks.push_back(id);
+  second->import_kv(std::span<const int32_t>(new_blocks.data(), used), kv);
+  b.blocks = new_blocks;
+  run_greedy(*second, b, 7, tokens_b, logits_b);
+
+  EXPECT_EQ(tokens_a, tokens_b);
+  double diff = 0;
+  for (size_t s = 0; s < logits_a.size() && s < logits_b.size(); ++s)
+    for (size_t j = 0; j < logits_a[s].size(); ++j)
+      diff = std::max(diff, std::fabs(double(logits_a[s][j]) - double(logits_b[s][j])));
+  EXPECT_LE(diff, 1e-3) << "logits after the KV move differ by " << diff;
+  EXPECT_THROW(second->import_kv(std::span<const int32_t>(new_blocks.data(), used + 1), kv),
+               std::exception)
+      << "a size mismatch is refused";
+}
+
 TEST_P(CudaExecutorVsCpu, RefusesWhatTheEngineMustNotAsk) {
   EXPECT_THROW(gpu_->switch_weights(0, 1), Error);  // 0 is not merged
   gpu_->evict_adapter(3);

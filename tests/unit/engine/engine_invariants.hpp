@@ -191,7 +191,7 @@ inline void check_invariants(const Experiment& e, const RunResult& res, int64_t 
   EXPECT_EQ(swap_ins, swaps) << "every swapped-out request came back";
   if (expect.preemption) {
     EXPECT_GT(recomputes + swaps, 0) << "the KV pool was meant to force preemption";
-    if (e.engine.preemption == "swap") {
+    if (e.engine.preemption == Preemption::swap) {
       EXPECT_GT(swaps, 0);
     } else {
       EXPECT_EQ(swaps, 0);
