@@ -400,23 +400,26 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
   {
     const toml::table* t = r.opt_table("engine");
     TableReader s(t ? *t : empty, "engine", ctx.hints);
-    EngineSection& g = e.engine;
-    g.max_batch_size =
-        static_cast<int32_t>(s.get_int("max_batch_size", g.max_batch_size, 1, 65536));
-    g.max_batched_tokens =
-        static_cast<int32_t>(s.get_int("max_batched_tokens", g.max_batched_tokens, 1, 1 << 24));
-    g.block_size = static_cast<int32_t>(s.get_int("block_size", g.block_size, 1, 4096));
-    g.max_model_len = static_cast<int32_t>(s.get_int("max_model_len", g.max_model_len, 2, 1 << 24));
-    g.max_adapters_per_batch = static_cast<int32_t>(s.get_int("max_adapters_per_batch", 0, 0, 1e6));
-    g.watermark = s.get_real("watermark", g.watermark, 0, 0.5);
-    g.preemption = s.get_enum("preemption", g.preemption, kPreemptions);
-    if (auto v = s.opt_int("kv_blocks", 1, 1e12)) g.kv_blocks = *v;
-    if (auto v = s.opt_real("pool_gib", 0, 1e6, true)) g.pool_gib = v;
-    if (g.kv_blocks && g.pool_gib) s.fail_table("[engine] set kv_blocks or pool_gib, not both");
-    g.gpu_memory_utilization =
-        s.get_real("gpu_memory_utilization", g.gpu_memory_utilization, 0, 1, true);
-    g.swap_blocks = s.get_int("swap_blocks", g.swap_blocks, 0, 1e12);
-    g.unified_pool = s.get_bool("unified_pool", g.unified_pool);
+    EngineSection& engine = e.engine;
+    engine.max_batch_size =
+        static_cast<int32_t>(s.get_int("max_batch_size", engine.max_batch_size, 1, 65536));
+    engine.max_batched_tokens = static_cast<int32_t>(
+        s.get_int("max_batched_tokens", engine.max_batched_tokens, 1, 1 << 24));
+    engine.block_size = static_cast<int32_t>(s.get_int("block_size", engine.block_size, 1, 4096));
+    engine.max_model_len =
+        static_cast<int32_t>(s.get_int("max_model_len", engine.max_model_len, 2, 1 << 24));
+    engine.max_adapters_per_batch =
+        static_cast<int32_t>(s.get_int("max_adapters_per_batch", 0, 0, 1e6));
+    engine.watermark = s.get_real("watermark", engine.watermark, 0, 0.5);
+    engine.preemption = s.get_enum("preemption", engine.preemption, kPreemptions);
+    if (auto v = s.opt_int("kv_blocks", 1, 1e12)) engine.kv_blocks = *v;
+    if (auto v = s.opt_real("pool_gib", 0, 1e6, true)) engine.pool_gib = v;
+    if (engine.kv_blocks && engine.pool_gib)
+      s.fail_table("[engine] set kv_blocks or pool_gib, not both");
+    engine.gpu_memory_utilization =
+        s.get_real("gpu_memory_utilization", engine.gpu_memory_utilization, 0, 1, true);
+    engine.swap_blocks = s.get_int("swap_blocks", engine.swap_blocks, 0, 1e12);
+    engine.unified_pool = s.get_bool("unified_pool", engine.unified_pool);
     s.finish();
   }
   {

@@ -167,6 +167,15 @@ std::vector<Row> rows() {
                kBase + "[engine]\npreemption = @@\"swapp\"\n",
                2,
                {"[engine] preemption must be one of recompute, swap", "(did you mean 'swap'?)"}});
+  r.push_back({"choice_migration_kv",
+               kRun + kCost + "migration_kv = @@\"transfr\"\n" + kWork,
+               2,
+               {"[cluster] migration_kv must be one of recompute, transfer",
+                "(did you mean 'transfer'?)"}});
+  r.push_back({"choice_adapter_source",
+               kBase + "[adapters]\nsource = @@\"pefts\"\n",
+               2,
+               {"[adapters] source must be one of synthetic, peft", "(did you mean 'peft'?)"}});
   // ---- files --------------------------------------------------------------------------------
   r.push_back({"missing_trace_file",
                kRun + kCost + "[workload]\narrival = \"trace\"\ntrace = @@\"no/such/trace.csv\"\n",
