@@ -14,6 +14,7 @@
 
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
+#include "core/workload/checks.hpp"
 
 namespace lorasched {
 
@@ -22,17 +23,9 @@ namespace {
 constexpr uint64_t kArtifactArrivalStream = 1;  // same id as the other arrival kinds
 constexpr uint64_t kFunctionCountStream = 6;
 
-[[noreturn]] void bad(const std::string& msg) { throw InputError("workload: " + msg); }
-
-void require_positive(double v, std::string_view name) {
-  if (!std::isfinite(v) || v <= 0)
-    bad(fmt::format("{} must be a finite number > 0 (got {})", name, v));
-}
-
-void require_non_negative(double v, std::string_view name) {
-  if (!std::isfinite(v) || v < 0)
-    bad(fmt::format("{} must be a finite number >= 0 (got {})", name, v));
-}
+using workload_detail::bad;
+using workload_detail::require_non_negative;
+using workload_detail::require_positive;
 
 // Bins per interval; interval_minutes must be a whole multiple of bin_minutes.
 int64_t bins_per_interval(const ArtifactSpec& a) {

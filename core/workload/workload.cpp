@@ -15,6 +15,7 @@
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
 #include "core/workload/artifact.hpp"
+#include "core/workload/checks.hpp"
 #include "core/workload/trace_io.hpp"
 
 namespace lorasched {
@@ -42,17 +43,9 @@ bool one_of(std::string_view s, std::initializer_list<std::string_view> kinds) {
   return std::find(kinds.begin(), kinds.end(), s) != kinds.end();
 }
 
-[[noreturn]] void bad(const std::string& msg) { throw InputError("workload: " + msg); }
-
-void require_positive(double v, std::string_view name) {
-  if (!std::isfinite(v) || v <= 0)
-    bad(fmt::format("{} must be a finite number > 0 (got {})", name, v));
-}
-
-void require_non_negative(double v, std::string_view name) {
-  if (!std::isfinite(v) || v < 0)
-    bad(fmt::format("{} must be a finite number >= 0 (got {})", name, v));
-}
+using workload_detail::bad;
+using workload_detail::require_non_negative;
+using workload_detail::require_positive;
 
 void validate_length(const LengthSpec& s, std::string_view name, const std::string& arrival) {
   if (!one_of(s.kind, {"fixed", "uniform", "lognormal", "trace", "from-trace"}))

@@ -25,6 +25,39 @@ struct TriggerParams {
   double load_threshold = 16;  // requests above the mean (trigger 2, migration_req_thres)
 };
 
+// What every dLoRA-style migration policy reads from its parameters: the trigger and the
+// objective's constants (specs: common_params()).
+struct CommonParams {
+  TriggerParams trigger;
+  double per_move = 0.05;     // per_move_cost_s
+  double default_exec = 5.0;  // default_exec_time_s
+  explicit CommonParams(const api::Params& p)
+      : per_move(p.real("per_move_cost_s")), default_exec(p.real("default_exec_time_s")) {
+    trigger.mem_threshold = p.real("mem_threshold");
+    trigger.load_threshold = p.real("load_threshold");
+  }
+};
+
+// Their specs, in the order the plugins list them.
+inline std::vector<api::ParamSpec> common_params() {
+  return {
+      api::param_real("mem_threshold", 0.9,
+                      "trigger 1: a replica's requests hold >= this share of its KV blocks", 0.0,
+                      1.0),
+      api::param_real("load_threshold", 16.0,
+                      "trigger 2: max - mean request count that starts a migration", 0.0),
+      api::param_real("per_move_cost_s", 0.05, "cost of moving one request, seconds", 0.0),
+      api::param_real("default_exec_time_s", 5.0,
+                      "per-request cost of an adapter with no finished request yet, seconds", 0.0)};
+}
+
+// `a` then `b`: a plugin's parameter table from its own specs and the common ones.
+inline std::vector<api::ParamSpec> concat(std::vector<api::ParamSpec> a,
+                                          const std::vector<api::ParamSpec>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 struct Trigger {
   std::string kind;           // "memory", "load", "" (no migration)
   std::vector<int32_t> pair;  // replica ids, ascending

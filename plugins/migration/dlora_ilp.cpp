@@ -286,22 +286,18 @@ Solved solve_with_cbc(const Lp& lp, double time_limit, const std::vector<int>& s
 class DloraIlp : public Migration {
  public:
   explicit DloraIlp(const CreateArgs& a)
-      : time_limit_(a.params.real("time_limit_s")),
-        per_move_(a.params.real("per_move_cost_s")),
-        default_exec_(a.params.real("default_exec_time_s")),
+      : common_(a.params),
+        time_limit_(a.params.real("time_limit_s")),
         exec_time_bug_(a.params.boolean("exec_time_bug")),
         warm_start_(a.params.boolean("warm_start")),
         cluster_scope_(a.params.string("scope") == "cluster"),
         always_(a.params.string("trigger") == "always"),
-        greedy_fallback_(a.params.string("on_time_limit") == "greedy") {
-    trig_.mem_threshold = a.params.real("mem_threshold");
-    trig_.load_threshold = a.params.real("load_threshold");
-  }
+        greedy_fallback_(a.params.string("on_time_limit") == "greedy") {}
 
   MigrationPlan plan(const ClusterView& v) override {
     const auto t0 = std::chrono::steady_clock::now();
     MigrationPlan plan;
-    dl::Trigger trig = dl::dlora_trigger(v, trig_);
+    dl::Trigger trig = dl::dlora_trigger(v, common_.trigger);
     if (trig.kind.empty() && always_ && v.replicas.size() >= 2) {
       // The most (highest id on ties) and least (lowest id) loaded replicas by requests.
       size_t most = 0, least = 0;
@@ -342,7 +338,7 @@ class DloraIlp : public Migration {
     for (size_t k = 0; k < K.size(); ++k) local[K[k]] = k;
 
     // Per-adapter cost e_k (the artifact's bug: indexed by the ILP-local adapter index).
-    const std::vector<double> global_cost = dl::adapter_costs(v, default_exec_);
+    const std::vector<double> global_cost = dl::adapter_costs(v, common_.default_exec);
     std::vector<double> e(K.size());
     for (size_t k = 0; k < K.size(); ++k)
       e[k] = exec_time_bug_ ? global_cost[std::min(k, global_cost.size() - 1)]
@@ -407,7 +403,7 @@ class DloraIlp : public Migration {
       lp.set(tr, tcol, 1);
       lp.set(tr, zcol[j], -1);
       for (size_t i = 0; i < I; ++i)
-        lp.set(tr, xcol[i * J + j], -(e[reqs[i].k] + (reqs[i].src != j ? per_move_ : 0.0)));
+        lp.set(tr, xcol[i * J + j], -(e[reqs[i].k] + (reqs[i].src != j ? common_.per_move : 0.0)));
     }
     // Warm start: the current placement (the artifact builds it but never passes it).
     std::vector<int> sidx;
@@ -429,7 +425,8 @@ class DloraIlp : public Migration {
       // replicas (never worse than staying put, the warm start). Status "time limit" says so.
       std::vector<uint8_t> active(v.replicas.size(), 0);
       for (size_t j : reps) active[j] = 1;
-      dl::GreedyPlan g = dl::rebalance_greedily(v, active, global_cost, per_move_, kMaxMoves);
+      dl::GreedyPlan g =
+          dl::rebalance_greedily(v, active, global_cost, common_.per_move, kMaxMoves);
       plan.moves = std::move(g.moves);
       plan.placements = std::move(g.placements);
       return finish(plan, t0, s.status, g.makespan, kNaN, s.variables, s.constraints);
@@ -476,44 +473,37 @@ class DloraIlp : public Migration {
     return plan;
   }
 
-  double time_limit_, per_move_, default_exec_;
+  dl::CommonParams common_;
+  double time_limit_;
   bool exec_time_bug_, warm_start_, cluster_scope_, always_, greedy_fallback_;
-  dl::TriggerParams trig_;
 };
 
 PluginInfo info() {
   return {
-      kApiVersion,
-      PluginKind::migration,
-      "dlora-ilp",
+      kApiVersion, PluginKind::migration, "dlora-ilp",
       "dLoRA's request-adapter co-migration: trigger + makespan ILP (CBC), as in its artifact",
-      {param_real("time_limit_s", 600.0,
-                  "time limit per solve, seconds (artifact: 600); hard: the solve is abandoned "
-                  "0.25 s + 5% after it",
-                  0.0),
-       param_real("mem_threshold", 0.9,
-                  "trigger 1: a replica's requests hold >= this share of its KV blocks", 0.0, 1.0),
-       param_real("load_threshold", 16.0,
-                  "trigger 2: max - mean request count that starts a migration", 0.0),
-       param_real("per_move_cost_s", 0.05, "cost of moving one request, seconds", 0.0),
-       param_real("default_exec_time_s", 5.0,
-                  "per-request cost of an adapter with no finished request yet, seconds", 0.0),
-       param_bool("exec_time_bug", false,
-                  "reproduce the artifact's bug: per-adapter times indexed by the ILP-local "
-                  "adapter index"),
-       param_bool("warm_start", true,
-                  "give CBC the current placement as a MIP start (the artifact builds it "
-                  "but never passes it)"),
-       param_choice("scope", "pair", {"pair", "cluster"},
-                    "pair: the two replicas the trigger picks, relaxed request variables "
-                    "(artifact); cluster: every replica, binary request assignment"),
-       param_choice("trigger", "dlora", {"dlora", "always"},
-                    "dlora: migrate only when the memory or load trigger fires; always: "
-                    "every period (pair scope: the most and least loaded replicas)"),
-       param_choice("on_time_limit", "greedy", {"greedy", "none"},
-                    "the plan when the solve reaches time_limit_s (a hard limit) without a "
-                    "solution: greedy: the `greedy` policy's moves over the same replicas; "
-                    "none: no moves (the warm start)")}};
+      dl::concat(
+          dl::concat({param_real("time_limit_s", 600.0,
+                                 "time limit per solve, seconds (artifact: 600); hard: the solve "
+                                 "is abandoned 0.25 s + 5% after it",
+                                 0.0)},
+                     dl::common_params()),
+          {param_bool("exec_time_bug", false,
+                      "reproduce the artifact's bug: per-adapter times indexed by the ILP-local "
+                      "adapter index"),
+           param_bool("warm_start", true,
+                      "give CBC the current placement as a MIP start (the artifact builds it "
+                      "but never passes it)"),
+           param_choice("scope", "pair", {"pair", "cluster"},
+                        "pair: the two replicas the trigger picks, relaxed request variables "
+                        "(artifact); cluster: every replica, binary request assignment"),
+           param_choice("trigger", "dlora", {"dlora", "always"},
+                        "dlora: migrate only when the memory or load trigger fires; always: "
+                        "every period (pair scope: the most and least loaded replicas)"),
+           param_choice("on_time_limit", "greedy", {"greedy", "none"},
+                        "the plan when the solve reaches time_limit_s (a hard limit) without a "
+                        "solution: greedy: the `greedy` policy's moves over the same replicas; "
+                        "none: no moves (the warm start)")})};
 }
 
 }  // namespace

@@ -22,19 +22,15 @@ namespace dl = lorasched::dlora;
 class Greedy : public Migration {
  public:
   explicit Greedy(const CreateArgs& a)
-      : per_move_(a.params.real("per_move_cost_s")),
-        default_exec_(a.params.real("default_exec_time_s")),
+      : common_(a.params),
         max_moves_(a.params.integer("max_moves")),
         always_(a.params.string("trigger") == "always"),
-        pair_(a.params.string("scope") == "pair") {
-    trig_.mem_threshold = a.params.real("mem_threshold");
-    trig_.load_threshold = a.params.real("load_threshold");
-  }
+        pair_(a.params.string("scope") == "pair") {}
 
   MigrationPlan plan(const ClusterView& v) override {
     const auto t0 = std::chrono::steady_clock::now();
     MigrationPlan plan;
-    const dl::Trigger trig = dl::dlora_trigger(v, trig_);
+    const dl::Trigger trig = dl::dlora_trigger(v, common_.trigger);
     if (trig.kind.empty() && !always_) return plan;
     plan.trigger = trig.kind.empty() ? "always" : trig.kind;
     const size_t R = v.replicas.size();
@@ -45,8 +41,8 @@ class Greedy : public Migration {
     for (size_t j = 0; j < R; ++j)
       if (active[j]) plan.replicas_considered.push_back(v.replicas[j].replica);
 
-    const std::vector<double> cost = dl::adapter_costs(v, default_exec_);
-    dl::GreedyPlan g = dl::rebalance_greedily(v, active, cost, per_move_, max_moves_);
+    const std::vector<double> cost = dl::adapter_costs(v, common_.default_exec);
+    dl::GreedyPlan g = dl::rebalance_greedily(v, active, cost, common_.per_move, max_moves_);
     plan.moves = std::move(g.moves);
     plan.placements = std::move(g.placements);
     int32_t n_active = 0;
@@ -68,31 +64,23 @@ class Greedy : public Migration {
   }
 
  private:
-  double per_move_, default_exec_;
+  dl::CommonParams common_;
   int64_t max_moves_;
   bool always_, pair_;
-  dl::TriggerParams trig_;
 };
 
 PluginInfo info() {
   return {
-      kApiVersion,
-      PluginKind::migration,
-      "greedy",
+      kApiVersion, PluginKind::migration, "greedy",
       "dLoRA's trigger and objective, one request at a time from the most loaded replica",
-      {param_real("mem_threshold", 0.9,
-                  "trigger 1: a replica's requests hold >= this share of its KV blocks", 0.0, 1.0),
-       param_real("load_threshold", 16.0,
-                  "trigger 2: max - mean request count that starts a migration", 0.0),
-       param_real("per_move_cost_s", 0.05, "cost of moving one request, seconds", 0.0),
-       param_real("default_exec_time_s", 5.0,
-                  "per-request cost of an adapter with no finished request yet, seconds", 0.0),
-       param_int("max_moves", 100000, "most requests moved per decision", 0),
-       param_choice("scope", "cluster", {"cluster", "pair"},
-                    "cluster: every replica; pair: only the two the trigger picks"),
-       param_choice(
-           "trigger", "dlora", {"dlora", "always"},
-           "dlora: only when dLoRA's memory or load trigger fires; always: every period")}};
+      dl::concat(
+          dl::common_params(),
+          {param_int("max_moves", 100000, "most requests moved per decision", 0),
+           param_choice("scope", "cluster", {"cluster", "pair"},
+                        "cluster: every replica; pair: only the two the trigger picks"),
+           param_choice(
+               "trigger", "dlora", {"dlora", "always"},
+               "dlora: only when dLoRA's memory or load trigger fires; always: every period")})};
 }
 
 }  // namespace
