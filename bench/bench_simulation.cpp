@@ -6,16 +6,18 @@
 // BM_Scale: 10 adapters per replica, 32 to 1,000 replicas with 40 requests per replica, and
 // one replica with 4,000 (issue 21; docs/performance.md, "Simulation speed and cluster scale").
 //
-// Counters: requests/s and iterations/s of the event loop (building the run is not timed),
-// setup_s (building the run: workload, dLoRA's placement, replicas, plugins), sim/wall
-// (virtual seconds simulated per wall second of the loop) and sim/wall_total (with the
-// set-up), queued/iteration, peak_MiB (the process's peak resident memory during the point,
+// Counters: requests/s and iterations/s of the event loop over wall time (building the run is
+// not timed), and over the thread's CPU time: requests/cpu_s, setup_s (CPU seconds building
+// the run: workload, dLoRA's placement, replicas, plugins), sim/cpu_s (virtual seconds
+// simulated per CPU second of the loop) and sim/cpu_s_total (with the set-up); on a shared
+// machine the CPU figures are the ones to compare. queued/iteration, peak_MiB (the process's
+// peak resident memory during the point,
 // /proc/self/status VmHWM after resetting it), bytes/replica-adapter (the peak over replicas x
 // adapters).
 #include <benchmark/benchmark.h>
 
 #include <fmt/format.h>
-#include <chrono>
+#include <time.h>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -80,6 +82,14 @@ int64_t peak_rss() {
 }
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+// CPU seconds of this thread (the simulation runs on one): on a shared machine the wall
+// clock counts other processes' time too.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 void run(benchmark::State& st, int replicas, int adapters, int requests) {
   const auto exps = parse_experiments(experiment(replicas, adapters, requests), "bench.toml");
   int64_t simulated = 0, iterations = 0;
@@ -88,15 +98,15 @@ void run(benchmark::State& st, int replicas, int adapters, int requests) {
   for (auto _ : st) {
     st.PauseTiming();
     reset_peak_rss();
-    const auto t0 = std::chrono::steady_clock::now();
+    const double c0 = thread_cpu_seconds();
     std::optional<Simulation> sim;
     sim.emplace(exps.at(0), registry());
-    const auto t1 = std::chrono::steady_clock::now();
-    setup += std::chrono::duration<double>(t1 - t0).count();
+    const double c1 = thread_cpu_seconds();
+    setup += c1 - c0;
     st.ResumeTiming();
     RunResult r = sim->run();
     st.PauseTiming();
-    loop += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    loop += thread_cpu_seconds() - c1;
     peak = std::max(peak, peak_rss());
     simulated += static_cast<int64_t>(r.records.requests.size());
     iterations += static_cast<int64_t>(r.records.iterations.size());
@@ -112,12 +122,13 @@ void run(benchmark::State& st, int replicas, int adapters, int requests) {
       benchmark::Counter(static_cast<double>(simulated), benchmark::Counter::kIsRate);
   st.counters["iterations/s"] =
       benchmark::Counter(static_cast<double>(iterations), benchmark::Counter::kIsRate);
+  st.counters["requests/cpu_s"] = benchmark::Counter(static_cast<double>(simulated) / loop);
   st.counters["queued/iteration"] =
       benchmark::Counter(queued / static_cast<double>(std::max<int64_t>(1, iterations)));
   st.counters["virtual_s/run"] = benchmark::Counter(virtual_seconds / n);
   st.counters["setup_s"] = benchmark::Counter(setup / n);
-  st.counters["sim/wall"] = benchmark::Counter(virtual_seconds / loop);
-  st.counters["sim/wall_total"] = benchmark::Counter(virtual_seconds / (loop + setup));
+  st.counters["sim/cpu_s"] = benchmark::Counter(virtual_seconds / loop);
+  st.counters["sim/cpu_s_total"] = benchmark::Counter(virtual_seconds / (loop + setup));
   st.counters["peak_MiB"] = benchmark::Counter(static_cast<double>(peak) / (1 << 20));
   st.counters["bytes/replica-adapter"] =
       benchmark::Counter(static_cast<double>(peak) / (static_cast<double>(replicas) * adapters));
