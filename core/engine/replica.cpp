@@ -208,10 +208,10 @@ bool Replica::preload(AdapterId adapter) {
 // Makes `adapter` resident for the batch being formed, evicting idle adapters (LRU) when
 // the pool needs room. The load is a real copy (cpu) or a predicted transfer (costmodel),
 // paid before the batch runs.
-bool Replica::ensure_resident(AdapterId adapter, double now, double& cost, bool& swapped_out) {
-  auto it = resident_.find(adapter);
-  if (it != resident_.end()) {
-    it->second.last_used = iteration_;
+bool Replica::ensure_resident(AdapterId adapter, Iteration& it) {
+  auto found = resident_.find(adapter);
+  if (found != resident_.end()) {
+    found->second.last_used = iteration_;
     pin(adapter);
     return true;
   }
@@ -221,14 +221,14 @@ bool Replica::ensure_resident(AdapterId adapter, double now, double& cost, bool&
     const int64_t need = pool_.blocks_for_bytes(bytes);
     // KV caches of requests waiting for other adapters may fill the pool: preempt the
     // last ready ones (as vLLM picks victims) until the adapter fits, or give up.
-    while (kv_free() < need && any_ready()) preempt(last_ready(), now, cost, swapped_out);
+    while (kv_free() < need && any_ready()) preempt(last_ready(), it);
     if (kv_free() < need) return false;
-    make_room(need, now + cost);
+    make_room(need, it.start + it.cost);
     res.blocks = pool_.allocate_adapter(bytes);
   }
-  const CostStep step = executor_->load_adapter(adapter);
-  event(now + cost, EventKind::adapter_load, adapter, -1, step.seconds, step.bytes);
-  cost += step.seconds;
+  const CostStep load = executor_->load_adapter(adapter);
+  event(it.start + it.cost, EventKind::adapter_load, adapter, -1, load.seconds, load.bytes);
+  it.cost += load.seconds;
   res.last_used = iteration_;
   add_resident(adapter, std::move(res));
   pin(adapter);
@@ -318,26 +318,27 @@ void Replica::finish(Request& r, RequestStatus status, double now) {
 
 // vLLM 0.1.4 preemption: swap the KV cache to host memory (dLoRA's artifact always swaps)
 // or drop it and recompute the whole context later (put first in the waiting queue).
-void Replica::preempt(RequestId id, double now, double& cost, bool& swapped_out) {
+void Replica::preempt(RequestId id, Iteration& it) {
   Request& r = req(id);
   ++r.record.preemptions;
-  queues_changed_ = true;
+  it.queues_changed = true;
   const int32_t blocks = static_cast<int32_t>(r.block_table.size());
   if (cfg_.swap_preemption && pool_.host_allocate(blocks)) {
-    const CostStep step = executor_->swap_out(id, r.block_table);
-    event(now + cost, EventKind::preempt_swap, r.spec.adapter, id, step.seconds, step.bytes);
-    cost += step.seconds;
+    const CostStep swap = executor_->swap_out(id, r.block_table);
+    event(it.start + it.cost, EventKind::preempt_swap, r.spec.adapter, id, swap.seconds,
+          swap.bytes);
+    it.cost += swap.seconds;
     for (int32_t b : r.block_table) pool_.release(b);
     r.block_table.clear();
     r.host_blocks = blocks;
     r.state = RequestState::swapped;
     requeue(r, RequestState::swapped);
-    swapped_out = true;
+    it.swapped_out = true;
   } else {
     if (cfg_.swap_preemption)
-      event(now + cost, EventKind::warning, r.spec.adapter, id, 0, 0,
+      event(it.start + it.cost, EventKind::warning, r.spec.adapter, id, 0, 0,
             /*value=*/1.0);  // no swap space
-    event(now + cost, EventKind::preempt_recompute, r.spec.adapter, id, 0,
+    event(it.start + it.cost, EventKind::preempt_recompute, r.spec.adapter, id, 0,
           static_cast<int64_t>(blocks) * cfg_.block_bytes);
     release_kv(r);
     r.state = RequestState::waiting;
@@ -497,18 +498,20 @@ void Replica::for_each_candidate(const api::IterationPlan& plan, F&& f) {
     if (!f(r->id)) return;
 }
 
-// Admission of the plan's candidates, in order, under the batch limit, the token budget
-// and the KV pool (vLLM 0.1.4's _prepare_scheduleroutputs as dLoRA's artifact runs it).
-std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, double now,
-                                              double& cost, bool& swapped_in, bool& swapped_out) {
+// One admission pass over the plan's candidates, in order, under the batch limit, the token
+// budget and the KV pool (vLLM 0.1.4's _prepare_scheduleroutputs as dLoRA's artifact runs it).
+// Adapters are made resident here, candidate by candidate, not in a phase of their own:
+// whether a request fits depends on the blocks its adapter's load takes from the pool.
+std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
+  const api::IterationPlan& plan = it.plan;
   std::vector<Admitted> batch;
-  const int32_t B = cfg_.limits.max_batch_size;
-  const int64_t bs = cfg_.limits.block_size;
+  const int32_t max_batch = cfg_.limits.max_batch_size;
+  const int64_t block_size = cfg_.limits.block_size;
   int64_t prompt_tokens = 0, gen_tokens = 0;
   unpin_all();
   if (api::has_merged_weights(plan.mode)) {
     // The merged adapter's weights are folded in before the batch: it must be resident.
-    if (!ensure_resident(plan.merged_adapter, now, cost, swapped_out)) return batch;
+    if (!ensure_resident(plan.merged_adapter, it)) return batch;
   }
   for_each_candidate(plan, [&](RequestId id) {
     Request& r = req(id);
@@ -518,53 +521,55 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         bool self_preempted = false;
         while (kv_free() < 1) {  // can_append_slot: one free block per sequence
           if (any_ready()) {
-            preempt(last_ready(), now, cost, swapped_out);
+            preempt(last_ready(), it);
           } else {
-            preempt(id, now, cost, swapped_out);
+            preempt(id, it);
             self_preempted = true;
             break;
           }
         }
         if (self_preempted) return true;
-        if (static_cast<int32_t>(batch.size()) >= B) {
+        if (static_cast<int32_t>(batch.size()) >= max_batch) {
           requeue(r, RequestState::ready);
-          return false;  // the batch holds B: admission ends
+          return false;  // the batch holds max_batch: admission ends
         }
         // With unified paging, loading its adapter may take the block the check above
         // found: then it cannot run this iteration and goes back to `ready`.
         const int64_t need =
-            ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
-        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out) || kv_free() < need) {
+            ceil_div(r.context_tokens(), block_size) - static_cast<int64_t>(r.block_table.size());
+        if (!ensure_resident(r.spec.adapter, it) || kv_free() < need) {
           requeue(r, RequestState::ready);
           return true;
         }
-        LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
+        LORASCHED_CHECK(allocate_kv(r, need, it.start + it.cost),
+                        "append slot failed for request {}", id);
         batch.push_back({id, false, 1});
         gen_tokens += 1;
         break;
       }
       case RequestState::swapped: {
-        if (swapped_out) return true;  // vLLM: no swap-in in a call that swapped out
+        if (it.swapped_out) return true;  // vLLM: no swap-in in a call that swapped out
         if (kv_free() - (r.host_blocks + 1) < pool_.watermark()) return true;
-        if (static_cast<int32_t>(batch.size()) >= B) {
-          return false;  // the batch holds B: admission ends
+        if (static_cast<int32_t>(batch.size()) >= max_batch) {
+          return false;  // the batch holds max_batch: admission ends
         }
-        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) return true;
+        if (!ensure_resident(r.spec.adapter, it)) return true;
         if (kv_free() - (r.host_blocks + 1) < pool_.watermark())
           return true;  // the adapter took blocks
         queue_.move(r.queue_slot, RequestState::running);
         const int32_t host = r.host_blocks;
-        LORASCHED_CHECK(allocate_kv(r, host, now + cost),
+        LORASCHED_CHECK(allocate_kv(r, host, it.start + it.cost),
                         "swap-in allocation failed for request {}", id);
-        const CostStep step = executor_->swap_in(id, r.block_table);
-        event(now + cost, EventKind::swap_in, r.spec.adapter, id, step.seconds, step.bytes);
-        cost += step.seconds;
+        const CostStep swap = executor_->swap_in(id, r.block_table);
+        event(it.start + it.cost, EventKind::swap_in, r.spec.adapter, id, swap.seconds, swap.bytes);
+        it.cost += swap.seconds;
         pool_.host_release(host);
         r.host_blocks = 0;
-        swapped_in = true;
+        it.swapped_in = true;
         const int64_t need =
-            ceil_div(r.context_tokens(), bs) - static_cast<int64_t>(r.block_table.size());
-        LORASCHED_CHECK(allocate_kv(r, need, now + cost), "append slot failed for request {}", id);
+            ceil_div(r.context_tokens(), block_size) - static_cast<int64_t>(r.block_table.size());
+        LORASCHED_CHECK(allocate_kv(r, need, it.start + it.cost),
+                        "append slot failed for request {}", id);
         batch.push_back({id, false, 1});
         gen_tokens += 1;
         break;
@@ -577,23 +582,24 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
         // after producing tokens (docs/hardening.md, "Overload").
         const bool rerun = r.generated > 0;
         if (len > cfg_.limits.prompt_limit && !rerun) {
-          event(now, EventKind::request_ignored, r.spec.adapter, id, 0, 0, len);
-          finish(r, RequestStatus::ignored, now);
-          queues_changed_ = true;
+          event(it.start, EventKind::request_ignored, r.spec.adapter, id, 0, 0, len);
+          finish(r, RequestStatus::ignored, it.start);
+          it.queues_changed = true;
           return true;
         }
-        const int64_t need = ceil_div(len, bs);
+        const int64_t need = ceil_div(len, block_size);
         if (kv_free() - need < pool_.watermark()) return true;
         if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens &&
             !(rerun && batch.empty()))
           return true;
-        if (static_cast<int32_t>(batch.size()) >= B) {
-          return false;  // the batch holds B: admission ends
+        if (static_cast<int32_t>(batch.size()) >= max_batch) {
+          return false;  // the batch holds max_batch: admission ends
         }
-        if (!ensure_resident(r.spec.adapter, now, cost, swapped_out)) return true;
+        if (!ensure_resident(r.spec.adapter, it)) return true;
         if (kv_free() - need < pool_.watermark()) return true;  // the adapter took blocks
         queue_.move(r.queue_slot, RequestState::running);
-        LORASCHED_CHECK(allocate_kv(r, need, now + cost), "allocation failed for request {}", id);
+        LORASCHED_CHECK(allocate_kv(r, need, it.start + it.cost),
+                        "allocation failed for request {}", id);
         batch.push_back({id, true, len});
         prompt_tokens += len;
         break;
@@ -613,23 +619,24 @@ std::vector<Replica::Admitted> Replica::admit(const api::IterationPlan& plan, do
 // cannot get its blocks while ready requests the plan does not run hold them. Preempts the
 // last ready requests until it fits, recorded as a `relief` event followed by their preempt
 // events. Returns whether it preempted anything.
-bool Replica::relieve(const api::IterationPlan& plan, double now, double& cost, bool& swapped_out) {
-  const int64_t bs = cfg_.limits.block_size;
+bool Replica::relieve(Iteration& it) {
+  const int64_t block_size = cfg_.limits.block_size;
   bool relieved = false;
-  for_each_candidate(plan, [&](RequestId id) {
+  for_each_candidate(it.plan, [&](RequestId id) {
     const Request& r = req(id);
     if (r.state != RequestState::waiting && r.state != RequestState::swapped) return true;
-    int64_t need =
-        r.state == RequestState::waiting ? ceil_div(r.context_tokens(), bs) : r.host_blocks + 1;
+    int64_t need = r.state == RequestState::waiting ? ceil_div(r.context_tokens(), block_size)
+                                                    : r.host_blocks + 1;
     if (cfg_.unified_pool && !resident(r.spec.adapter))
       need += pool_.blocks_for_bytes(adapters_[static_cast<size_t>(r.spec.adapter)].bytes);
     if (need > pool_.total() - pool_.watermark()) return false;  // can never fit
     if (kv_free() - need >= pool_.watermark() || !any_ready()) return false;
     const size_t at = records_.events.size();
-    event(now + cost, EventKind::relief, r.spec.adapter, id, 0, 0, static_cast<double>(need));
+    event(it.start + it.cost, EventKind::relief, r.spec.adapter, id, 0, 0,
+          static_cast<double>(need));
     int32_t victims = 0;
     while (kv_free() - need < pool_.watermark() && any_ready()) {
-      preempt(last_ready(), now, cost, swapped_out);
+      preempt(last_ready(), it);
       ++victims;
     }
     records_.events[at].value2 = victims;
@@ -648,84 +655,112 @@ void Replica::check_thresholds(const api::Thresholds& t) const {
                                   threshold_.describe(), t.alpha, t.beta));
 }
 
+// One iteration, phase by phase. Each phase reads what the ones before it left in `it` and
+// adds its part; only report_iteration() writes the iteration's record and tells the plugins.
 std::optional<double> Replica::step(double now) {
   inflight_.clear();
   if (!has_queued()) return std::nullopt;
-
-  auto thresholds_before = threshold_->checked_current();
-  if (!thresholds_before)
-    throw PluginError(threshold_.describe() + " failed: " + thresholds_before.error());
-  check_thresholds(thresholds_before.value());
-
-  // The decision: the view (O(1): the queue is kept current), the plan, its check.
-  const auto t0 = std::chrono::steady_clock::now();
-  const api::ReplicaView view = build_view(now);
-  auto planned = scheduler_->checked_plan(view);
-  if (!planned) throw PluginError(scheduler_.describe() + " failed to plan: " + planned.error());
-  const api::IterationPlan& plan = planned.value();
-  if (!plan_valid(plan)) {
-    auto st = api::validate_plan(view, plan);
-    LORASCHED_CHECK(!st, "plan_valid refused a plan validate_plan accepts");
-    throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
-  }
-#ifndef NDEBUG
-  LORASCHED_CHECK(api::validate_plan(view, plan), "plan_valid accepted an invalid plan");
-#endif
-  const double decision_us =
-      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-  const int32_t queued = static_cast<int32_t>(view.queued.size());
-
+  Iteration it;
+  it.start = now;
+  plan_iteration(it);
   // Admission walks the plan's candidates in the queue's order as it was planned: the queue
-  // keeps that order until it thaws at the end of the step.
+  // keeps that order until it thaws at the end of the step (requests that ran included).
   queue_.freeze();
   struct Thaw {
     api::RequestQueue& q;
     ~Thaw() { q.thaw(); }
   } thaw{queue_};
-  double cost = 0;  // time paid before the batch runs: loads, swaps, switches
-  bool swapped_in = false, swapped_out = false;
-  queues_changed_ = false;
-  std::vector<Admitted> batch = admit(plan, now, cost, swapped_in, swapped_out);
+  admit_batch(it);
+  if (it.batch.empty()) return idle_until(it);
+  switch_weights(it);
+  run_batch(it);
+  commit_batch(it);
+  report_iteration(it);
+  ++iteration_;
+  return it.end();
+}
+
+// Plan: asks the scheduler for a plan on a view of the queue as it is now and checks it with
+// the API's rules, so that admission can trust it. Reads the thresholds in force (recorded
+// with the iteration). Changes nothing in the replica; a failing plugin or an invalid plan
+// throws PluginError.
+void Replica::plan_iteration(Iteration& it) {
+  auto thresholds = threshold_->checked_current();
+  if (!thresholds) throw PluginError(threshold_.describe() + " failed: " + thresholds.error());
+  check_thresholds(thresholds.value());
+  it.thresholds = thresholds.value();
+
+  // The decision: the view (O(1): the queue is kept current), the plan, its check.
+  const auto t0 = std::chrono::steady_clock::now();
+  const api::ReplicaView view = build_view(it.start);
+  auto planned = scheduler_->checked_plan(view);
+  if (!planned) throw PluginError(scheduler_.describe() + " failed to plan: " + planned.error());
+  it.plan = std::move(planned.value());
+  if (!plan_valid(it.plan)) {
+    auto st = api::validate_plan(view, it.plan);
+    LORASCHED_CHECK(!st, "plan_valid refused a plan validate_plan accepts");
+    throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
+  }
+#ifndef NDEBUG
+  LORASCHED_CHECK(api::validate_plan(view, it.plan), "plan_valid accepted an invalid plan");
+#endif
+  it.decision_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  it.queued = static_cast<int32_t>(view.queued.size());
+}
+
+// Admit: turns the plan into the batch that fits (admit()), making the batch's adapters
+// resident and paying loads and swaps on the way. May preempt, swap, load and evict adapters,
+// finish requests as ignored; every cost it pays is added to it.cost.
+void Replica::admit_batch(Iteration& it) {
+  it.batch = admit(it);
   // Nothing fits while requests the plan does not run hold the KV cache (e.g. a merged
   // batch whose waiting requests are blocked by other adapters' ready ones): preempt those
   // so the head of the plan can run, instead of waiting forever.
-  if (batch.empty() && relieve(plan, now, cost, swapped_out))
-    batch = admit(plan, now, cost, swapped_in, swapped_out);
-  unlist(plan);
-  if (swapped_in && swapped_out)  // the artifact asserts on this; we record it and go on
-    event(now, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
-  if (batch.empty()) {
-    // Nothing runs. Plan again at once when the queues changed (a preemption, a prompt
-    // ignored as too long: the artifact's engine simply calls schedule() again), after what
-    // was paid (loads, swaps; under the `dlora-artifact` timing they cost nothing, so the
-    // cost cannot tell). Otherwise wait for the next event. Such re-plans at one instant
-    // end: an empty iteration admits and swaps in nothing, and each change moves a request
-    // out of `ready` or out of the queue. A load alone changes no queue: it re-plans only
-    // when it took time, so a policy that flips residency cannot spin at one instant.
-    if (queues_changed_ || cost > 0) return now + cost;
-    return std::nullopt;
-  }
+  if (it.batch.empty() && relieve(it)) it.batch = admit(it);
+  unlist(it.plan);
+  if (it.swapped_in && it.swapped_out)  // the artifact asserts on this; we record it and go on
+    event(it.start, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
+}
 
-  // Weights: fold in the plan's adapter, or restore the clean base weights.
-  const AdapterId target =
-      api::has_merged_weights(plan.mode) ? plan.merged_adapter : api::kNoAdapter;
-  if (target != merged_) {
-    for (const CostStep& s : executor_->switch_weights(merged_, target)) {
-      event(now + cost, s.kind, s.adapter, -1, s.seconds, s.bytes);
-      cost += s.seconds;
-    }
-    set_merged(target);
-  }
+// Nothing runs. Plan again at once when the queues changed (a preemption, a prompt ignored
+// as too long: the artifact's engine simply calls schedule() again), after what was paid
+// (loads, swaps; under the `dlora-artifact` timing they cost nothing, so the cost cannot
+// tell). Otherwise wait for the next event. Such re-plans at one instant end: an empty
+// iteration admits and swaps in nothing, and each change moves a request out of `ready` or
+// out of the queue. A load alone changes no queue: it re-plans only when it took time, so a
+// policy that flips residency cannot spin at one instant.
+std::optional<double> Replica::idle_until(const Iteration& it) const {
+  if (it.queues_changed || it.cost > 0) return it.start + it.cost;
+  return std::nullopt;
+}
 
-  ExecBatch eb;
-  eb.replica = cfg_.id;
-  eb.mode = plan.mode;
-  eb.merged_adapter = target;
+// Switch: the weights the plan's mode needs, before the batch runs: fold in the plan's
+// adapter, or restore the clean base weights. Changes the executor's weights and merged_;
+// the switch's steps are events and add to it.cost.
+void Replica::switch_weights(Iteration& it) {
+  it.merged_adapter =
+      api::has_merged_weights(it.plan.mode) ? it.plan.merged_adapter : api::kNoAdapter;
+  if (it.merged_adapter == merged_) return;
+  for (const CostStep& s : executor_->switch_weights(merged_, it.merged_adapter)) {
+    event(it.start + it.cost, s.kind, s.adapter, -1, s.seconds, s.bytes);
+    it.cost += s.seconds;
+  }
+  set_merged(it.merged_adapter);
+}
+
+// Run: hands the batch to the executor, which computes it (cpu, cuda) or predicts its time
+// (costmodel). Marks the batch's requests running and stamps their first scheduling; the
+// iteration's end is known from here, so it is what in_flight() reports.
+void Replica::run_batch(Iteration& it) {
+  ExecBatch exec_batch;
+  exec_batch.replica = cfg_.id;
+  exec_batch.mode = it.plan.mode;
+  exec_batch.merged_adapter = it.merged_adapter;
   const bool tokens = executor_->needs_tokens();
-  eb.entries.reserve(batch.size());
-  int32_t prefill_tokens = 0, decode_tokens = 0;
+  exec_batch.entries.reserve(it.batch.size());
   std::vector<AdapterId> distinct;
-  for (const Admitted& a : batch) {
+  for (const Admitted& a : it.batch) {
     Request& r = req(a.id);
     ExecEntry e;
     e.request = a.id;
@@ -740,30 +775,38 @@ std::optional<double> Replica::step(double now) {
                       r.context_tokens());
       e.tokens = std::span<const int32_t>(r.tokens).subspan(r.tokens.size() - a.new_tokens);
     }
-    (a.prefill ? prefill_tokens : decode_tokens) += a.new_tokens;
+    (a.prefill ? it.prefill_tokens : it.decode_tokens) += a.new_tokens;
     if (std::find(distinct.begin(), distinct.end(), e.adapter) == distinct.end())
       distinct.push_back(e.adapter);
-    eb.entries.push_back(e);
+    exec_batch.entries.push_back(e);
     r.state = RequestState::running;
     if (std::isnan(r.record.first_scheduled)) {
-      r.record.first_scheduled = now;
-      r.record.queueing_delay = now - r.spec.arrival;
+      r.record.first_scheduled = it.start;
+      r.record.queueing_delay = it.start - r.spec.arrival;
     }
   }
-  IterationResult result = executor_->run(eb);
-  const double end = now + cost + result.seconds;
-  inflight_end_ = end;
+  it.distinct_adapters = static_cast<int32_t>(distinct.size());
+  IterationResult result = executor_->run(exec_batch);
+  it.duration = result.seconds;
+  it.next_tokens = std::move(result.next_tokens);
+  inflight_end_ = it.end();
+}
 
-  // Update: every request got one token; all return to `ready` in batch order.
-  std::vector<RequestId> batch_ids;
-  batch_ids.reserve(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) {
-    Request& r = req(batch[i].id);
-    batch_ids.push_back(r.spec.id);
+// Commit: applies the iteration's outcome to its requests now, stamped with its end: each
+// got one token; finished ones leave the replica (their KV blocks freed), the others return
+// to `ready` in batch order. Until the end, in_flight() keeps them from migrating. Changes
+// the requests, the queue and the KV pool.
+void Replica::commit_batch(Iteration& it) {
+  const bool tokens = executor_->needs_tokens();
+  const double end = it.end();
+  it.batch_ids.reserve(it.batch.size());
+  for (size_t i = 0; i < it.batch.size(); ++i) {
+    Request& r = req(it.batch[i].id);
+    it.batch_ids.push_back(r.spec.id);
     r.generated += 1;
-    if (tokens) r.tokens.push_back(result.next_tokens[i]);
+    if (tokens) r.tokens.push_back(it.next_tokens[i]);
     if (std::isnan(r.record.first_token)) r.record.first_token = end;
-    r.record.exec_time += end - now;
+    r.record.exec_time += end - it.start;
     if (r.context_tokens() > cfg_.max_model_len) {
       finish(r, RequestStatus::length_capped, end);
     } else if (r.generated >= r.spec.output_tokens) {
@@ -773,58 +816,58 @@ std::optional<double> Replica::step(double now) {
       requeue(r, RequestState::ready);
     }
   }
+  inflight_ = it.batch_ids;
+}
 
-  inflight_ = batch_ids;
-
+// Report: the one place the iteration becomes data: its record (and batch rows) for the
+// results and the outcome the scheduler and threshold plugins observe, both from `it`. A
+// threshold plugin that changed its thresholds on what it observed leaves an event.
+void Replica::report_iteration(const Iteration& it) {
   IterationRecord rec;
   rec.replica = cfg_.id;
   rec.iteration = iteration_;
-  rec.start = now;
-  rec.switch_time = cost;
-  rec.duration = result.seconds;
-  rec.mode = static_cast<int8_t>(plan.mode);
-  rec.merged_adapter = target;
-  rec.batch_size = static_cast<int32_t>(batch.size());
-  rec.prefill_tokens = prefill_tokens;
-  rec.decode_tokens = decode_tokens;
-  rec.distinct_adapters = static_cast<int32_t>(distinct.size());
-  rec.queued = queued;
-  rec.kv_blocks_used = pool_.used();
-  rec.alpha = thresholds_before.value().alpha;
-  rec.beta = thresholds_before.value().beta;
-  rec.decision_wall_us = decision_us;
+  rec.start = it.start;
+  rec.switch_time = it.cost;
+  rec.duration = it.duration;
+  rec.mode = static_cast<int8_t>(it.plan.mode);
+  rec.merged_adapter = it.merged_adapter;
+  rec.batch_size = static_cast<int32_t>(it.batch.size());
+  rec.prefill_tokens = it.prefill_tokens;
+  rec.decode_tokens = it.decode_tokens;
+  rec.distinct_adapters = it.distinct_adapters;
+  rec.queued = it.queued;
+  rec.kv_blocks_used = pool_.used();  // after the finished requests released theirs
+  rec.alpha = it.thresholds.alpha;
+  rec.beta = it.thresholds.beta;
+  rec.decision_wall_us = it.decision_us;
   records_.iterations.push_back(rec);
   if (cfg_.log_batches)
-    for (size_t i = 0; i < batch_ids.size(); ++i)
-      records_.batches.push_back({iteration_, cfg_.id, batch_ids[i], static_cast<int32_t>(i)});
+    for (size_t i = 0; i < it.batch_ids.size(); ++i)
+      records_.batches.push_back({iteration_, cfg_.id, it.batch_ids[i], static_cast<int32_t>(i)});
 
   api::IterationOutcome out;
-  out.replica = cfg_.id;
-  out.iteration = iteration_;
-  out.start = now;
-  out.switch_time = cost;
-  out.duration = result.seconds;
-  out.mode = plan.mode;
-  out.merged_adapter = target;
+  out.replica = rec.replica;
+  out.iteration = rec.iteration;
+  out.start = rec.start;
+  out.switch_time = rec.switch_time;
+  out.duration = rec.duration;
+  out.mode = it.plan.mode;
+  out.merged_adapter = rec.merged_adapter;
   out.batch_size = rec.batch_size;
-  out.prefill_tokens = prefill_tokens;
-  out.decode_tokens = decode_tokens;
+  out.prefill_tokens = rec.prefill_tokens;
+  out.decode_tokens = rec.decode_tokens;
   out.distinct_adapters = rec.distinct_adapters;
-  out.batch = batch_ids;
+  out.batch = it.batch_ids;
   if (auto st = scheduler_->checked_observe(out); !st)
     throw PluginError(scheduler_.describe() + " failed in observe: " + st.message());
   if (auto st = threshold_->checked_observe(out); !st)
     throw PluginError(threshold_.describe() + " failed in observe: " + st.message());
-  auto thresholds_after = threshold_->checked_current();
-  if (!thresholds_after)
-    throw PluginError(threshold_.describe() + " failed: " + thresholds_after.error());
-  check_thresholds(thresholds_after.value());
-  if (thresholds_after.value().alpha != thresholds_before.value().alpha ||
-      thresholds_after.value().beta != thresholds_before.value().beta)
-    event(now, EventKind::threshold_change, api::kNoAdapter, -1, 0, 0,
-          thresholds_after.value().alpha, thresholds_after.value().beta);
-  ++iteration_;
-  return end;
+  auto after = threshold_->checked_current();
+  if (!after) throw PluginError(threshold_.describe() + " failed: " + after.error());
+  check_thresholds(after.value());
+  if (after.value().alpha != it.thresholds.alpha || after.value().beta != it.thresholds.beta)
+    event(it.start, EventKind::threshold_change, api::kNoAdapter, -1, 0, 0, after.value().alpha,
+          after.value().beta);
 }
 
 }  // namespace lorasched

@@ -100,15 +100,47 @@ class Replica {
     bool prefill;
     int32_t new_tokens;
   };
+  // One iteration as step() forms it. The phases fill it in turn; report_iteration() writes
+  // both the metrics record and the plugins' outcome from it, so the two cannot disagree.
+  struct Iteration {
+    double start = 0;             // the step's `now`: switches and loads are paid from here
+    api::Thresholds thresholds;   // in force when it was planned
+    api::IterationPlan plan;      // the scheduler's, valid for this replica
+    double decision_us = 0;       // wall time of view + plan + check
+    int32_t queued = 0;           // requests in the view it was planned from
+    double cost = 0;              // time paid before the batch runs: loads, swaps, switches
+    bool swapped_in = false;      // admission swapped a request in ...
+    bool swapped_out = false;     // ... or out (then vLLM swaps nothing in)
+    bool queues_changed = false;  // a request moved between queues or out of them
+    std::vector<Admitted> batch;  // in batch order
+    api::AdapterId merged_adapter = api::kNoAdapter;  // the weights the batch ran with
+    double duration = 0;                              // the executor's time for the batch
+    std::vector<int32_t> next_tokens;                 // its tokens, one per entry (real executors)
+    int32_t prefill_tokens = 0;
+    int32_t decode_tokens = 0;
+    int32_t distinct_adapters = 0;
+    std::vector<api::RequestId> batch_ids;  // batch's requests, for the record and the plugins
+    double end() const { return start + cost + duration; }
+  };
   Request& req(api::RequestId id) { return requests_[static_cast<size_t>(id)]; }
   const Request& req(api::RequestId id) const { return requests_[static_cast<size_t>(id)]; }
+
+  // The phases of step(), in order (replica.cpp says why each exists and what it may change).
+  void plan_iteration(Iteration& it);
+  void admit_batch(Iteration& it);
+  std::optional<double> idle_until(const Iteration& it) const;
+  void switch_weights(Iteration& it);
+  void run_batch(Iteration& it);
+  void commit_batch(Iteration& it);
+  void report_iteration(const Iteration& it);
+
   api::ReplicaView build_view(double now);
   void check_view(const api::ReplicaView& view) const;  // debug builds: against a rebuild
-  std::vector<Admitted> admit(const api::IterationPlan& plan, double now, double& cost,
-                              bool& swapped_in, bool& swapped_out);
-  void preempt(api::RequestId id, double now, double& cost, bool& swapped_out);
-  bool relieve(const api::IterationPlan& plan, double now, double& cost, bool& swapped_out);
-  bool ensure_resident(api::AdapterId adapter, double now, double& cost, bool& swapped_out);
+  // One admission pass over the plan's candidates; relieve() may make room for a second.
+  std::vector<Admitted> admit(Iteration& it);
+  void preempt(api::RequestId id, Iteration& it);
+  bool relieve(Iteration& it);
+  bool ensure_resident(api::AdapterId adapter, Iteration& it);
   int64_t kv_free() const;
   void make_room(int64_t blocks, double time);
   bool allocate_kv(Request& r, int64_t blocks, double time);
@@ -175,7 +207,6 @@ class Replica {
     return a != merged_ && !pinned_[static_cast<size_t>(a)];
   }
   int64_t iteration_ = 0;
-  bool queues_changed_ = false;           // this step moved a request between queues or out of them
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   double inflight_end_ = -1;              // its end time
 
