@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD := build/release
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build run test test-asan fuzz bench install clean fidelity study
+.PHONY: all deps configure build run test test-asan fuzz bench install clean fidelity study bounds
 
 all: build
 
@@ -66,3 +66,9 @@ clean:
 JOBS ?= 0
 study: build
 	/usr/bin/python3 scripts/study.py --lorasched $(BUILD)/lorasched --bench $(BUILD)/bench/bench_migration --jobs $(JOBS)
+
+# Every policy's gap to the exact optimum of small worker-level instances (docs/bounds.md):
+# runs experiments/bound/small.toml, solves each instance with `lorasched bound --exact` and
+# regenerates the table of docs/bounds.md (a few minutes on 2 cores).
+bounds: build
+	/usr/bin/python3 scripts/bound_gap.py --lorasched $(BUILD)/lorasched

@@ -100,6 +100,20 @@ struct WorkloadOptions {
   std::string output;
 };
 
+// `lorasched bound` (core/cli/bound.cpp): lower bounds, and with `exact` the optimum of small
+// instances, for every workload of an experiment (docs/bounds.md); CSV, one row per method.
+struct BoundOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string output;  // CSV
+  bool exact = false;  // also solve small instances exactly (batch-independent timing only)
+  bool milp = false;   // exactly with CBC's MILP instead of the branch and bound
+  bool no_mixed = false;
+  double time_limit_s = 60;  // per exact solve
+  bool quiet = false;
+};
+int cmd_bound(const BoundOptions& opts);
+
 int cmd_generate(const GenerateOptions& opts);
 // Writes an experiment's workload (its first sweep point) as an adapter trace CSV.
 int cmd_workload(const WorkloadOptions& opts);

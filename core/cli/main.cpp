@@ -159,6 +159,25 @@ int main(int argc, char** argv) {
   workload->add_option("--set", wl_opts.overrides, "override a value: dotted.key=value");
   workload->add_option("-o,--output", wl_opts.output, "CSV to write")->required();
 
+  BoundOptions bound_opts;
+  auto* bound = app.add_subcommand(
+      "bound",
+      "lower bounds on the latency any worker-level policy can reach on an experiment's "
+      "workloads, and with --exact the optimum of small instances (docs/bounds.md)");
+  bound->add_option("file", bound_opts.file, "experiment file (TOML)")->required();
+  bound->add_option("--set", bound_opts.overrides, "override a value: dotted.key=value");
+  bound->add_option("-o,--output", bound_opts.output, "CSV to write")->required();
+  bound->add_flag("--exact", bound_opts.exact,
+                  "also solve small instances exactly (batch-independent timing)");
+  bound->add_flag(
+      "--milp", bound_opts.milp,
+      "exact: solve the MILP with CBC instead of the branch and bound (tiny instances)");
+  bound->add_flag("--no-mixed", bound_opts.no_mixed,
+                  "exact: merged and unmerged iterations only (no mixed mode)");
+  bound->add_option("--time-limit", bound_opts.time_limit_s, "seconds per exact solve")
+      ->check(CLI::Range(0.1, 1e6));
+  bound->add_flag("-q,--quiet", bound_opts.quiet, "no progress output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -178,6 +197,7 @@ int main(int argc, char** argv) {
     if (*plugins) return cmd_plugins(plugins_opts);
     if (*new_plugin) return cmd_new_plugin(new_plugin_opts);
     if (*profile) return cmd_profile(profile_opts);
+    if (*bound) return cmd_bound(bound_opts);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::cerr << e.what() << "\n";
