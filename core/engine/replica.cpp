@@ -15,10 +15,6 @@ using api::Mode;
 using api::RequestId;
 using api::RequestState;
 
-namespace {
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-}  // namespace
-
 Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
                  std::unique_ptr<Executor> executor, PluginInstance<api::Scheduler> scheduler,
                  PluginInstance<api::Threshold> threshold, std::vector<Request>& requests,
@@ -506,7 +502,7 @@ std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
   const api::IterationPlan& plan = it.plan;
   std::vector<Admitted> batch;
   const int32_t max_batch = cfg_.limits.max_batch_size;
-  const int64_t block_size = cfg_.limits.block_size;
+  const int32_t block_size = cfg_.limits.block_size;
   int64_t prompt_tokens = 0, gen_tokens = 0;
   unpin_all();
   if (api::has_merged_weights(plan.mode)) {
@@ -535,8 +531,8 @@ std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
         }
         // With unified paging, loading its adapter may take the block the check above
         // found: then it cannot run this iteration and goes back to `ready`.
-        const int64_t need =
-            ceil_div(r.context_tokens(), block_size) - static_cast<int64_t>(r.block_table.size());
+        const int64_t need = api::kv_blocks_for(r.context_tokens(), block_size) -
+                             static_cast<int64_t>(r.block_table.size());
         if (!ensure_resident(r.spec.adapter, it) || kv_free() < need) {
           requeue(r, RequestState::ready);
           return true;
@@ -566,8 +562,8 @@ std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
         pool_.host_release(host);
         r.host_blocks = 0;
         it.swapped_in = true;
-        const int64_t need =
-            ceil_div(r.context_tokens(), block_size) - static_cast<int64_t>(r.block_table.size());
+        const int64_t need = api::kv_blocks_for(r.context_tokens(), block_size) -
+                             static_cast<int64_t>(r.block_table.size());
         LORASCHED_CHECK(allocate_kv(r, need, it.start + it.cost),
                         "append slot failed for request {}", id);
         batch.push_back({id, false, 1});
@@ -587,7 +583,7 @@ std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
           it.queues_changed = true;
           return true;
         }
-        const int64_t need = ceil_div(len, block_size);
+        const int64_t need = api::kv_blocks_for(len, block_size);
         if (kv_free() - need < pool_.watermark()) return true;
         if (prompt_tokens + gen_tokens + len > cfg_.limits.max_batched_tokens &&
             !(rerun && batch.empty()))
@@ -620,13 +616,14 @@ std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
 // last ready requests until it fits, recorded as a `relief` event followed by their preempt
 // events. Returns whether it preempted anything.
 bool Replica::relieve(Iteration& it) {
-  const int64_t block_size = cfg_.limits.block_size;
+  const int32_t block_size = cfg_.limits.block_size;
   bool relieved = false;
   for_each_candidate(it.plan, [&](RequestId id) {
     const Request& r = req(id);
     if (r.state != RequestState::waiting && r.state != RequestState::swapped) return true;
-    int64_t need = r.state == RequestState::waiting ? ceil_div(r.context_tokens(), block_size)
-                                                    : r.host_blocks + 1;
+    int64_t need = r.state == RequestState::waiting
+                       ? api::kv_blocks_for(r.context_tokens(), block_size)
+                       : r.host_blocks + 1;
     if (cfg_.unified_pool && !resident(r.spec.adapter))
       need += pool_.blocks_for_bytes(adapters_[static_cast<size_t>(r.spec.adapter)].bytes);
     if (need > pool_.total() - pool_.watermark()) return false;  // can never fit

@@ -278,5 +278,30 @@ TEST(PlanTail, ValidationOfTails) {
   EXPECT_FALSE(validate_plan(b.view(), p).is_ok());
 }
 
+// The blocks a hand-built request holds follow the limits' block size through the engine's
+// own rule; expected values counted by hand (whole blocks of block_size tokens).
+TEST(TestKit, HeldBlocksFollowTheBlockSize) {
+  EXPECT_EQ(kv_blocks_for(0, 16), 0);
+  EXPECT_EQ(kv_blocks_for(1, 16), 1);
+  EXPECT_EQ(kv_blocks_for(16, 16), 1);
+  EXPECT_EQ(kv_blocks_for(17, 16), 2);
+
+  testkit::ReplicaBuilder fixed(1);  // default limits: 16 tokens a block
+  fixed.add(0, 0.0, /*prompt=*/32, 16, RequestState::ready, /*generated=*/1);  // 33 tokens
+  EXPECT_EQ(fixed.view().queued.front().kv_blocks, 3);
+
+  testkit::ReplicaBuilder b(1);
+  ReplicaLimits l;
+  l.block_size = 32;
+  b.limits(l);
+  b.add(0, 0.0, /*prompt=*/40, 16, RequestState::ready, /*generated=*/3);  // 43 tokens
+  b.add(0, 0.1, /*prompt=*/64, 16, RequestState::swapped);                 // 64 tokens
+  b.add(0, 0.2, /*prompt=*/65, 16, RequestState::ready);                   // 65 tokens
+  b.add(0, 0.3, /*prompt=*/500, 16, RequestState::waiting);                // holds none yet
+  std::vector<int32_t> blocks;
+  for (const RequestView& r : b.view().queued) blocks.push_back(r.kv_blocks);
+  EXPECT_EQ(blocks, (std::vector<int32_t>{2, 2, 3, 0}));
+}
+
 }  // namespace
 }  // namespace lorasched::api

@@ -29,6 +29,12 @@ struct ReplicaLimits {
   int32_t prompt_limit = 4096;  // longer prompts are rejected (finished as ignored)
 };
 
+// KV blocks a context of `tokens` tokens holds: the engine allocates whole blocks. The one
+// rule, shared by the engine's admission and the test kit's hand-built views.
+constexpr int64_t kv_blocks_for(int64_t tokens, int32_t block_size) {
+  return (tokens + block_size - 1) / block_size;
+}
+
 struct ReplicaView {
   int32_t replica = 0;
   double now = 0;

@@ -66,8 +66,8 @@ inline std::vector<api::RequestId> candidates(const api::ReplicaView& view,
 // A replica's state, built by hand. Requests get ids 0, 1, 2, ... in the order added; view()
 // lists them in the engine's FCFS order (arrival, ties by state waiting < ready < swapped,
 // then by order added), kept by the engine's own queue (api::RequestQueue). A request that
-// holds KV (ready, swapped) holds ceil(context / limits.block_size) blocks: set limits()
-// before adding.
+// holds KV (ready, swapped) holds the engine's api::kv_blocks_for(context, limits.block_size)
+// blocks: set limits() before adding.
 class ReplicaBuilder {
  public:
   explicit ReplicaBuilder(int32_t num_adapters,
@@ -90,8 +90,10 @@ class ReplicaBuilder {
     r.output_tokens = output;
     r.generated = generated;
     r.state = state;
-    const int32_t bs = limits_.block_size;
-    r.kv_blocks = state == api::RequestState::waiting ? 0 : (prompt + generated + bs - 1) / bs;
+    r.kv_blocks =
+        state == api::RequestState::waiting
+            ? 0
+            : static_cast<int32_t>(api::kv_blocks_for(prompt + generated, limits_.block_size));
     adapters_.at(static_cast<size_t>(adapter)).unfinished += 1;
     slots_.push_back(queue_.push(r));
     return *this;
