@@ -279,6 +279,8 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
     s.bin_minutes = a.get_real("bin_minutes", s.bin_minutes, 0, 1e6, true);
     s.interval_minutes = a.get_real("interval_minutes", s.interval_minutes, 0, 1e9, true);
     s.map_stride = static_cast<int32_t>(a.get_int("map_stride", s.map_stride, 1, 1e7));
+    s.rate_share = a.get_string("rate_share", s.rate_share, {"interval", "window"});
+    s.quota = a.get_string("quota", s.quota, {"even", "invocations"});
     a.finish();
   }
   r.finish();

@@ -94,6 +94,8 @@ void validate_artifact(const ArtifactSpec& a) {
   if (a.map_stride < 1) bad(fmt::format("artifact.map_stride must be >= 1 (got {})", a.map_stride));
   if (a.rate_share != "interval" && a.rate_share != "window")
     bad(fmt::format("unknown artifact.rate_share '{}' (valid: interval, window)", a.rate_share));
+  if (a.quota != "even" && a.quota != "invocations")
+    bad(fmt::format("unknown artifact.quota '{}' (valid: even, invocations)", a.quota));
   require_positive(a.bin_minutes, "artifact.bin_minutes");
   require_positive(a.interval_minutes, "artifact.interval_minutes");
   bins_per_interval(a);
@@ -128,6 +130,15 @@ std::vector<int64_t> apportion(int64_t total, const std::vector<double>& weights
   return parts;
 }
 
+std::vector<int64_t> even_split(int64_t total, size_t parts) {
+  std::vector<int64_t> out(parts, 0);
+  if (parts == 0 || total <= 0) return out;
+  const auto k = static_cast<int64_t>(parts);
+  for (size_t i = 0; i < parts; ++i)
+    out[i] = total / k + (static_cast<int64_t>(i) < total % k ? 1 : 0);
+  return out;
+}
+
 std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num_adapters,
                                            uint64_t seed) {
   const ArtifactSpec& a = spec.artifact;
@@ -150,7 +161,8 @@ std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num
   const double window_total = std::accumulate(interval_total.begin(), interval_total.end(), 0.0);
   if (!(window_total > 0)) bad("artifact: the function counts have no invocations");
 
-  const auto quota = apportion(*spec.num_requests, interval_total);
+  const auto quota = a.quota == "even" ? even_split(*spec.num_requests, num_intervals)
+                                       : apportion(*spec.num_requests, interval_total);
   const double shape = 1.0 / (spec.cv * spec.cv);
   const double cv2 = spec.cv * spec.cv;
   Rng rng(seed, kArtifactArrivalStream);
@@ -160,6 +172,13 @@ std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num
   using Next = std::pair<double, int32_t>;  // (arrival, adapter)
   for (size_t k = 0; k < num_intervals; ++k) {
     if (quota[k] == 0) continue;
+    if (!(interval_total[k] > 0))
+      bad(fmt::format(
+          "artifact: interval {} (minutes {} to {} of the window) has no invocations but gets {} "
+          "requests under artifact.quota = \"{}\" (the artifact fails here too); choose a window "
+          "without empty intervals or quota = \"invocations\"",
+          k, static_cast<double>(k) * a.interval_minutes,
+          static_cast<double>(k + 1) * a.interval_minutes, quota[k], a.quota));
     const double denom = a.rate_share == "interval" ? interval_total[k] : window_total;
     std::vector<double> rate(na);
     std::priority_queue<Next, std::vector<Next>, std::greater<>> next;

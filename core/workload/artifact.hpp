@@ -20,4 +20,8 @@ std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num
 // the lower index); the parts sum to `total`.
 std::vector<int64_t> apportion(int64_t total, const std::vector<double>& weights);
 
+// The artifact's split of `total` requests over `parts` intervals (trace.py 181, 191-193):
+// total / parts each, one more for each of the first total mod parts.
+std::vector<int64_t> even_split(int64_t total, size_t parts);
+
 }  // namespace lorasched::workload_detail

@@ -65,6 +65,10 @@ struct ArtifactSpec {
   // (its invocations / all invocations of that interval, so every interval runs at `rate`)
   // or "window" (its invocations in the interval / all invocations of the whole window).
   std::string rate_share = "interval";
+  // How num_requests is split over the intervals: "even" (the artifact: num_requests /
+  // intervals each, one more for each of the first num_requests mod intervals) or
+  // "invocations" (proportional to the interval's invocations, largest remainder).
+  std::string quota = "even";
 };
 
 struct WorkloadSpec {

@@ -45,6 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       spec.artifact.interval_minutes = (sel & 0x10) ? 2.0 : 60.0;
       spec.artifact.rate_share = (sel & 0x20) ? "window" : "interval";
       spec.artifact.map_stride = 1 + ((sel >> 6) & 3);
+      spec.artifact.quota = (sel & 0x04) ? "invocations" : "even";
       break;
   }
   if (sel % 4 < 2) {  // the trace window and rescaling

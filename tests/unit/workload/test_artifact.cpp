@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "core/common/error.hpp"
 #include "core/workload/artifact.hpp"
 #include "core/workload/workload.hpp"
 #include "tests/unit/workload/workload_test_util.hpp"
@@ -136,6 +137,7 @@ TEST(Artifact, IntervalsQuotasAndTimeAdvance) {
   s.artifact.function_counts = path;
   s.artifact.bin_minutes = 1;
   s.artifact.interval_minutes = 2;
+  s.artifact.quota = "invocations";
   const auto reqs = generate_workload(s, 2, 5);
   ASSERT_EQ(reqs.size(), 4000u);
   for (size_t i = 0; i < 1000; ++i) ASSERT_EQ(reqs[i].adapter, 1) << i;  // 1/4 of 4000
@@ -155,6 +157,56 @@ TEST(Artifact, IntervalsQuotasAndTimeAdvance) {
   const auto cut = generate_workload(s, 2, 5);
   EXPECT_LT(cut.back().arrival, 100.0);
   EXPECT_NEAR(static_cast<double>(cut.size()), 200.0, 5 * std::sqrt(200.0));
+}
+
+TEST(ArtifactCounts, EvenSplitIsTheArtifacts) {
+  // trace.py 181, 191-193: num_reqs // intervals each, +1 for the first num_reqs % intervals.
+  using workload_detail::even_split;
+  EXPECT_EQ(even_split(400, 6), (std::vector<int64_t>{67, 67, 67, 67, 66, 66}));
+  EXPECT_EQ(even_split(20, 3), (std::vector<int64_t>{7, 7, 6}));
+  EXPECT_EQ(even_split(2, 4), (std::vector<int64_t>{1, 1, 0, 0}));
+  EXPECT_EQ(even_split(9, 1), (std::vector<int64_t>{9}));
+}
+
+TEST(Artifact, EvenQuotaIgnoresTheIntervalsInvocations) {
+  // The counts of IntervalsQuotasAndTimeAdvance, under the artifact's default even split:
+  // 2000 requests in each interval although interval 1 has 3x the invocations; at the total
+  // rate 2/s both intervals then last about 1000 s.
+  const auto path = write_file("counts-even.csv",
+                               "function,bin0,bin1,bin2,bin3\n"
+                               "f0,1,1,0,0\n"
+                               "f1,0,0,3,3\n");
+  WorkloadSpec s;
+  s.arrival = "artifact";
+  s.rate = 2.0;
+  s.num_requests = 4000;
+  s.artifact.function_counts = path;
+  s.artifact.bin_minutes = 1;
+  s.artifact.interval_minutes = 2;
+  const auto reqs = generate_workload(s, 2, 5);
+  ASSERT_EQ(reqs.size(), 4000u);
+  for (size_t i = 0; i < 2000; ++i) ASSERT_EQ(reqs[i].adapter, 1) << i;
+  for (size_t i = 2000; i < 4000; ++i) ASSERT_EQ(reqs[i].adapter, 0) << i;
+  EXPECT_NEAR(reqs[1999].arrival, 1000.0, 1000.0 * 0.1);
+  EXPECT_NEAR(reqs[3999].arrival - reqs[1999].arrival, 1000.0, 1000.0 * 0.1);
+
+  // An interval without invocations that the even split gives requests: the artifact's
+  // generator fails (an empty heap); lorasched refuses with the reason.
+  const auto gap = write_file("counts-gap.csv",
+                              "function,bin0,bin1,bin2,bin3\n"
+                              "f0,1,1,0,0\n");
+  s.artifact.function_counts = gap;
+  try {
+    (void)generate_workload(s, 2, 5);
+    ADD_FAILURE() << "an empty interval with a quota was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("interval 1 (minutes 2 to 4 of the window) has no "
+                                         "invocations but gets 2000 requests"),
+              std::string::npos)
+        << e.what();
+  }
+  s.artifact.quota = "invocations";  // gives that interval nothing
+  EXPECT_EQ(generate_workload(s, 2, 5).size(), 4000u);
 }
 
 TEST(Artifact, SameSeedSameCsvDifferentSeedDifferent) {

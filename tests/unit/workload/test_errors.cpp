@@ -206,6 +206,8 @@ std::vector<ErrorCase> cases() {
         {"unknown artifact.function_popularity 'pareto'", "lognormal, zipf"}),
       e("artifact rate_share", artifact([](ArtifactSpec& a) { a.rate_share = "bin"; }),
         {"unknown artifact.rate_share 'bin'", "interval, window"}),
+      e("artifact quota", artifact([](ArtifactSpec& a) { a.quota = "proportional"; }),
+        {"unknown artifact.quota 'proportional'", "even, invocations"}),
       e("artifact functions", artifact([](ArtifactSpec& a) { a.num_functions = 0; }),
         {"artifact.num_functions must be >= 1"}),
       e("artifact bins", artifact([](ArtifactSpec& a) { a.num_bins = 0; }),
