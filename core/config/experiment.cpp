@@ -281,6 +281,7 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
     s.map_stride = static_cast<int32_t>(a.get_int("map_stride", s.map_stride, 1, 1e7));
     s.rate_share = a.get_string("rate_share", s.rate_share, {"interval", "window"});
     s.quota = a.get_string("quota", s.quota, {"even", "invocations"});
+    s.gaps = a.get_string("gaps", s.gaps, {"independent", "numpy-reseed"});
     a.finish();
   }
   r.finish();

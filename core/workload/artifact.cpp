@@ -15,6 +15,7 @@
 #include "core/common/error.hpp"
 #include "core/common/rng.hpp"
 #include "core/workload/checks.hpp"
+#include "core/workload/numpy_legacy.hpp"
 
 namespace lorasched {
 
@@ -22,6 +23,9 @@ namespace {
 
 constexpr uint64_t kArtifactArrivalStream = 1;  // same id as the other arrival kinds
 constexpr uint64_t kFunctionCountStream = 6;
+// numpy-reseed holds each adapter's batch of gaps as the artifact does; refuse sizes that
+// would not fit in memory.
+constexpr double kMaxReseedDraws = 1e7;
 
 using workload_detail::bad;
 using workload_detail::require_non_negative;
@@ -96,6 +100,8 @@ void validate_artifact(const ArtifactSpec& a) {
     bad(fmt::format("unknown artifact.rate_share '{}' (valid: interval, window)", a.rate_share));
   if (a.quota != "even" && a.quota != "invocations")
     bad(fmt::format("unknown artifact.quota '{}' (valid: even, invocations)", a.quota));
+  if (a.gaps != "independent" && a.gaps != "numpy-reseed")
+    bad(fmt::format("unknown artifact.gaps '{}' (valid: independent, numpy-reseed)", a.gaps));
   require_positive(a.bin_minutes, "artifact.bin_minutes");
   require_positive(a.interval_minutes, "artifact.interval_minutes");
   bins_per_interval(a);
@@ -165,7 +171,26 @@ std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num
                                        : apportion(*spec.num_requests, interval_total);
   const double shape = 1.0 / (spec.cv * spec.cv);
   const double cv2 = spec.cv * spec.cv;
+  const bool reseed = a.gaps == "numpy-reseed";
   Rng rng(seed, kArtifactArrivalStream);
+  // numpy-reseed: NumPy's global generator as the artifact's GammaProcess.get_iterator
+  // (workload.py 52-68) uses it: seed(0) when an adapter's process starts, then a batch of
+  // int(rate * interval * 1.2) gaps at once; an adapter that used up its batch draws the next
+  // one from wherever the global generator is then. (`interval` is in minutes there, though
+  // used as if in seconds: it only sizes the batches.)
+  NumpyLegacyRandom global;
+  std::vector<std::vector<double>> batch(na);
+  std::vector<size_t> used(na, 0);
+  std::vector<double> rate(na, 0.0);
+  auto draw_batch = [&](size_t m) {
+    for (double& g : batch[m]) g = global.gamma(shape, cv2 / rate[m]);
+    used[m] = 0;
+  };
+  auto next_gap = [&](size_t m) {
+    if (!reseed) return rng.gamma(shape, cv2 / rate[m]);
+    if (++used[m] >= batch[m].size()) draw_batch(m);
+    return batch[m][used[m]];
+  };
   std::vector<RequestSpec> reqs;
   reqs.reserve(static_cast<size_t>(*spec.num_requests));
   double start = 0;  // the interval's start: the last arrival of the previous one
@@ -180,12 +205,27 @@ std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num
           k, static_cast<double>(k) * a.interval_minutes,
           static_cast<double>(k + 1) * a.interval_minutes, quota[k], a.quota));
     const double denom = a.rate_share == "interval" ? interval_total[k] : window_total;
-    std::vector<double> rate(na);
     std::priority_queue<Next, std::vector<Next>, std::greater<>> next;
+    if (reseed && spec.rate * a.interval_minutes * 1.2 > kMaxReseedDraws)
+      bad(fmt::format(
+          "artifact.gaps = \"numpy-reseed\" draws rate x interval_minutes x 1.2 = {:.3g} gaps "
+          "per interval at once, more than {:.0e}; lower rate or interval_minutes",
+          spec.rate * a.interval_minutes * 1.2, kMaxReseedDraws));
     for (size_t m = 0; m < na; ++m) {
       rate[m] = inv[k][m] / denom * spec.rate;
-      if (rate[m] > 0)
-        next.emplace(start + rng.gamma(shape, cv2 / rate[m]), static_cast<int32_t>(m));
+      if (!(rate[m] > 0)) continue;
+      double gap;
+      if (reseed) {
+        const auto size =
+            std::max<int64_t>(static_cast<int64_t>(rate[m] * a.interval_minutes * 1.2), 1);
+        batch[m].assign(static_cast<size_t>(size), 0.0);
+        global.seed(0);
+        draw_batch(m);
+        gap = batch[m][0];
+      } else {
+        gap = rng.gamma(shape, cv2 / rate[m]);
+      }
+      next.emplace(start + gap, static_cast<int32_t>(m));
     }
     for (int64_t i = 0; i < quota[k]; ++i) {
       const auto [t, m] = next.top();
@@ -195,7 +235,7 @@ std::vector<RequestSpec> artifact_arrivals(const WorkloadSpec& spec, int32_t num
       r.arrival = t;
       r.adapter = m;
       reqs.push_back(r);
-      next.emplace(t + rng.gamma(shape, cv2 / rate[static_cast<size_t>(m)]), m);
+      next.emplace(t + next_gap(static_cast<size_t>(m)), m);
     }
     start = reqs.back().arrival;
   }

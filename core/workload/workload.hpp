@@ -69,6 +69,11 @@ struct ArtifactSpec {
   // intervals each, one more for each of the first num_requests mod intervals) or
   // "invocations" (proportional to the interval's invocations, largest remainder).
   std::string quota = "even";
+  // Where the Gamma gaps come from: "independent" (the run's seed, every adapter and interval
+  // its own draws) or "numpy-reseed" (the artifact: NumPy's legacy generator re-seeded with 0
+  // whenever an adapter's process starts, drawn in batches of int(rate * interval_minutes *
+  // 1.2), so every adapter and interval reuses the same draws and the seed plays no part).
+  std::string gaps = "independent";
 };
 
 struct WorkloadSpec {

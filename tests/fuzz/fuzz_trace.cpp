@@ -46,6 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       spec.artifact.rate_share = (sel & 0x20) ? "window" : "interval";
       spec.artifact.map_stride = 1 + ((sel >> 6) & 3);
       spec.artifact.quota = (sel & 0x04) ? "invocations" : "even";
+      spec.artifact.gaps = (sel & 0x08) ? "numpy-reseed" : "independent";
       break;
   }
   if (sel % 4 < 2) {  // the trace window and rescaling

@@ -131,6 +131,7 @@ TRACES = {  # first byte: format and options (fuzz_trace.cpp)
     "adapter-bad": b"\x01arrival_s,adapter,prompt_tokens,output_tokens\nnan,0,1,1\ninf,1,1,1\n1e400,0,1,1\n-0,4,0,1\n",
     "counts": b"\x03function,bin0,bin1,bin2\nf1,10,0,3\nf2,1.5,2,0\nf3,0,0,100\n",
     "counts-window": b"\x33function,bin0,bin1,bin2,bin3\nf1,10,0,3,1\nf2,1.5,2,0,0\n",
+    "counts-reseed": b"\x1ffunction,bin0,bin1,bin2\nf1,10,0,3\nf2,1.5,2,0\nf3,0,0,100\n",
     "counts-zero": b"\x03function,bin0\nf1,0\n",
     "counts-bad": b"\x03function,bin0,bin2\n,1,2\nf,nan,1e999\n",
 }
@@ -305,7 +306,8 @@ VALID = {
                    "peft.toml", "plugin-params.toml", "quickstart.toml", "sweep.toml",
                    "trace-lengths.toml", "trace.toml", "unicode.toml", "variants.toml"},
     "trace": {"adapter", "adapter-window", "azure", "azure-crlf", "azure-midnight",
-              "azure-scale", "azure-window", "counts", "counts-window", "lengths"},
+              "azure-scale", "azure-window", "counts", "counts-reseed", "counts-window",
+              "lengths"},
     "safetensors": {"basic", "empty-tensor", "nan-inf"},
     "hf_config": {"basic.json", "mistral.json", "tied.json", "transformers5.json"},
     "adapter_config": {"all-linear.json", "layers.json", "neg-alpha.json", "patterns.json",

@@ -2,7 +2,10 @@
 // processes, request quotas, determinism.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <numeric>
+#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
@@ -10,6 +13,7 @@
 
 #include "core/common/error.hpp"
 #include "core/workload/artifact.hpp"
+#include "core/workload/numpy_legacy.hpp"
 #include "core/workload/workload.hpp"
 #include "tests/unit/workload/workload_test_util.hpp"
 
@@ -207,6 +211,118 @@ TEST(Artifact, EvenQuotaIgnoresTheIntervalsInvocations) {
   }
   s.artifact.quota = "invocations";  // gives that interval nothing
   EXPECT_EQ(generate_workload(s, 2, 5).size(), 4000u);
+}
+
+TEST(NumpyLegacy, MatchesNumpysGlobalGenerator) {
+  // Expected values: /usr/bin/python3 (numpy 1.24.2), for each line
+  //   np.random.seed(0); np.random.gamma(shape, 1.0, size=5)
+  // and np.random.seed(0); np.random.random_sample(3) / np.random.standard_normal(3).
+  const std::vector<std::pair<double, std::vector<double>>> gamma = {
+      {1.0,
+       {0.79587450816311, 1.2559307629658378, 0.9232231458040688, 0.7872011523172707,
+        0.5510484910954992}},
+      {0.25,
+       {0.09071918829878774, 0.13200410192278483, 0.032214286927961876, 0.03666557364132632,
+        2.3049452121728047}},
+      {4.0,
+       {8.188041391473265, 4.487523993451098, 8.531345056954045, 2.0956261279672685,
+        3.4725477198165065}}};
+  NumpyLegacyRandom r;
+  for (const auto& [shape, want] : gamma) {
+    r.seed(0);
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(r.gamma(shape, 1.0), want[i]) << shape << i;
+  }
+  r.seed(0);
+  for (double u : {0.5488135039273248, 0.7151893663724195, 0.6027633760716439})
+    EXPECT_EQ(r.random_double(), u);
+  r.seed(0);
+  for (double z : {1.764052345967664, 0.4001572083672233, 0.9787379841057392})
+    EXPECT_EQ(r.gauss(), z);
+}
+
+// Expected arrivals computed by the artifact's own generator (Trace.replay_to_workload at
+// 75f1c43) on tests/fixtures/artifact-workload/counts.csv: make_expected.py there.
+struct ExactCase {
+  const char* name;
+  int32_t adapters;
+  int64_t requests;
+  double cv;
+  int32_t stride;
+};
+
+std::vector<std::pair<double, int32_t>> read_expected(const std::filesystem::path& path) {
+  std::istringstream in(read_file(path));
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "arrival_s,adapter");
+  std::vector<std::pair<double, int32_t>> out;
+  while (std::getline(in, line)) {
+    const auto comma = line.find(',');
+    out.emplace_back(std::strtod(line.substr(0, comma).c_str(), nullptr),
+                     std::stoi(line.substr(comma + 1)));
+  }
+  return out;
+}
+
+TEST(ArtifactExact, ReseededGapsReproduceTheArtifactsArrivals) {
+  const auto dir = std::filesystem::path(LORASCHED_SOURCE_DIR) / "tests/fixtures/artifact-workload";
+  for (const ExactCase& c : {ExactCase{"cv1", 3, 20, 1.0, 2}, ExactCase{"cv2", 3, 25, 2.0, 1},
+                             ExactCase{"cv05", 2, 31, 0.5, 3}}) {
+    const auto want = read_expected(dir / fmt::format("expected-{}.csv", c.name));
+    ASSERT_EQ(want.size(), static_cast<size_t>(c.requests)) << c.name;
+    WorkloadSpec s;
+    s.arrival = "artifact";
+    s.rate = 4.0;
+    s.cv = c.cv;
+    s.num_requests = c.requests;
+    s.artifact.function_counts = dir / "counts.csv";
+    s.artifact.bin_minutes = 1;
+    s.artifact.interval_minutes = 2;
+    s.artifact.map_stride = c.stride;
+    s.artifact.gaps = "numpy-reseed";
+    for (const uint64_t seed : {1u, 2u}) {  // the artifact's arrivals ignore the seed
+      const auto got = generate_workload(s, c.adapters, seed);
+      ASSERT_EQ(got.size(), want.size()) << c.name;
+      for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(got[i].arrival, want[i].first) << c.name << " request " << i;
+        EXPECT_EQ(got[i].adapter, want[i].second) << c.name << " request " << i;
+      }
+    }
+  }
+}
+
+TEST(Artifact, ReseededGapsAreSharedDrawsScaledByRate) {
+  // The structure behind the exact case: in one interval every adapter restarts NumPy's
+  // generator at seed 0, so within its first batch adapter m's k-th gap is the k-th
+  // standard-exponential draw (cv 1) divided by its rate. Two adapters, one interval,
+  // invocations 3:1 at total rate 4/s: rates 3 and 1, batches int(3 * 60 * 1.2) = 216 and
+  // int(1 * 60 * 1.2) = 72 gaps.
+  const auto path = write_file("counts-31.csv",
+                               "function,bin0\n"
+                               "f0,3\n"
+                               "f1,1\n");
+  WorkloadSpec s;
+  s.arrival = "artifact";
+  s.rate = 4.0;
+  s.num_requests = 60;
+  s.artifact.function_counts = path;
+  s.artifact.gaps = "numpy-reseed";
+  const auto reqs = generate_workload(s, 2, 9);
+  std::vector<std::vector<double>> arrivals(2);
+  for (const auto& r : reqs) arrivals[static_cast<size_t>(r.adapter)].push_back(r.arrival);
+  ASSERT_GE(arrivals[1].size(), 5u);
+  NumpyLegacyRandom np;
+  np.seed(0);
+  double t0 = 0, t1 = 0;
+  for (size_t k = 0; k < arrivals[1].size(); ++k) {
+    const double e = np.standard_exponential();
+    t0 += (1.0 / 3.0) * e;  // numpy: scale * draw, scale = cv^2 / rate
+    t1 += 1.0 * e;
+    EXPECT_EQ(arrivals[1][k], t1) << k;
+    if (k < arrivals[0].size()) {
+      EXPECT_EQ(arrivals[0][k], t0) << k;
+    }
+  }
 }
 
 TEST(Artifact, SameSeedSameCsvDifferentSeedDifferent) {

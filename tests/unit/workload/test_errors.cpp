@@ -208,6 +208,8 @@ std::vector<ErrorCase> cases() {
         {"unknown artifact.rate_share 'bin'", "interval, window"}),
       e("artifact quota", artifact([](ArtifactSpec& a) { a.quota = "proportional"; }),
         {"unknown artifact.quota 'proportional'", "even, invocations"}),
+      e("artifact gaps", artifact([](ArtifactSpec& a) { a.gaps = "numpy"; }),
+        {"unknown artifact.gaps 'numpy'", "independent, numpy-reseed"}),
       e("artifact functions", artifact([](ArtifactSpec& a) { a.num_functions = 0; }),
         {"artifact.num_functions must be >= 1"}),
       e("artifact bins", artifact([](ArtifactSpec& a) { a.num_bins = 0; }),
