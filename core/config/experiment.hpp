@@ -112,7 +112,9 @@ struct ClusterSection {
   std::string costmodel = "";          // costmodel: preset name or profile file
   double migration_interval_s = 10.0;  // migration plugin period (dLoRA: 10 s)
   MigrationKv migration_kv = MigrationKv::recompute;
-  double link_gbps = 32.0;  // GB/s between replicas and host<->device (PCIe 4 x16)
+  // GB/s (10^9 B/s) between replicas and host<->device: dLoRA's PCIE_BANDWIDTH, 32 GiB/s
+  // (engine_manager.py 20-21), which its ILP and dispatch cost use; exact in binary.
+  double link_gbps = 34.359738368;
 };
 
 struct MetricsSection {
