@@ -195,6 +195,21 @@ TEST(UnmergedFcfs, OldestFirstAndStopsAtTheAdapterLimit) {
   EXPECT_EQ(testkit::candidates(b.view(), p), (std::vector<api::RequestId>{1, 2}));
 }
 
+TEST(UnmergedFcfs, OneAdapterLimitIsFigure9sStrictPrefix) {
+  // The artifact's execution types 1 and 2 schedule with _strict_fcfs_schedule(1)
+  // (scheduler.py 198-216, 1143-1144): the FCFS queue up to the first request of a second
+  // adapter. unmerged-fcfs with max_adapters_per_batch = 1 is that rule. Queue by age:
+  // 1 (a1, 0.1), 2 (a1, 0.2), 0 (a0, 0.3), 3 (a1, 0.4): requests 1 and 2; request 0 stops the
+  // walk, so request 3 of the same adapter is not taken either.
+  api::ReplicaLimits l = limits(16, 1);
+  auto s = load<api::Scheduler>("unmerged-fcfs", {}, nullptr, 4, l);
+  testkit::ReplicaBuilder b(4);
+  b.limits(l);
+  b.add(0, 0.3).add(1, 0.1).add(1, 0.2).add(1, 0.4);
+  auto p = test::plan(*s, b.view());
+  EXPECT_EQ(testkit::candidates(b.view(), p), (std::vector<api::RequestId>{1, 2}));
+}
+
 TEST(MergedOnly, MergesTheOldestRequestsAdapter) {
   auto s = load<api::Scheduler>("merged-only");
   testkit::ReplicaBuilder b(4);
