@@ -59,16 +59,19 @@ void Replica::event(double time, EventKind kind, AdapterId adapter, RequestId re
 
 // ---- queue --------------------------------------------------------------------------------------
 
+namespace {
+// What a plugin sees of a request, holding `kv_blocks` KV blocks.
+api::RequestView view_of(const Request& r, int32_t kv_blocks) {
+  return api::RequestView{
+      r.spec.id,   r.spec.adapter, r.spec.arrival, r.spec.prompt_tokens, r.spec.output_tokens,
+      r.generated, r.state,        kv_blocks};
+}
+}  // namespace
+
 void Replica::enqueue(Request& r) {
-  const api::RequestView v{r.spec.id,
-                           r.spec.adapter,
-                           r.spec.arrival,
-                           r.spec.prompt_tokens,
-                           r.spec.output_tokens,
-                           r.generated,
-                           r.state,
-                           static_cast<int32_t>(r.block_table.size()) + r.host_blocks};
-  r.queue_slot = queue_.push(v);
+  // Queued requests count the blocks they hold anywhere (device or host).
+  r.queue_slot =
+      queue_.push(view_of(r, static_cast<int32_t>(r.block_table.size()) + r.host_blocks));
   if (listed_.size() < static_cast<size_t>(queue_.slots()))
     listed_.resize(static_cast<size_t>(queue_.slots()), 0);
 }
@@ -247,14 +250,7 @@ void Replica::joined(Request& r, double now) {
   ++unfinished_;
   ++unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
   ++view_adapters_[static_cast<size_t>(r.spec.adapter)].unfinished;
-  const api::RequestView v{r.spec.id,
-                           r.spec.adapter,
-                           r.spec.arrival,
-                           r.spec.prompt_tokens,
-                           r.spec.output_tokens,
-                           r.generated,
-                           r.state,
-                           static_cast<int32_t>(r.block_table.size())};
+  const api::RequestView v = view_of(r, static_cast<int32_t>(r.block_table.size()));
   if (auto st = scheduler_->checked_on_arrival(v, now); !st)
     throw PluginError(scheduler_.describe() + " failed in on_arrival: " + st.message());
 }
