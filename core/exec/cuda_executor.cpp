@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/common/error.hpp"
+#include "core/exec/batch_layout.hpp"
 #include "core/exec/cuda_factory.hpp"
 #include "lorasched/kernels/cuda/attention.hpp"
 #include "lorasched/kernels/cuda/ops.hpp"
@@ -419,172 +420,18 @@ IterationResult CudaExecutor::run(const ExecBatch& batch) {
   check_usable();
   LORASCHED_CHECK(batch.merged_adapter == merged_, "batch for merged adapter {} but {} is merged",
                   batch.merged_adapter, merged_);
-  const ModelShape& s = shape_;
-  const int H = s.hidden_size, I = s.intermediate_size, V = s.vocab_size;
-  const int QD = s.num_heads * s.head_dim, KD = s.num_kv_heads * s.head_dim;
-  const int E = static_cast<int>(batch.entries.size());
   IterationResult result;
   last_entries_ = 0;
-  if (E == 0) return result;
-
-  // Host side, everything checked before any device work: group entries by adapter (order of
-  // first appearance), rows in group order.
-  std::vector<AdapterId> slots;
-  std::vector<int> group_of(static_cast<size_t>(E));
-  for (int e = 0; e < E; ++e) {
-    const ExecEntry& en = batch.entries[static_cast<size_t>(e)];
+  if (batch.entries.empty()) return result;
+  // Host side, everything checked before any device work.
+  for (const ExecEntry& en : batch.entries)
     LORASCHED_CHECK(en.adapter == api::kNoAdapter || resident_.count(en.adapter) != 0,
                     "request {}: adapter {} used but not resident in the pool", en.request,
                     en.adapter);
-    auto it = std::find(slots.begin(), slots.end(), en.adapter);
-    group_of[static_cast<size_t>(e)] = static_cast<int>(it - slots.begin());
-    if (it == slots.end()) slots.push_back(en.adapter);
-  }
-  std::vector<int> order(static_cast<size_t>(E));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return group_of[static_cast<size_t>(a)] < group_of[static_cast<size_t>(b)];
-  });
-
-  int64_t T64 = 0;
-  for (const auto& en : batch.entries) T64 += std::max<int32_t>(en.new_tokens, 0);
-  LORASCHED_CHECK(T64 > 0 && T64 < (int64_t(1) << 28), "a batch of {} tokens", T64);
-  const int T = static_cast<int>(T64);
-  // ints: tokens [T] | positions [T] | slots [T] | last rows [E]
-  const size_t n_ints = 3 * static_cast<size_t>(T) + static_cast<size_t>(E);
-  ensure_pinned(ints_host_, n_ints * sizeof(int32_t));
-  auto* tokens = static_cast<int32_t*>(ints_host_.get());
-  int32_t* positions = tokens + T;
-  int32_t* kv_slots = positions + T;
-  int32_t* last_row = kv_slots + T;
-  std::vector<kernels::AttentionSeq> seqs;
-  std::vector<cu::LoraSlotSegment> segments;
-  int row = 0;
-  for (int e : order) {
-    const ExecEntry& en = batch.entries[static_cast<size_t>(e)];
-    const int n = en.new_tokens;
-    LORASCHED_CHECK(n > 0 && static_cast<int64_t>(en.tokens.size()) == n,
-                    "request {}: {} token ids for {} new tokens", en.request, en.tokens.size(), n);
-    LORASCHED_CHECK(en.context_tokens >= n, "request {}: context {} < {} new tokens", en.request,
-                    en.context_tokens, n);
-    const int start = en.context_tokens - n;
-    LORASCHED_CHECK(static_cast<int64_t>(en.block_table.size()) * block_size_ >= en.context_tokens,
-                    "request {}: block table of {} blocks too short for {} tokens", en.request,
-                    en.block_table.size(), en.context_tokens);
-    const size_t used_blocks =
-        static_cast<size_t>((en.context_tokens + block_size_ - 1) / block_size_);
-    for (size_t b = 0; b < used_blocks; ++b)
-      LORASCHED_CHECK(en.block_table[b] >= 0 && en.block_table[b] < kv_blocks_,
-                      "request {}: KV block {} out of range", en.request, en.block_table[b]);
-    for (int i = 0; i < n; ++i) {
-      const int32_t tok = en.tokens[static_cast<size_t>(i)];
-      LORASCHED_CHECK(tok >= 0 && tok < V, "token {} outside the vocabulary of {}", tok, V);
-      const int pos = start + i;
-      tokens[row + i] = tok;
-      positions[row + i] = pos;
-      kv_slots[row + i] =
-          en.block_table[static_cast<size_t>(pos / block_size_)] * block_size_ + pos % block_size_;
-    }
-    seqs.push_back({row, n, en.context_tokens, en.block_table.data()});
-    const int32_t slot = group_of[static_cast<size_t>(e)];
-    if (!segments.empty() && segments.back().slot == slot)
-      segments.back().len += n;
-    else
-      segments.push_back({row, n, slot});
-    row += n;
-    last_row[e] = row - 1;
-  }
-
+  const BatchLayout layout = layout_batch(batch, block_size_, kv_blocks_, shape_.vocab_size);
+  const int E = static_cast<int>(batch.entries.size());
   try {
-    const auto T_ = static_cast<size_t>(T), E_ = static_cast<size_t>(E);
-    h_.ensure(T_ * H);
-    xn_.ensure(T_ * H);
-    q_.ensure(T_ * QD);
-    k_.ensure(T_ * KD);
-    v_.ensure(T_ * KD);
-    attn_.ensure(T_ * QD);
-    g_.ensure(T_ * I);
-    u_.ensure(T_ * I);
-    last_.ensure(E_ * H);
-    logits_.ensure(E_ * V);
-    ints_.ensure(n_ints);
-    next_.ensure(E_);
-    ensure_pinned(next_host_, E_ * sizeof(int32_t));
-
-    cudaStream_t st = stream_.get();
-    LORASCHED_CUDA_CHECK(cudaEventRecord(start_.get(), st));
-    LORASCHED_CUDA_CHECK(
-        cudaMemcpyAsync(ints_.get(), tokens, n_ints * sizeof(int32_t), cudaMemcpyHostToDevice, st));
-    const int32_t* d_tokens = ints_.get();
-    const int32_t* d_positions = d_tokens + T;
-    const int32_t* d_slots = d_positions + T;
-    const int32_t* d_last = d_slots + T;
-
-    // LoRA: tables for the slots, plans for this batch's segments (one per rank pattern).
-    prepare_tables(slots);
-    size_t t_floats = 1;
-    for (size_t p = 0; p < 2; ++p) {
-      plan_cache_[p].clear();
-      for (size_t i = 0; i < plans_[p].size(); ++i) {
-        const std::vector<int32_t>& ranks = tables_[p][i].ranks();
-        plans_[p][i] = nullptr;
-        if (std::all_of(ranks.begin(), ranks.end(), [](int32_t r) { return r == 0; })) continue;
-        auto it = plan_cache_[p].find(ranks);
-        if (it == plan_cache_[p].end())
-          it = plan_cache_[p]
-                   .emplace(ranks, cu::LoraBatchPlan::segmented(segments, T, ranks, st))
-                   .first;
-        plans_[p][i] = &it->second;
-        t_floats = std::max(t_floats, it->second.t_floats());
-      }
-    }
-    t_.ensure(t_floats);
-    const cu::AttentionPlan att =
-        cu::AttentionPlan::build(seqs, block_size_, static_cast<int>(kv_blocks_), st);
-
-    cu::gather_rows(dtype_, weight(embed_), H, d_tokens, T, H, h_.get(), H, st);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
-    cu::BlasHandle& blas = *blas_;
-    for (int l = 0; l < s.num_layers; ++l) {
-      const LayerOffsets& L = layers_[static_cast<size_t>(l)];
-      auto W = [&](Target t) { return weight(L.proj[static_cast<int>(t)]); };
-      cu::rmsnorm(dtype_, h_.get(), weight(L.input_norm), T, H, s.rms_norm_eps, xn_.get(), st);
-      cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::q), QD, H, q_.get(), QD, false, st);
-      add_lora(l, Target::q, xn_.get(), H, q_.get(), QD);
-      cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::k), KD, H, k_.get(), KD, false, st);
-      add_lora(l, Target::k, xn_.get(), H, k_.get(), KD);
-      cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::v), KD, H, v_.get(), KD, false, st);
-      add_lora(l, Target::v, xn_.get(), H, v_.get(), KD);
-      cu::rope(dtype_, q_.get(), T, s.num_heads, s.head_dim, d_positions, s.rope_theta, st);
-      cu::rope(dtype_, k_.get(), T, s.num_kv_heads, s.head_dim, d_positions, s.rope_theta, st);
-      const cu::PagedKvCache kv = kv_layer(l);
-      cu::paged_kv_write(dtype_, kv, k_.get(), v_.get(), T, d_slots, st);
-      cu::paged_attention(dtype_, q_.get(), s.num_heads, kv, att, scale, attn_.get(), st);
-      // h += attn Wo^T + LoRA: the GEMM accumulates into the residual stream.
-      cu::gemm_xwt(blas, dtype_, attn_.get(), T, QD, QD, W(Target::o), H, QD, h_.get(), H, true,
-                   st);
-      add_lora(l, Target::o, attn_.get(), QD, h_.get(), H);
-
-      cu::rmsnorm(dtype_, h_.get(), weight(L.post_norm), T, H, s.rms_norm_eps, xn_.get(), st);
-      cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::gate), I, H, g_.get(), I, false, st);
-      add_lora(l, Target::gate, xn_.get(), H, g_.get(), I);
-      cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::up), I, H, u_.get(), I, false, st);
-      add_lora(l, Target::up, xn_.get(), H, u_.get(), I);
-      cu::silu_mul(dtype_, g_.get(), u_.get(), T_ * I, g_.get(), st);
-      cu::gemm_xwt(blas, dtype_, g_.get(), T, I, I, W(Target::down), H, I, h_.get(), H, true, st);
-      add_lora(l, Target::down, g_.get(), I, h_.get(), H);
-    }
-    // Final norm and LM head on each entry's last token only (rows in entry order).
-    cu::gather_rows(dtype_, h_.get(), H, d_last, E, H, last_.get(), H, st);
-    cu::rmsnorm(dtype_, last_.get(), weight(final_norm_), E, H, s.rms_norm_eps, last_.get(), st);
-    cu::gemm_xwt(blas, dtype_, last_.get(), E, H, H, weight(lm_head_), V, H, logits_.get(), V,
-                 false, st);
-    cu::argmax_rows(dtype_, logits_.get(), E, V, next_.get(), st);
-    LORASCHED_CUDA_CHECK(cudaMemcpyAsync(next_host_.get(), next_.get(), E_ * sizeof(int32_t),
-                                         cudaMemcpyDeviceToHost, st));
-    LORASCHED_CUDA_CHECK(cudaEventRecord(stop_.get(), st));
-    result.seconds = elapsed(start_.get(), stop_.get());
-    LORASCHED_CUDA_CHECK(cudaStreamSynchronize(st));
+    result.seconds = run_layers(layout, E);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -593,9 +440,133 @@ IterationResult CudaExecutor::run(const ExecBatch& batch) {
   const auto* next = static_cast<const int32_t*>(next_host_.get());
   result.next_tokens.assign(next, next + E);
   for (int32_t tok : result.next_tokens)
-    LORASCHED_CHECK(tok >= 0 && tok < V, "argmax gave token {} outside the vocabulary", tok);
+    LORASCHED_CHECK(tok >= 0 && tok < shape_.vocab_size,
+                    "argmax gave token {} outside the vocabulary", tok);
   last_entries_ = E;
   return result;
+}
+
+// The layout's integers in one pinned staging buffer: tokens [T] | positions [T] | KV slots [T]
+// | last rows [E], the order run_layers uploads and reads them in.
+size_t CudaExecutor::stage_ints(const BatchLayout& layout) {
+  const auto T = static_cast<size_t>(layout.tokens);
+  const size_t n = 3 * T + layout.last_row.size();
+  ensure_pinned(ints_host_, n * sizeof(int32_t));
+  auto* p = static_cast<int32_t*>(ints_host_.get());
+  std::copy(layout.token_ids.begin(), layout.token_ids.end(), p);
+  std::copy(layout.positions.begin(), layout.positions.end(), p + T);
+  std::copy(layout.kv_slots.begin(), layout.kv_slots.end(), p + 2 * T);
+  std::copy(layout.last_row.begin(), layout.last_row.end(), p + 3 * T);
+  return n;
+}
+
+// The LoRA tables of the layout's slots and, per pass and projection, the plan of its
+// segments for the table's ranks (one plan per distinct rank pattern). Returns the floats the
+// shrink output needs.
+size_t CudaExecutor::plan_lora(const BatchLayout& layout) {
+  prepare_tables(layout.slots);
+  std::vector<cu::LoraSlotSegment> segments;
+  segments.reserve(layout.segments.size());
+  for (const SlotSegment& g : layout.segments) segments.push_back({g.start, g.len, g.slot});
+  cudaStream_t st = stream_.get();
+  size_t t_floats = 1;
+  for (size_t p = 0; p < 2; ++p) {
+    plan_cache_[p].clear();
+    for (size_t i = 0; i < plans_[p].size(); ++i) {
+      const std::vector<int32_t>& ranks = tables_[p][i].ranks();
+      plans_[p][i] = nullptr;
+      if (std::all_of(ranks.begin(), ranks.end(), [](int32_t r) { return r == 0; })) continue;
+      auto it = plan_cache_[p].find(ranks);
+      if (it == plan_cache_[p].end())
+        it = plan_cache_[p]
+                 .emplace(ranks, cu::LoraBatchPlan::segmented(segments, layout.tokens, ranks, st))
+                 .first;
+      plans_[p][i] = &it->second;
+      t_floats = std::max(t_floats, it->second.t_floats());
+    }
+  }
+  return t_floats;
+}
+
+// The device work of one iteration, timed by CUDA events: the inputs' upload, the LoRA plans,
+// the embedding lookup, every layer, the final norm and LM head on each entry's last row, the
+// greedy argmax and its download to next_host_.
+double CudaExecutor::run_layers(const BatchLayout& layout, int E) {
+  const ModelShape& s = shape_;
+  const int H = s.hidden_size, I = s.intermediate_size, V = s.vocab_size;
+  const int QD = s.num_heads * s.head_dim, KD = s.num_kv_heads * s.head_dim;
+  const int T = layout.tokens;
+  const auto Tz = static_cast<size_t>(T), Ez = static_cast<size_t>(E);
+  h_.ensure(Tz * H);
+  xn_.ensure(Tz * H);
+  q_.ensure(Tz * QD);
+  k_.ensure(Tz * KD);
+  v_.ensure(Tz * KD);
+  attn_.ensure(Tz * QD);
+  g_.ensure(Tz * I);
+  u_.ensure(Tz * I);
+  last_.ensure(Ez * H);
+  logits_.ensure(Ez * V);
+  next_.ensure(Ez);
+  ensure_pinned(next_host_, Ez * sizeof(int32_t));
+  const size_t n_ints = stage_ints(layout);
+  ints_.ensure(n_ints);
+
+  cudaStream_t st = stream_.get();
+  LORASCHED_CUDA_CHECK(cudaEventRecord(start_.get(), st));
+  LORASCHED_CUDA_CHECK(cudaMemcpyAsync(ints_.get(), ints_host_.get(), n_ints * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, st));
+  const int32_t* d_tokens = ints_.get();
+  const int32_t* d_positions = d_tokens + T;
+  const int32_t* d_slots = d_positions + T;
+  const int32_t* d_last = d_slots + T;
+  t_.ensure(plan_lora(layout));
+  const cu::AttentionPlan att =
+      cu::AttentionPlan::build(layout.seqs, block_size_, static_cast<int>(kv_blocks_), st);
+
+  cu::gather_rows(dtype_, weight(embed_), H, d_tokens, T, H, h_.get(), H, st);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  cu::BlasHandle& blas = *blas_;
+  for (int l = 0; l < s.num_layers; ++l) {
+    const LayerOffsets& L = layers_[static_cast<size_t>(l)];
+    auto W = [&](Target t) { return weight(L.proj[static_cast<int>(t)]); };
+    cu::rmsnorm(dtype_, h_.get(), weight(L.input_norm), T, H, s.rms_norm_eps, xn_.get(), st);
+    cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::q), QD, H, q_.get(), QD, false, st);
+    add_lora(l, Target::q, xn_.get(), H, q_.get(), QD);
+    cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::k), KD, H, k_.get(), KD, false, st);
+    add_lora(l, Target::k, xn_.get(), H, k_.get(), KD);
+    cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::v), KD, H, v_.get(), KD, false, st);
+    add_lora(l, Target::v, xn_.get(), H, v_.get(), KD);
+    cu::rope(dtype_, q_.get(), T, s.num_heads, s.head_dim, d_positions, s.rope_theta, st);
+    cu::rope(dtype_, k_.get(), T, s.num_kv_heads, s.head_dim, d_positions, s.rope_theta, st);
+    const cu::PagedKvCache kv = kv_layer(l);
+    cu::paged_kv_write(dtype_, kv, k_.get(), v_.get(), T, d_slots, st);
+    cu::paged_attention(dtype_, q_.get(), s.num_heads, kv, att, scale, attn_.get(), st);
+    // h += attn Wo^T + LoRA: the GEMM accumulates into the residual stream.
+    cu::gemm_xwt(blas, dtype_, attn_.get(), T, QD, QD, W(Target::o), H, QD, h_.get(), H, true, st);
+    add_lora(l, Target::o, attn_.get(), QD, h_.get(), H);
+
+    cu::rmsnorm(dtype_, h_.get(), weight(L.post_norm), T, H, s.rms_norm_eps, xn_.get(), st);
+    cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::gate), I, H, g_.get(), I, false, st);
+    add_lora(l, Target::gate, xn_.get(), H, g_.get(), I);
+    cu::gemm_xwt(blas, dtype_, xn_.get(), T, H, H, W(Target::up), I, H, u_.get(), I, false, st);
+    add_lora(l, Target::up, xn_.get(), H, u_.get(), I);
+    cu::silu_mul(dtype_, g_.get(), u_.get(), Tz * I, g_.get(), st);
+    cu::gemm_xwt(blas, dtype_, g_.get(), T, I, I, W(Target::down), H, I, h_.get(), H, true, st);
+    add_lora(l, Target::down, g_.get(), I, h_.get(), H);
+  }
+  // Final norm and LM head on each entry's last token only (rows in entry order).
+  cu::gather_rows(dtype_, h_.get(), H, d_last, E, H, last_.get(), H, st);
+  cu::rmsnorm(dtype_, last_.get(), weight(final_norm_), E, H, s.rms_norm_eps, last_.get(), st);
+  cu::gemm_xwt(blas, dtype_, last_.get(), E, H, H, weight(lm_head_), V, H, logits_.get(), V, false,
+               st);
+  cu::argmax_rows(dtype_, logits_.get(), E, V, next_.get(), st);
+  LORASCHED_CUDA_CHECK(cudaMemcpyAsync(next_host_.get(), next_.get(), Ez * sizeof(int32_t),
+                                       cudaMemcpyDeviceToHost, st));
+  LORASCHED_CUDA_CHECK(cudaEventRecord(stop_.get(), st));
+  const double seconds = elapsed(start_.get(), stop_.get());
+  LORASCHED_CUDA_CHECK(cudaStreamSynchronize(st));
+  return seconds;
 }
 
 // ---- weights ---------------------------------------------------------------------------------

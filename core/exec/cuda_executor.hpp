@@ -8,11 +8,12 @@
 //  * Merge / unmerge: kernels::cuda::lora_merge / lora_unmerge on every adapted projection,
 //    with one MergeResidual16 per projection allocated up front (1 byte per weight), so an
 //    unmerge restores the uploaded 16-bit weights bit-exactly.
-//  * Batches: entries are grouped by adapter (order of first appearance, like the cpu
-//    executor); each group is one SGMV segment. Unmerged groups get their adapter's LoRA term
-//    (pass 0); with an adapter merged, every group of another adapter (or of none) also gets
-//    the merged adapter's term with the scale negated (pass 1), so each entry computes exactly
-//    its own adapter's function (mixed mode). Greedy next tokens: argmax on the device.
+//  * Batches: the host-side layout (core/exec/batch_layout.hpp) groups entries by adapter (order
+//    of first appearance, like the cpu executor); each group is one SGMV segment. Unmerged groups
+//    get their adapter's LoRA term (pass 0); with an adapter merged, every group of another adapter
+//    (or of none) also gets the merged adapter's term with the scale negated (pass 1), so each
+//    entry computes exactly its own adapter's function (mixed mode). Greedy next tokens: argmax on
+//    the device.
 //  * Adapters: fp16 images in pinned host memory (made on an adapter's first load), copied to
 //    their own device allocation on a side stream (load_stream) on load_adapter, freed on
 //    evict_adapter. The engine accounts their pool blocks (unified paging); the device holds
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "core/adapters/adapter.hpp"
+#include "core/exec/batch_layout.hpp"
 #include "core/exec/executor.hpp"
 #include "core/model/weights.hpp"
 #include "lorasched/kernels/cuda/attention.hpp"
@@ -163,6 +165,9 @@ class CudaExecutor final : public Executor {
   kernels::cuda::PagedKvCache kv_layer(int layer);
   uint16_t* kv_part(int layer, int kv);  // kv 0: K, 1: V
   void prepare_tables(const std::vector<api::AdapterId>& slots);
+  size_t stage_ints(const BatchLayout& layout);
+  size_t plan_lora(const BatchLayout& layout);
+  double run_layers(const BatchLayout& layout, int entries);
   void add_lora(int layer, Target t, const void* x, int in, void* y, int out);
   void copy_blocks(std::span<const int32_t> blocks, void* host, bool to_host);
   cuda_exec::PinnedBuffer take_pinned(size_t bytes);
