@@ -168,11 +168,12 @@ def main(argv=None):
                 sel = it["mode"] == modes.get(name, -1)
                 if np.any(sel) or name != "mixed":
                     ax.scatter(it["start"][sel], it["batch_size"][sel], s=6, color=colour, label=name)
-            kinds = enum_map(h5py, ev.dtype, "kind", {"merge": 0, "unmerge": 1})
-            switch = np.isin(ev["kind"], [kinds.get("merge", 0), kinds.get("unmerge", 1)]) if ev.size else []
+            kinds = enum_map(h5py, ev.dtype, "kind", {"merge": 0, "unmerge": 1, "adapter_switch": 14})
+            switch = np.isin(ev["kind"], [kinds.get("merge", 0), kinds.get("unmerge", 1),
+                                          kinds.get("adapter_switch", 14)]) if ev.size else []
             if ev.size and np.any(switch):
                 ax.vlines(ev["time"][switch], 0, 1, transform=ax.get_xaxis_transform(), colors="grey",
-                          alpha=0.35, linewidth=0.6, label="merge/unmerge")
+                          alpha=0.35, linewidth=0.6, label="merge/unmerge/switch")
             ax.set_ylim(0, max(1, int(it["batch_size"].max())) * 1.1)
             handles, labels = ax.get_legend_handles_labels()
             alpha = it["alpha"] if "alpha" in it.dtype.names else np.array([])

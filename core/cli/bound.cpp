@@ -14,6 +14,7 @@
 #include "core/bound/search.hpp"
 #include "core/bound/worker.hpp"
 #include "core/cli/commands.hpp"
+#include "core/cluster/parts.hpp"
 #include "core/cluster/simulation.hpp"
 #include "core/common/error.hpp"
 #include "core/config/experiment.hpp"
@@ -37,7 +38,7 @@ std::string csv_field(const std::string& s) {
 // on the batch, one switch price for every change of the weights. Read from the cost model
 // itself, so the bound follows whatever the engine's runs are priced with.
 bound::Timing batch_independent_timing(const CostModel& model, const std::vector<AdapterInfo>& ad,
-                                       const std::string& where) {
+                                       SwitchMethod method, const std::string& where) {
   auto probe = [&](api::Mode mode) {
     double first = NAN;
     for (int32_t b : {1, 3, 16}) {
@@ -49,6 +50,8 @@ bound::Timing batch_independent_timing(const CostModel& model, const std::vector
         f.decode_context = b * ctx;
         if (mode != api::Mode::merged) {
           f.distinct_adapters = std::min<int32_t>(b, 2);
+          f.lora_passes = 1;
+          f.lora_segments = f.distinct_adapters;
           f.lora_tokens = b;
           f.lora_token_rank = 16 * b;
           f.lora_adapter_rank = 16 * f.distinct_adapters;
@@ -71,7 +74,7 @@ bound::Timing batch_independent_timing(const CostModel& model, const std::vector
   t.mixed = probe(api::Mode::mixed);
   auto steps = [&](const AdapterInfo* from, const AdapterInfo* to) {
     double s = 0;
-    for (const CostStep& c : model.switch_steps(from, to)) s += c.seconds;
+    for (const CostStep& c : model.switch_steps(from, to, method)) s += c.seconds;
     return s;
   };
   const AdapterInfo* a = &ad.at(0);
@@ -141,7 +144,7 @@ int cmd_bound(const BoundOptions& opts) {
   for (const Instance& inst : instances) {
     const Experiment& e = *inst.e;
     Simulation sim(e, registry, /*dry_run=*/true);
-    const auto model = make_cost_model(e.cluster.costmodel, sim.shape());
+    const auto model = make_cost_model(e.cluster.costmodel, sim.shape(), cost_model_options(e));
     const int32_t prompt_limit = std::min(e.engine.max_model_len, e.engine.max_batched_tokens);
     std::vector<bound::TraceRequest> trace;
     for (const auto& r : inst.requests) {
@@ -171,7 +174,7 @@ int cmd_bound(const BoundOptions& opts) {
       si.num_adapters = e.adapters.count;
       si.max_batch = e.engine.max_batch_size;
       si.allow_mixed = !opts.no_mixed;
-      si.timing = batch_independent_timing(*model, sim.adapters(), where);
+      si.timing = batch_independent_timing(*model, sim.adapters(), switch_method(e), where);
       for (size_t i = 0, k = 0; i < inst.requests.size(); ++i) {
         if (inst.requests[i].prompt_tokens > prompt_limit) continue;
         si.requests.push_back({trace[k].arrival, inst.requests[i].adapter, trace[k].output_tokens});

@@ -8,14 +8,29 @@
 #include "core/checkpoint/peft_adapter.hpp"
 #include "core/common/error.hpp"
 #include "core/config/plugin_params.hpp"
-#include "core/exec/costmodel_factory.hpp"
 #include "core/exec/costmodel.hpp"
+#include "core/exec/costmodel_factory.hpp"
 #include "core/exec/cpu_executor.hpp"
 #include "core/exec/cuda_factory.hpp"
 #include "core/model/presets.hpp"
 #include "core/model/synthetic.hpp"
 
 namespace lorasched {
+
+SwitchMethod switch_method(const Experiment& e) {
+  return e.engine.weight_switch == WeightSwitch::fused ? SwitchMethod::fused
+                                                       : SwitchMethod::unmerge_merge;
+}
+
+CostModelOptions cost_model_options(const Experiment& e) {
+  CostModelOptions o;
+  o.lora_kernels =
+      e.cluster.costmodel_lora == CostModelLora::sgmv ? LoraKernels::sgmv : LoraKernels::artifact;
+  o.unmerged_ratio = e.cluster.costmodel_scale.unmerged_ratio;
+  o.switch_iterations = e.cluster.costmodel_scale.switch_iterations;
+  o.switch_method = switch_method(e);
+  return o;
+}
 
 namespace {
 
@@ -39,7 +54,7 @@ std::shared_ptr<const ModelWeights> base_weights(const Experiment& e, const Mode
 class CostModelBackend final : public Backend {
  public:
   CostModelBackend(const Experiment& e, const ModelShape& shape)
-      : model_(make_cost_model(e.cluster.costmodel, shape)) {}
+      : model_(make_cost_model(e.cluster.costmodel, shape, cost_model_options(e))) {}
   bool real() const override { return false; }
   int element_bytes() const override { return model_->bytes_per_element(); }
   // A profile: its executor's default; a preset: the device's memory x

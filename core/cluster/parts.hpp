@@ -14,6 +14,7 @@
 
 #include "core/adapters/adapter.hpp"
 #include "core/config/experiment.hpp"
+#include "core/exec/costmodel_factory.hpp"
 #include "core/exec/executor.hpp"
 #include "core/model/shape.hpp"
 #include "core/plugin/loader.hpp"
@@ -109,5 +110,10 @@ AdapterSet load_adapters(const Experiment& e, const ModelShape& shape, int eleme
 // The pool: [engine] kv_blocks, else pool_gib, else the backend's default; checked.
 PoolSize size_pool(const Experiment& e, const ModelShape& shape, const Backend& backend,
                    const std::vector<AdapterInfo>& adapters);
+// [engine] switch as the executors take it.
+SwitchMethod switch_method(const Experiment& e);
+// The cost model's options from [cluster] costmodel_lora and costmodel_scale (the switch the
+// scale prices is the run's).
+CostModelOptions cost_model_options(const Experiment& e);
 
 }  // namespace lorasched

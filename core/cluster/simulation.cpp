@@ -112,6 +112,7 @@ void Simulation::make_replicas(const SimulationParts& parts, const api::ReplicaL
     rc.host_blocks = e_.engine.swap_blocks;
     rc.unified_pool = e_.engine.unified_pool;
     rc.log_batches = e_.metrics.log_batches;
+    rc.switch_method = switch_method(e_);
     replicas_.push_back(std::make_unique<Replica>(rc, adapters_, std::move(exec), std::move(sched),
                                                   std::move(thr), requests_, records_));
   }

@@ -423,6 +423,7 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
         s.get_real("gpu_memory_utilization", engine.gpu_memory_utilization, 0, 1, true);
     engine.swap_blocks = s.get_int("swap_blocks", engine.swap_blocks, 0, 1e12);
     engine.unified_pool = s.get_bool("unified_pool", engine.unified_pool);
+    engine.weight_switch = s.get_enum("switch", engine.weight_switch, kWeightSwitches);
     s.finish();
   }
   {
@@ -433,6 +434,19 @@ Experiment read_experiment(const toml::table& root, const Ctx& ctx) {
     c.executor = s.get_enum("executor", c.executor, kExecutorKinds);
     c.threads = static_cast<int32_t>(s.get_int("threads", c.threads, 0, 4096));
     c.costmodel = s.get_string("costmodel", c.costmodel);
+    c.costmodel_lora = s.get_enum("costmodel_lora", c.costmodel_lora, kCostModelLoras);
+    if (s.has("costmodel_lora") && c.costmodel.find('@') == std::string::npos)
+      s.fail_at(*s.node("costmodel_lora"), "costmodel_lora",
+                "prices the hardware presets' unmerged path (costmodel = \"<model>@<gpu>\")");
+    if (const toml::table* st = s.opt_table("costmodel_scale")) {
+      TableReader sc(*st, "cluster.costmodel_scale", ctx.hints);
+      c.costmodel_scale.unmerged_ratio = sc.opt_real("unmerged_ratio", 1, 100);
+      c.costmodel_scale.switch_iterations = sc.opt_real("switch_iterations", 0, 1e4, true);
+      sc.finish();
+      if (c.executor != ExecutorKind::costmodel)
+        s.fail_at(*s.node("costmodel_scale"), "costmodel_scale",
+                  "is only used with executor = \"costmodel\"");
+    }
     c.migration_interval_s =
         s.get_real("migration_interval_s", c.migration_interval_s, 0, 1e9, true);
     c.migration_kv = s.get_enum("migration_kv", c.migration_kv, kMigrationKvs);

@@ -20,6 +20,12 @@ enum class ExecutorKind : uint8_t { cpu, costmodel, cuda };
 enum class Preemption : uint8_t { recompute, swap };
 enum class MigrationKv : uint8_t { recompute, transfer };
 enum class AdapterSource : uint8_t { synthetic, peft };
+// [engine] switch: how the weights go from one merged adapter to another. fused: one pass,
+// W += s_b B_b A_b - s_a B_a A_a; unmerge_merge: dLoRA's artifact's unmerge then merge.
+enum class WeightSwitch : uint8_t { fused, unmerge_merge };
+// [cluster] costmodel_lora: the LoRA kernels the hardware presets price the unmerged path
+// with (docs/costmodel.md): dLoRA's artifact's, or Punica's SGMV.
+enum class CostModelLora : uint8_t { artifact, sgmv };
 
 template <class E>
 struct EnumName {
@@ -35,6 +41,10 @@ inline constexpr EnumName<MigrationKv> kMigrationKvs[] = {{MigrationKv::recomput
                                                           {MigrationKv::transfer, "transfer"}};
 inline constexpr EnumName<AdapterSource> kAdapterSources[] = {
     {AdapterSource::synthetic, "synthetic"}, {AdapterSource::peft, "peft"}};
+inline constexpr EnumName<WeightSwitch> kWeightSwitches[] = {
+    {WeightSwitch::fused, "fused"}, {WeightSwitch::unmerge_merge, "unmerge-merge"}};
+inline constexpr EnumName<CostModelLora> kCostModelLoras[] = {{CostModelLora::artifact, "artifact"},
+                                                              {CostModelLora::sgmv, "sgmv"}};
 
 template <class E, size_t N>
 const char* enum_name(E v, const EnumName<E> (&names)[N]) {
@@ -46,6 +56,8 @@ inline const char* to_string(ExecutorKind v) { return enum_name(v, kExecutorKind
 inline const char* to_string(Preemption v) { return enum_name(v, kPreemptions); }
 inline const char* to_string(MigrationKv v) { return enum_name(v, kMigrationKvs); }
 inline const char* to_string(AdapterSource v) { return enum_name(v, kAdapterSources); }
+inline const char* to_string(WeightSwitch v) { return enum_name(v, kWeightSwitches); }
+inline const char* to_string(CostModelLora v) { return enum_name(v, kCostModelLoras); }
 
 struct SourcePos {
   std::string file;
@@ -103,6 +115,14 @@ struct EngineSection {
   double gpu_memory_utilization = 0.9;  // else: this share of the device memory minus weights
   int64_t swap_blocks = 1 << 20;        // host blocks available for swapped KV
   bool unified_pool = true;             // adapters take pool blocks (S-LoRA unified paging)
+  WeightSwitch weight_switch = WeightSwitch::fused;  // `switch`
+};
+
+// [cluster] costmodel_scale: the cost model rescaled to a hardware regime, at dLoRA's
+// reference batch (16 decodes, context 512, 16 distinct rank-16 adapters unmerged).
+struct CostModelScale {
+  std::optional<double> unmerged_ratio;     // unmerged / merged iteration time
+  std::optional<double> switch_iterations;  // one adapter-to-adapter switch, in merged iterations
 };
 
 struct ClusterSection {
@@ -110,6 +130,8 @@ struct ClusterSection {
   ExecutorKind executor = ExecutorKind::cpu;
   int32_t threads = 0;                 // cpu executor: BLAS threads (0 = all cores)
   std::string costmodel = "";          // costmodel: preset name or profile file
+  CostModelLora costmodel_lora = CostModelLora::artifact;  // hardware presets
+  CostModelScale costmodel_scale;
   double migration_interval_s = 10.0;  // migration plugin period (dLoRA: 10 s)
   MigrationKv migration_kv = MigrationKv::recompute;
   // GB/s (10^9 B/s) between replicas and host<->device: dLoRA's PCIE_BANDWIDTH, 32 GiB/s

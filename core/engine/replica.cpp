@@ -735,8 +735,11 @@ void Replica::switch_weights(Iteration& it) {
   it.merged_adapter =
       api::has_merged_weights(it.plan.mode) ? it.plan.merged_adapter : api::kNoAdapter;
   if (it.merged_adapter == merged_) return;
-  for (const CostStep& s : executor_->switch_weights(merged_, it.merged_adapter)) {
-    event(it.start + it.cost, s.kind, s.adapter, -1, s.seconds, s.bytes);
+  for (const CostStep& s :
+       executor_->switch_weights(merged_, it.merged_adapter, cfg_.switch_method)) {
+    // A fused switch's event names the adapter it replaced in `value`.
+    const double from = s.from == api::kNoAdapter ? kNoTime : static_cast<double>(s.from);
+    event(it.start + it.cost, s.kind, s.adapter, -1, s.seconds, s.bytes, from);
     it.cost += s.seconds;
   }
   set_merged(it.merged_adapter);

@@ -31,6 +31,7 @@ struct ReplicaConfig {
   int64_t host_blocks = 0;       // swap space
   bool unified_pool = true;      // adapters occupy pool blocks (S-LoRA)
   bool log_batches = false;
+  SwitchMethod switch_method = SwitchMethod::fused;  // [engine] switch
 };
 
 class Replica {

@@ -13,12 +13,20 @@ class ArtifactCostModel final : public CostModel {
   std::string describe() const override {
     return "dlora-artifact timing model (15 ms merged, 27 ms unmerged, 20 ms switch)";
   }
-  double iteration(const BatchFeatures& f) const override {
-    return f.mode == api::Mode::merged ? 0.015 : 0.027;
+  // The unmerged time's excess over the merged one is what its LoRA work adds.
+  IterationTime iteration_time(const BatchFeatures& f) const override {
+    if (f.mode == api::Mode::merged) return {kMerged, 0};
+    return {kMerged, kUnmerged - kMerged};
   }
-  std::vector<CostStep> switch_steps(const AdapterInfo* from,
-                                     const AdapterInfo* to) const override {
+  // One switch costs 20 ms, however done: a re-merge X -> Y is an unmerge and a merge of 10 ms
+  // each, or one fused step of 20 ms.
+  std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to,
+                                     SwitchMethod method) const override {
     std::vector<CostStep> s;
+    if (from && to && method == SwitchMethod::fused) {
+      s.push_back({EventKind::adapter_switch, to->id, kSwitch, 0, from->id});
+      return s;
+    }
     const double each = (from && to) ? kSwitch / 2 : kSwitch;
     if (from) s.push_back({EventKind::unmerge, from->id, each, 0});
     if (to) s.push_back({EventKind::merge, to->id, each, 0});
@@ -31,7 +39,7 @@ class ArtifactCostModel final : public CostModel {
   const ModelShape& shape() const override { return shape_; }
 
  private:
-  static constexpr double kSwitch = 0.020;
+  static constexpr double kMerged = 0.015, kUnmerged = 0.027, kSwitch = 0.020;
   ModelShape shape_;
 };
 

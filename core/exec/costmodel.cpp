@@ -9,12 +9,11 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
   BatchFeatures f;
   f.mode = batch.mode;
   f.entries = static_cast<int32_t>(batch.entries.size());
-  // Mixed mode (merged, with requests of other adapters beside the merged one's): those
-  // requests get their own LoRA term minus the merged adapter's, i.e. a second LoRA pass
-  // with the merged adapter on the same tokens.
-  const bool merged = batch.mode == api::Mode::merged && batch.merged_adapter != api::kNoAdapter;
+  // With an adapter merged (merged or mixed mode), the rows of other adapters get their own
+  // LoRA term and the merged adapter's negated, in a second pass over the same rows.
+  const bool merged =
+      api::has_merged_weights(batch.mode) && batch.merged_adapter != api::kNoAdapter;
   const int64_t merged_rank = merged ? adapters[static_cast<size_t>(batch.merged_adapter)].rank : 0;
-  bool mixed = false;
   // Distinct LoRA adapters: a batch is small, so a linear scan of a short list wins.
   api::AdapterId seen_small[64];
   std::vector<api::AdapterId> seen_more;
@@ -27,11 +26,10 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
       f.decode_seqs += 1;
       f.decode_context += e.context_tokens;
     }
-    if (batch.mode == api::Mode::merged && e.adapter == batch.merged_adapter) continue;
+    if (merged && e.adapter == batch.merged_adapter) continue;
     const int64_t rank = adapters[static_cast<size_t>(e.adapter)].rank;
     f.lora_tokens += e.new_tokens;
     f.lora_token_rank += static_cast<int64_t>(e.new_tokens) * (rank + merged_rank);
-    mixed = mixed || merged;
     const int32_t small = std::min<int32_t>(distinct, 64);
     bool found = std::find(seen_small, seen_small + small, e.adapter) != seen_small + small;
     if (!found && distinct > 64)
@@ -45,12 +43,42 @@ BatchFeatures batch_features(const ExecBatch& batch, const std::vector<AdapterIn
       f.lora_adapter_rank += rank;
     }
   }
-  if (mixed) {  // the merged adapter's weights are read for the second pass
-    ++distinct;
-    f.lora_adapter_rank += merged_rank;
+  if (f.lora_tokens > 0) {
+    f.lora_passes = merged ? 2 : 1;
+    f.lora_segments = distinct * f.lora_passes;
+    if (merged) {  // the merged adapter's weights are read for the second pass
+      ++distinct;
+      f.lora_adapter_rank += merged_rank;
+    }
   }
   f.distinct_adapters = distinct;
   return f;
+}
+
+BatchFeatures reference_batch(bool unmerged) {
+  BatchFeatures f;
+  f.mode = unmerged ? api::Mode::unmerged : api::Mode::merged;
+  f.entries = kReferenceBatch;
+  f.decode_seqs = kReferenceBatch;
+  f.decode_context = static_cast<int64_t>(kReferenceBatch) * kReferenceContext;
+  if (unmerged) {
+    f.lora_passes = 1;
+    f.lora_segments = kReferenceBatch;
+    f.distinct_adapters = kReferenceBatch;
+    f.lora_tokens = kReferenceBatch;
+    f.lora_token_rank = static_cast<int64_t>(kReferenceBatch) * kReferenceRank;
+    f.lora_adapter_rank = static_cast<int64_t>(kReferenceBatch) * kReferenceRank;
+  }
+  return f;
+}
+
+AdapterInfo reference_adapter(const ModelShape& shape, int element_bytes, api::AdapterId id) {
+  AdapterInfo a;
+  a.id = id;
+  a.rank = kReferenceRank;
+  a.num_parameters = lora_parameters(shape, kReferenceRank);
+  a.bytes = a.num_parameters * element_bytes;
+  return a;
 }
 
 std::string shape_difference(const ModelShape& a, const ModelShape& b) {
@@ -88,12 +116,13 @@ IterationResult CostModelExecutor::run(const ExecBatch& batch) {
   return r;
 }
 
-std::vector<CostStep> CostModelExecutor::switch_weights(api::AdapterId from, api::AdapterId to) {
+std::vector<CostStep> CostModelExecutor::switch_weights(api::AdapterId from, api::AdapterId to,
+                                                        SwitchMethod method) {
   if (from == to) return {};
   const AdapterInfo* f =
       from == api::kNoAdapter ? nullptr : &adapters_->at(static_cast<size_t>(from));
   const AdapterInfo* t = to == api::kNoAdapter ? nullptr : &adapters_->at(static_cast<size_t>(to));
-  return model_->switch_steps(f, t);
+  return model_->switch_steps(f, t, method);
 }
 
 CostStep CostModelExecutor::load_adapter(api::AdapterId adapter) {

@@ -65,10 +65,20 @@ IterationResult CpuExecutor::run(const ExecBatch& batch) {
   return r;
 }
 
-std::vector<CostStep> CpuExecutor::switch_weights(api::AdapterId from, api::AdapterId to) {
+std::vector<CostStep> CpuExecutor::switch_weights(api::AdapterId from, api::AdapterId to,
+                                                  SwitchMethod method) {
   LORASCHED_CHECK(from == merged_, "switch from {} but {} is merged", from, merged_);
   std::vector<CostStep> steps;
   if (from == to) return steps;
+  if (method == SwitchMethod::fused && from != api::kNoAdapter && to != api::kNoAdapter) {
+    const LoraAdapterWeights& a = resident(to);
+    const int64_t bytes = static_cast<int64_t>(model_.switch_bytes(*model_.merged(), a));
+    const auto t0 = Clock::now();
+    model_.switch_to(a);
+    steps.push_back({EventKind::adapter_switch, to, since(t0), bytes, from});
+    merged_ = to;
+    return steps;
+  }
   if (from != api::kNoAdapter) {
     const auto t0 = Clock::now();
     const size_t bytes = model_.merge_bytes(*model_.merged());

@@ -23,7 +23,8 @@ class CpuExecutor final : public Executor {
   bool needs_tokens() const override { return true; }
 
   IterationResult run(const ExecBatch& batch) override;
-  std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to) override;
+  std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to,
+                                       SwitchMethod method) override;
   CostStep load_adapter(api::AdapterId adapter) override;
   void evict_adapter(api::AdapterId adapter) override;
   CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) override;
@@ -38,7 +39,6 @@ class CpuExecutor final : public Executor {
 
  private:
   const LoraAdapterWeights& resident(api::AdapterId id) const;
-
   LlamaModel model_;
   std::shared_ptr<const std::vector<LoraAdapterWeights>> host_;
   std::map<api::AdapterId, std::unique_ptr<LoraAdapterWeights>> pool_;  // resident copies

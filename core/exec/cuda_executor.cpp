@@ -571,7 +571,8 @@ double CudaExecutor::run_layers(const BatchLayout& layout, int E) {
 
 // ---- weights ---------------------------------------------------------------------------------
 
-std::vector<CostStep> CudaExecutor::switch_weights(AdapterId from, AdapterId to) {
+std::vector<CostStep> CudaExecutor::switch_weights(AdapterId from, AdapterId to,
+                                                   SwitchMethod method) {
   check_usable();
   LORASCHED_CHECK(from == merged_, "switch from {} but {} is merged", from, merged_);
   std::vector<CostStep> steps;
@@ -596,6 +597,38 @@ std::vector<CostStep> CudaExecutor::switch_weights(AdapterId from, AdapterId to)
   };
   try {
     tables_valid_ = false;
+    if (method == SwitchMethod::fused && from != api::kNoAdapter && to != api::kNoAdapter) {
+      // One pass per projection: a module both adapters have is switched in place; one only the
+      // old adapter has is unmerged, one only the new adapter has is merged.
+      const DeviceAdapter& a = resident_adapter(from);
+      const DeviceAdapter& b = resident_adapter(to);
+      LORASCHED_CUDA_CHECK(cudaEventRecord(start_.get(), st));
+      int64_t bytes = 0;
+      for (size_t l = 0; l < layers_.size(); ++l)
+        for (int t = 0; t < kNumTargets; ++t) {
+          const cu::LoraAdapterRef& x = a.refs[l][t];
+          const cu::LoraAdapterRef& y = b.refs[l][t];
+          if (x.rank == 0 && y.rank == 0) continue;
+          const int out = shape_.out_features(Target(t)), in = shape_.in_features(Target(t));
+          void* W = weight(layers_[l].proj[t]);
+          if (x.rank > 0 && y.rank > 0)
+            cu::lora_switch(dtype_, W, out, in, x.A, x.B, x.rank, x.scale, y.A, y.B, y.rank,
+                            y.scale, &residuals_[l][t], st);
+          else if (x.rank > 0)
+            cu::lora_unmerge(dtype_, W, out, in, x.A, x.B, x.rank, x.scale, &residuals_[l][t], st);
+          else
+            cu::lora_merge(dtype_, W, out, in, y.A, y.B, y.rank, y.scale, &residuals_[l][t], st);
+          bytes +=
+              static_cast<int64_t>(esize) * (2 * static_cast<int64_t>(out) * in +
+                                             static_cast<int64_t>(x.rank + y.rank) * (out + in));
+        }
+      LORASCHED_CUDA_CHECK(cudaEventRecord(stop_.get(), st));
+      steps.push_back(
+          {EventKind::adapter_switch, to, elapsed(start_.get(), stop_.get()), bytes, from});
+      merged_ = to;
+      LORASCHED_CUDA_CHECK(cudaStreamSynchronize(st));
+      return steps;
+    }
     if (from != api::kNoAdapter) {
       const DeviceAdapter& a = resident_adapter(from);
       LORASCHED_CUDA_CHECK(cudaEventRecord(start_.get(), st));

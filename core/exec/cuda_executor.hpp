@@ -5,9 +5,9 @@
 //
 //  * Weights: one device allocation (embeddings, norms, the seven projections per layer, LM
 //    head), converted from the fp32 host weights once (round to nearest even).
-//  * Merge / unmerge: kernels::cuda::lora_merge / lora_unmerge on every adapted projection,
-//    with one MergeResidual16 per projection allocated up front (1 byte per weight), so an
-//    unmerge restores the uploaded 16-bit weights bit-exactly.
+//  * Merge / unmerge / fused switch: kernels::cuda::lora_merge / lora_unmerge / lora_switch on
+//    every adapted projection, with one MergeResidual16 per projection allocated up front (1
+//    byte per weight), so an unmerge restores the uploaded 16-bit weights bit-exactly.
 //  * Batches: the host-side layout (core/exec/batch_layout.hpp) groups entries by adapter (order
 //    of first appearance, like the cpu executor); each group is one SGMV segment. Unmerged groups
 //    get their adapter's LoRA term (pass 0); with an adapter merged, every group of another adapter
@@ -107,7 +107,8 @@ class CudaExecutor final : public Executor {
   bool needs_tokens() const override { return true; }
 
   IterationResult run(const ExecBatch& batch) override;
-  std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to) override;
+  std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to,
+                                       SwitchMethod method) override;
   CostStep load_adapter(api::AdapterId adapter) override;
   void evict_adapter(api::AdapterId adapter) override;
   CostStep swap_out(api::RequestId request, std::span<const int32_t> blocks) override;

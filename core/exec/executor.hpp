@@ -47,13 +47,20 @@ struct KvData {
   std::vector<std::byte> bytes;
 };
 
-// A cost paid outside the batch itself (merge, unmerge, adapter load, swap).
+// A cost paid outside the batch itself (merge, unmerge, fused switch, adapter load, swap).
 struct CostStep {
   EventKind kind = EventKind::merge;
   api::AdapterId adapter = api::kNoAdapter;
   double seconds = 0;
   int64_t bytes = 0;
+  api::AdapterId from = api::kNoAdapter;  // adapter_switch: the adapter switched away from
 };
+
+// How a change of the merged adapter from a to b (both set) is done: dLoRA's artifact unmerges a
+// and merges b (two passes over every target weight, an unmerge and a merge step); the fused
+// switch makes one pass, W += s_b B_b A_b - s_a B_a A_a (one adapter_switch step). Merging into
+// clean weights and unmerging to them are one pass either way. [engine] switch.
+enum class SwitchMethod : uint8_t { unmerge_merge = 0, fused = 1 };
 
 class Executor {
  public:
@@ -63,9 +70,11 @@ class Executor {
   virtual bool needs_tokens() const = 0;   // real executors compute with token ids
 
   virtual IterationResult run(const ExecBatch& batch) = 0;
-  // Changes which adapter is merged into the base weights (kNoAdapter = none): the
-  // unmerge of `from` and the merge of `to`, as the steps it took.
-  virtual std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to) = 0;
+  // Changes which adapter is merged into the base weights (kNoAdapter = none), as the steps it
+  // took: the unmerge of `from` and the merge of `to`, or with both set and method = fused one
+  // adapter_switch step. Either way the base weights restore bit-exactly later (real executors).
+  virtual std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to,
+                                               SwitchMethod method) = 0;
   // Copies an adapter's weights from host memory into the replica's pool.
   virtual CostStep load_adapter(api::AdapterId adapter) = 0;
   virtual void evict_adapter(api::AdapterId adapter) = 0;

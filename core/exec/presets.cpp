@@ -17,17 +17,17 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr int kElem = 2;  // fp16 weights, activations and KV cache
 
 // dLoRA's artifact (vllm/core/scheduler.py; docs/dlora-artifact.md#constants): Llama-2-7B
-// on an A100-80GB, batch 16.
+// on an A100-80GB, batch 16, at the reference batch of costmodel.hpp (16 decoding requests
+// with a mean context of 512 tokens: ShareGPT has a mean prompt of 161 and a mean output of
+// 338 tokens, and a running request's context averages about prompt + output when sampled by
+// time in the batch; unmerged, 16 distinct rank-16 adapters on all seven target modules).
 constexpr double kRefMerged = 0.015;
 constexpr double kRefUnmerged = 0.027;
 constexpr double kRefSwitch = 0.020;
-constexpr int kRefBatch = 16;
-// Assumed shape of the reference iteration (docs/costmodel.md): 16 decoding requests with a
-// mean context of 512 tokens (ShareGPT: mean prompt 161, mean output 338 tokens; a running
-// request's context averages about prompt + output when sampled by time in the batch), and
-// for the unmerged one, 16 distinct rank-16 adapters on all seven target modules.
-constexpr int kRefContext = 512;
-constexpr int kRefRank = 16;
+// Punica (Chen et al., MLSys'24) reports that its SGMV kernels add about 2 ms per generated
+// token: spread over the 32 layers x 7 target modules of Llama-2-7B, the fixed cost of one
+// SGMV pass (a shrink and an expand launch) on one module (docs/costmodel.md).
+constexpr double kPunicaPerToken = 0.002;
 // Latency of one NCCL all-reduce of a small message between GPUs of one NVLink node (an
 // assumption; nccl-tests report ~10-20 us): two per layer with tensor parallelism.
 constexpr double kAllreduceLatency = 10e-6;
@@ -42,16 +42,23 @@ constexpr ModelPreset kModels[] = {{"llama2-7b", "llama2-7b", 1},
                                    {"llama2-70b-tp4", "llama2-70b", 4}};
 
 // A roofline of one iteration on `tp` GPUs: the bytes every GPU streams from HBM (its share
-// of the weights, KV cache read by decodes and written by prefills, LoRA weights of the
-// distinct adapters) against the FLOPs it runs (linear layers, LM head, attention, LoRA),
-// whichever takes longer at peak, divided by the achieved efficiency; plus two all-reduces
-// per layer with tensor parallelism, plus a fixed overhead per distinct adapter per target
-// module per layer (the per-adapter kernel launches of unmerged LoRA).
+// of the weights, KV cache read by decodes and written by prefills) against the FLOPs it runs
+// (linear layers, LM head, attention), whichever takes longer at peak, divided by the achieved
+// efficiency; plus two all-reduces per layer with tensor parallelism. The LoRA kernels come on
+// top, priced by explicit terms: a roofline of their own (the distinct adapters' weights read,
+// 2 x params per rank FLOPs per token and rank) plus the fixed overheads of the regime, per pass
+// and per segment on every target module of every layer.
 class RooflineCostModel final : public CostModel {
  public:
   RooflineCostModel(std::string name, ModelShape shape, int tp, GpuSpec gpu,
-                    RooflineCalibration cal)
-      : name_(std::move(name)), shape_(std::move(shape)), tp_(tp), gpu_(std::move(gpu)), cal_(cal) {
+                    RooflineCalibration cal, LoraKernels kernels)
+      : name_(std::move(name)),
+        shape_(std::move(shape)),
+        tp_(tp),
+        gpu_(std::move(gpu)),
+        cal_(cal),
+        kernels_(kernels),
+        terms_(cal.terms(kernels)) {
     const ModelShape& s = shape_;
     for (int t = 0; t < kNumTargets; ++t)
       linear_params_ += static_cast<double>(s.out_features(Target(t))) * s.in_features(Target(t));
@@ -67,46 +74,67 @@ class RooflineCostModel final : public CostModel {
   }
 
   std::string describe() const override {
-    return fmt::format("{} roofline cost model ({}{}, efficiency {:.3f})", name_,
+    return fmt::format("{} roofline cost model ({}{}, efficiency {:.3f}, {} LoRA kernels)", name_,
                        tp_ > 1 ? fmt::format("{} x ", tp_) : std::string(), gpu_.description,
-                       cal_.efficiency);
+                       cal_.efficiency, kernels_ == LoraKernels::sgmv ? "sgmv" : "artifact");
   }
 
-  double iteration(const BatchFeatures& f) const override {
+  IterationTime iteration_time(const BatchFeatures& f) const override {
     const double p = tp_;
     const double T = static_cast<double>(f.tokens());
     const double bytes =
         stream_bytes_ +
-        kv_bytes_per_token_ * static_cast<double>(f.decode_context + f.prefill_tokens) +
-        lora_params_per_rank_ * kElem * static_cast<double>(f.lora_adapter_rank);
+        kv_bytes_per_token_ * static_cast<double>(f.decode_context + f.prefill_tokens);
     const double flops = 2.0 * linear_params_ * T + lm_head_flops_ * f.entries +
                          2.0 * q_dim_layers_ * static_cast<double>(f.prefill_sq_tokens) +
-                         4.0 * q_dim_layers_ * static_cast<double>(f.decode_context) +
-                         2.0 * lora_params_per_rank_ * static_cast<double>(f.lora_token_rank);
-    double t =
-        std::max(bytes / p / gpu_.hbm_bytes_per_s, flops / p / gpu_.peak_flops) / cal_.efficiency;
+                         4.0 * q_dim_layers_ * static_cast<double>(f.decode_context);
+    IterationTime t;
+    t.base = roofline(bytes, flops);
     if (tp_ > 1) {
       const double msg = T * shape_.hidden_size * kElem;  // one all-reduce's payload
       const double ring = 2.0 * (p - 1) / p * msg / (gpu_.nvlink_bytes_per_s * cal_.efficiency);
-      t += 2.0 * shape_.num_layers * (ring + cal_.allreduce_latency);
+      t.base += 2.0 * shape_.num_layers * (ring + cal_.allreduce_latency);
     }
-    t += static_cast<double>(f.distinct_adapters) * shape_.num_layers * kNumTargets *
-         cal_.segment_overhead;
+    t.lora = lora_time(f, terms_);
     return t;
   }
 
-  // One merge or unmerge, W +-= s B A on every target module: reads and writes the target
-  // weights, reads the adapter, runs the rank-r products.
-  double switch_time(const AdapterInfo& a) const {
-    const double bytes = 2.0 * linear_params_ * kElem + static_cast<double>(a.bytes);
-    const double flops = 2.0 * a.rank * linear_params_;
-    return std::max(bytes / tp_ / gpu_.hbm_bytes_per_s, flops / tp_ / gpu_.peak_flops) /
-           cal_.efficiency;
+  // The LoRA kernels' part: their roofline (each GPU reads its share of the distinct adapters'
+  // weights and runs its share of the products) plus the regime's fixed overheads, which every
+  // GPU pays in parallel. A mixed batch's two terms per row (own adapter, minus the merged one)
+  // are priced as V-LoRA's deLoRA computes them: in one pass, each row group's segment carrying
+  // both adapters (the cpu and cuda executors run two passes; their profiles measure that).
+  double lora_time(const BatchFeatures& f, const LoraTerms& terms) const {
+    if (f.lora_tokens == 0) return 0;
+    const double bytes = lora_params_per_rank_ * kElem * static_cast<double>(f.lora_adapter_rank);
+    const double flops = 2.0 * lora_params_per_rank_ * static_cast<double>(f.lora_token_rank);
+    const double segments = static_cast<double>(f.lora_segments) / std::max(1, f.lora_passes);
+    return roofline(bytes, flops) + static_cast<double>(shape_.num_layers) * kNumTargets *
+                                        (terms.per_pass + terms.per_segment * segments);
   }
 
-  std::vector<CostStep> switch_steps(const AdapterInfo* from,
-                                     const AdapterInfo* to) const override {
+  // One pass over every target weight, W +-= s B A (a merge or an unmerge) or, fused,
+  // W += s_b B_b A_b - s_a B_a A_a: reads and writes the target weights once, reads the
+  // adapters, runs their rank-r products.
+  double pass_time(const AdapterInfo* a, const AdapterInfo* b) const {
+    double bytes = 2.0 * linear_params_ * kElem, flops = 0;
+    for (const AdapterInfo* x : {a, b})
+      if (x) {
+        bytes += static_cast<double>(x->bytes);
+        flops += 2.0 * x->rank * linear_params_;
+      }
+    return roofline(bytes, flops);
+  }
+  double switch_time(const AdapterInfo& a) const { return pass_time(&a, nullptr); }
+
+  std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to,
+                                     SwitchMethod method) const override {
     std::vector<CostStep> s;
+    if (from && to && method == SwitchMethod::fused) {
+      s.push_back({EventKind::adapter_switch, to->id, pass_time(from, to), from->bytes + to->bytes,
+                   from->id});
+      return s;
+    }
     if (from) s.push_back({EventKind::unmerge, from->id, switch_time(*from), from->bytes});
     if (to) s.push_back({EventKind::merge, to->id, switch_time(*to), to->bytes});
     return s;
@@ -123,37 +151,22 @@ class RooflineCostModel final : public CostModel {
   const ModelShape& shape() const override { return shape_; }
 
  private:
+  // Time at the achieved efficiency of moving `bytes` and running `flops`, split over the GPUs.
+  double roofline(double bytes, double flops) const {
+    return std::max(bytes / tp_ / gpu_.hbm_bytes_per_s, flops / tp_ / gpu_.peak_flops) /
+           cal_.efficiency;
+  }
+
   std::string name_;
   ModelShape shape_;
   int tp_;
   GpuSpec gpu_;
   RooflineCalibration cal_;
+  LoraKernels kernels_;
+  LoraTerms terms_;
   double linear_params_ = 0, stream_bytes_ = 0, lm_head_flops_ = 0, kv_bytes_per_token_ = 0;
   double q_dim_layers_ = 0, lora_params_per_rank_ = 0;
 };
-
-BatchFeatures reference_batch(bool unmerged) {
-  BatchFeatures f;
-  f.mode = unmerged ? api::Mode::unmerged : api::Mode::merged;
-  f.entries = kRefBatch;
-  f.decode_seqs = kRefBatch;
-  f.decode_context = static_cast<int64_t>(kRefBatch) * kRefContext;
-  if (unmerged) {
-    f.distinct_adapters = kRefBatch;
-    f.lora_tokens = kRefBatch;
-    f.lora_token_rank = static_cast<int64_t>(kRefBatch) * kRefRank;
-    f.lora_adapter_rank = static_cast<int64_t>(kRefBatch) * kRefRank;
-  }
-  return f;
-}
-
-AdapterInfo reference_adapter(const ModelShape& s) {
-  AdapterInfo a;
-  a.rank = kRefRank;
-  a.num_parameters = lora_parameters(s, kRefRank);
-  a.bytes = a.num_parameters * kElem;
-  return a;
-}
 
 }  // namespace
 
@@ -174,16 +187,23 @@ const RooflineCalibration& roofline_calibration() {
     const GpuSpec& a100 = gpu_specs()[0];
     RooflineCalibration peak;
     peak.efficiency = 1.0;
-    const RooflineCostModel at_peak("calibration", s, 1, a100, peak);
+    const RooflineCostModel at_peak("calibration", s, 1, a100, peak, LoraKernels::artifact);
     RooflineCalibration c;
     c.eta_iteration = at_peak.iteration(reference_batch(false)) / kRefMerged;
-    c.eta_switch = at_peak.switch_time(reference_adapter(s)) / kRefSwitch;
+    c.eta_switch = at_peak.switch_time(reference_adapter(s, kElem)) / kRefSwitch;
     // One factor for both: the least-squares fit of log(efficiency) to the two figures.
     c.efficiency = std::sqrt(c.eta_iteration * c.eta_switch);
     c.allreduce_latency = kAllreduceLatency;
-    const RooflineCostModel no_overhead("calibration", s, 1, a100, c);
-    const double rest = kRefUnmerged - no_overhead.iteration(reference_batch(true));
-    c.segment_overhead = rest / (static_cast<double>(kRefBatch) * s.num_layers * kNumTargets);
+    // Artifact: what the 27 ms unmerged reference iteration has beyond the base iteration and
+    // the LoRA kernels' roofline is a fixed cost per adapter segment (16 of them) and module.
+    const RooflineCostModel at_eta("calibration", s, 1, a100, c, LoraKernels::artifact);
+    const BatchFeatures ref = reference_batch(true);
+    const double rest =
+        kRefUnmerged - at_eta.iteration_time(ref).base - at_eta.lora_time(ref, LoraTerms{});
+    c.artifact.per_segment =
+        rest / (static_cast<double>(ref.lora_segments) * s.num_layers * kNumTargets);
+    // SGMV: one pass of launches per module carries Punica's per-token overhead.
+    c.sgmv.per_pass = kPunicaPerToken / (static_cast<double>(s.num_layers) * kNumTargets);
     return c;
   }();
   return cal;
@@ -196,7 +216,8 @@ std::vector<std::string> hardware_preset_names() {
   return out;
 }
 
-std::unique_ptr<CostModel> make_hardware_preset(const std::string& spec, const ModelShape& shape) {
+std::unique_ptr<CostModel> make_hardware_preset(const std::string& spec, const ModelShape& shape,
+                                                LoraKernels kernels) {
   const auto at = spec.find('@');
   if (at == std::string::npos) return nullptr;
   const std::string model = spec.substr(0, at), gpu = spec.substr(at + 1);
@@ -228,8 +249,8 @@ std::unique_ptr<CostModel> make_hardware_preset(const std::string& spec, const M
     throw InputError(
         fmt::format("cost model '{}' models {}, but the experiment's model is '{}' ({})", spec,
                     preset_shape.name, shape.name, diff));
-  return std::make_unique<RooflineCostModel>(spec, preset_shape, mp->tp, *g,
-                                             roofline_calibration());
+  return std::make_unique<RooflineCostModel>(spec, preset_shape, mp->tp, *g, roofline_calibration(),
+                                             kernels);
 }
 
 }  // namespace lorasched

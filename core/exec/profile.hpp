@@ -47,8 +47,9 @@ struct MixedPoint {
   int32_t prefill_tokens = 0, prefill_seqs = 0, decode_batch = 0, decode_context = 0;
   Measurement m;
 };
-// A cost driven by a size: merge / unmerge / load of an adapter of rank `size`, or a swap of
-// `size` KV blocks; `bytes` is what the cost model interpolates in.
+// A cost driven by a size: merge / unmerge / load of an adapter of rank `size`, a fused switch
+// between two adapters of rank `size`, or a swap of `size` KV blocks; `bytes` is what the cost
+// model interpolates in.
 struct SizePoint {
   int32_t size = 0;
   int64_t bytes = 0;
@@ -97,6 +98,9 @@ struct Profile {
   std::vector<LoraPoint> lora;
   std::vector<MixedPoint> mixed;
   std::vector<SizePoint> merge, unmerge, load, swap_out, swap_in;
+  // Fused switches between two adapters of rank `size` (bytes: both adapters). Optional in the
+  // file: profiles taken before the fused switch existed price it as an unmerge plus a merge.
+  std::vector<SizePoint> switches;
 };
 
 // The median of samples (the mean of the two middle ones for an even count); 0 for none.

@@ -74,6 +74,7 @@ ProfileGrid default_profile_grid(const ModelShape& shape, bool quick, std::vecto
 int32_t profile_adapters_per_rank(const ProfileGrid& grid) {
   int32_t d = grid.adapter_rotation;
   for (int32_t k : grid.prefill_seqs) d = std::max(d, k);
-  return d + 1;  // + one to load and evict
+  // At least two resident (a fused switch goes from one to another), + one to load and evict.
+  return std::max(d, 2) + 1;
 }
 }  // namespace lorasched

@@ -231,6 +231,7 @@ std::string profile_to_json(const Profile& p) {
   sizes("load", "rank", p.load);
   sizes("swap_out", "blocks", p.swap_out);
   sizes("swap_in", "blocks", p.swap_in);
+  sizes("switch", "rank", p.switches);
   return j.dump(1) + "\n";
 }
 
@@ -312,6 +313,7 @@ Profile profile_from_json(const std::string& text, const std::string& source) {
   sizes("load", "rank", p.load);
   sizes("swap_out", "blocks", p.swap_out);
   sizes("swap_in", "blocks", p.swap_in);
+  if (j.contains("switch")) sizes("switch", "rank", p.switches);
   return p;
 }
 

@@ -94,6 +94,7 @@ class ProfileCostModel final : public CostModel {
     load_ = sized("load", p.load);
     swap_out_ = sized("swap_out", p.swap_out);
     swap_in_ = sized("swap_in", p.swap_in);
+    if (!p.switches.empty()) switch_ = sized("switch", p.switches);
   }
 
   std::string describe() const override {
@@ -102,23 +103,35 @@ class ProfileCostModel final : public CostModel {
                        p_.machine.threads, p_.shape.name, p_.date);
   }
 
-  double iteration(const BatchFeatures& f) const override {
+  // The LoRA part is the lora table at the batch's LoRA layout: its segments over every pass
+  // (D), the rows they cover (T: each LoRA row once per pass) and their mean rank; the table
+  // was measured on unmerged prefill layouts of D segments, each with its own adapter.
+  IterationTime iteration_time(const BatchFeatures& f) const override {
     const double P = static_cast<double>(f.prefill_tokens);
     const double B = f.decode_seqs;
-    double t = 0;
-    if (P > 0) t += prefill_(P, f.prefill_seqs());
-    if (B > 0) t += decode_(B, static_cast<double>(f.decode_context) / B);
-    if (P > 0 && B > 0) t -= overhead_;
+    IterationTime t;
+    if (P > 0) t.base += prefill_(P, f.prefill_seqs());
+    if (B > 0) t.base += decode_(B, static_cast<double>(f.decode_context) / B);
+    if (P > 0 && B > 0) t.base -= overhead_;
     if (f.lora_tokens > 0) {
-      const double T = static_cast<double>(f.lora_tokens);
-      t += lora_(std::max(1, f.distinct_adapters), T, static_cast<double>(f.lora_token_rank) / T);
+      const double T = static_cast<double>(f.lora_segment_tokens());
+      t.lora = lora_(std::max(1, f.lora_segments), T, static_cast<double>(f.lora_token_rank) / T);
     }
-    return std::max(t, 0.0);
+    if (t.total() < 0) t.base = -t.lora;  // never negative
+    return t;
   }
 
-  std::vector<CostStep> switch_steps(const AdapterInfo* from,
-                                     const AdapterInfo* to) const override {
+  std::vector<CostStep> switch_steps(const AdapterInfo* from, const AdapterInfo* to,
+                                     SwitchMethod method) const override {
     std::vector<CostStep> s;
+    if (from && to && method == SwitchMethod::fused) {
+      const double bytes = static_cast<double>(from->bytes + to->bytes);
+      const double t = switch_.empty() ? unmerge_(static_cast<double>(from->bytes)) +
+                                             merge_(static_cast<double>(to->bytes))
+                                       : switch_(bytes);
+      s.push_back({EventKind::adapter_switch, to->id, t, from->bytes + to->bytes, from->id});
+      return s;
+    }
     if (from)
       s.push_back(
           {EventKind::unmerge, from->id, unmerge_(static_cast<double>(from->bytes)), from->bytes});
@@ -143,6 +156,7 @@ class ProfileCostModel final : public CostModel {
   interp::Table3 lora_;     // (distinct adapters, LoRA tokens, mean rank per token)
   double overhead_ = 0;
   interp::Curve merge_, unmerge_, load_, swap_out_, swap_in_;  // by bytes
+  interp::Curve switch_;  // by the two adapters' bytes; empty: unmerge + merge
 };
 
 }  // namespace

@@ -130,23 +130,30 @@ class Profiler {
     for (const Job& j : lora) p.lora.push_back({j.key[0], j.key[1], j.key[2], finish(j)});
     part("batches", p.prefill.size() + p.decode.size() + p.mixed.size() + p.lora.size(), t0);
 
-    // Merge and unmerge of one adapter of each rank.
+    // Per rank: merge of one adapter, fused switch to another of the same rank, unmerge.
     t0 = Clock::now();
     for (int32_t r : g_.ranks) {
-      const AdapterInfo& a = by_rank_.at(r).front();
-      std::vector<double> merge, unmerge;
+      const AdapterInfo& a = by_rank_.at(r)[0];
+      const AdapterInfo& b = by_rank_.at(r)[1];
+      std::vector<double> merge, fused, unmerge;
       for (int i = 0; i < g_.warmup + g_.repeats; ++i) {
-        double tm = 0, tu = 0;
-        for (const CostStep& s : exec_.switch_weights(api::kNoAdapter, a.id)) tm += s.seconds;
-        for (const CostStep& s : exec_.switch_weights(a.id, api::kNoAdapter)) tu += s.seconds;
+        double tm = 0, ts = 0, tu = 0;
+        for (const CostStep& s : exec_.switch_weights(api::kNoAdapter, a.id, SwitchMethod::fused))
+          tm += s.seconds;
+        for (const CostStep& s : exec_.switch_weights(a.id, b.id, SwitchMethod::fused))
+          ts += s.seconds;
+        for (const CostStep& s : exec_.switch_weights(b.id, api::kNoAdapter, SwitchMethod::fused))
+          tu += s.seconds;
         if (i < g_.warmup) continue;
         merge.push_back(tm);
+        fused.push_back(ts);
         unmerge.push_back(tu);
       }
       p.merge.push_back({r, a.bytes, {median(merge), merge}});
-      p.unmerge.push_back({r, a.bytes, {median(unmerge), unmerge}});
+      p.switches.push_back({r, a.bytes + b.bytes, {median(fused), fused}});
+      p.unmerge.push_back({r, b.bytes, {median(unmerge), unmerge}});
     }
-    part("switch", p.merge.size() + p.unmerge.size(), t0);
+    part("switch", p.merge.size() + p.switches.size() + p.unmerge.size(), t0);
 
     // Adapter loads.
     t0 = Clock::now();
@@ -191,7 +198,7 @@ class Profiler {
 
   void set_merged(AdapterId a) {
     if (merged_ == a) return;
-    exec_.switch_weights(merged_, a);
+    exec_.switch_weights(merged_, a, SwitchMethod::fused);
     merged_ = a;
   }
 

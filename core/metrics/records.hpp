@@ -60,7 +60,10 @@ enum class FieldClock : bool { deterministic, wall };
   /* the plan does not run were preempted for it (not in dLoRA's artifact: docs/policies.md). */   \
   /* request = that request, value = the blocks it needs, value2 = requests preempted (the */      \
   /* preempt events right after this one on the same replica). */                                  \
-  X(relief, 13, "ready requests preempted to give a blocked request KV blocks")
+  X(relief, 13, "ready requests preempted to give a blocked request KV blocks")                    \
+  /* [engine] switch = "fused": `adapter` merged in place of the adapter whose id is `value`, */   \
+  /* in one pass over the weights (counted as one merge and one unmerge in the summary). */        \
+  X(adapter_switch, 14, "fused switch: `adapter` merged in place of adapter `value`")
 
 // ---- record fields -------------------------------------------------------------------------
 // X(C++ type, name, default, enum, unit, clock), in file order. Units as in the docs ("" for

@@ -145,6 +145,10 @@ Summary summarize(const RunRecords& records, const SummaryOptions& options) {
       case EventKind::unmerge:
         ++s.unmerges;
         break;
+      case EventKind::adapter_switch:  // one pass that unmerges one adapter and merges another
+        ++s.merges;
+        ++s.unmerges;
+        break;
       case EventKind::adapter_load:
         ++s.adapter_loads;
         break;

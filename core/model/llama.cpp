@@ -91,6 +91,45 @@ void LlamaModel::unmerge() {
   merged_ = nullptr;
 }
 
+void LlamaModel::switch_to(const LoraAdapterWeights& adapter) {
+  LORASCHED_CHECK(merged_ != nullptr, "switch to '{}' with nothing merged", adapter.name);
+  LORASCHED_CHECK(adapter.layers.size() == w_.layers.size(), "adapter '{}' has {} layers, model {}",
+                  adapter.name, adapter.layers.size(), w_.layers.size());
+  const LoraAdapterWeights& from = *merged_;
+  for (size_t l = 0; l < w_.layers.size(); ++l)
+    for (int t = 0; t < kNumTargets; ++t) {
+      const LoraModule& a = from.layers[l][t];
+      const LoraModule& b = adapter.layers[l][t];
+      const Target tg = Target(t);
+      float* W = w_.layers[l][tg].data();
+      const int out = w_.shape.out_features(tg), in = w_.shape.in_features(tg);
+      if (a.present() && b.present()) {
+        cpu::lora_switch(W, out, in, a.A.data(), a.B.data(), a.rank, a.scale, b.A.data(),
+                         b.B.data(), b.rank, b.scale, &residuals_[l][t]);
+      } else if (a.present()) {
+        cpu::lora_unmerge(W, out, in, a.A.data(), a.B.data(), a.rank, a.scale, residuals_[l][t]);
+        residuals_[l][t] = {};
+      } else if (b.present()) {
+        cpu::lora_merge(W, out, in, b.A.data(), b.B.data(), b.rank, b.scale, &residuals_[l][t]);
+      }
+    }
+  merged_ = &adapter;
+}
+
+size_t LlamaModel::switch_bytes(const LoraAdapterWeights& from,
+                                const LoraAdapterWeights& to) const {
+  size_t n = 0;
+  for (size_t l = 0; l < w_.layers.size(); ++l)
+    for (int t = 0; t < kNumTargets; ++t) {
+      const LoraModule& a = from.layers[l][t];
+      const LoraModule& b = to.layers[l][t];
+      if (a.present() || b.present()) n += 2 * w_.layers[l][Target(t)].size() * sizeof(float);
+      if (a.present()) n += (a.A.size() + a.B.size()) * sizeof(float);
+      if (b.present()) n += (b.A.size() + b.B.size()) * sizeof(float);
+    }
+  return n;
+}
+
 size_t LlamaModel::merge_bytes(const LoraAdapterWeights& adapter) const {
   size_t n = 0;
   for (size_t l = 0; l < adapter.layers.size(); ++l)

@@ -45,9 +45,15 @@ class LlamaModel {
   void merge(const LoraAdapterWeights& adapter);
   // Restores the base weights bit-exactly.
   void unmerge();
+  // Replaces the merged adapter by `adapter` in one pass over each adapted weight
+  // (kernels::cpu::lora_switch): the weights and the record of how to restore them come out
+  // bit-identical to unmerge() then merge(adapter). Throws if nothing is merged.
+  void switch_to(const LoraAdapterWeights& adapter);
   const LoraAdapterWeights* merged() const { return merged_; }
   // Bytes of weights merge and unmerge read and write (for bandwidth figures).
   size_t merge_bytes(const LoraAdapterWeights& adapter) const;
+  // Bytes switch_to reads and writes: each weight either adapter touches once, both adapters.
+  size_t switch_bytes(const LoraAdapterWeights& from, const LoraAdapterWeights& to) const;
 
   // KV cache contents of whole blocks, for swapping to host memory and back.
   void copy_blocks_out(std::span<const int32_t> blocks, std::vector<float>& out) const;

@@ -176,6 +176,36 @@ std::vector<Row> rows() {
                kBase + "[adapters]\nsource = @@\"pefts\"\n",
                2,
                {"[adapters] source must be one of synthetic, peft", "(did you mean 'peft'?)"}});
+  r.push_back({"choice_switch",
+               kBase + "[engine]\nswitch = @@\"fuse\"\n",
+               2,
+               {"[engine] switch must be one of fused, unmerge-merge", "(did you mean 'fused'?)"}});
+  r.push_back(
+      {"choice_costmodel_lora",
+       kRun + "[cluster]\nexecutor = \"costmodel\"\ncostmodel = \"llama2-7b@a100-80gb\"\n" +
+           "costmodel_lora = @@\"sgvm\"\n[model]\npreset = \"llama2-7b\"\n" + kWork,
+       2,
+       {"[cluster] costmodel_lora must be one of artifact, sgmv", "(did you mean 'sgmv'?)"}});
+  // ---- the cost model's knobs ---------------------------------------------------------------
+  r.push_back({"costmodel_lora_without_preset",
+               kRun + kCost + "costmodel_lora = @@\"sgmv\"\n" + kWork,
+               2,
+               {"[cluster] costmodel_lora", "hardware presets"}});
+  r.push_back({"costmodel_scale_ratio_below_one",
+               kRun + kCost + "costmodel_scale = { unmerged_ratio = @@0.9 }\n" + kWork,
+               2,
+               {"unmerged_ratio must be >= 1 and <= 100 (got 0.9)"}});
+  r.push_back({"costmodel_scale_unknown_key",
+               kRun + kCost +
+                   "costmodel_scale = { unmerged_ratio = 1.2, @@switch_iteration = 1.0 }\n" + kWork,
+               2,
+               {"unknown key 'switch_iteration'", "(did you mean 'switch_iterations'?)"}});
+  r.push_back(
+      {"costmodel_scale_with_cpu",
+       kRun + "[cluster]\nexecutor = \"cpu\"\ncostmodel_scale = @@{ switch_iterations = 1.0 }\n" +
+           kWork,
+       2,
+       {"[cluster] costmodel_scale", "only used with executor = \"costmodel\""}});
   // ---- files --------------------------------------------------------------------------------
   r.push_back({"missing_trace_file",
                kRun + kCost + "[workload]\narrival = \"trace\"\ntrace = @@\"no/such/trace.csv\"\n",

@@ -52,6 +52,7 @@ popularity = "trace"
 [engine]
 unified_pool = false
 preemption = "swap"
+switch = "unmerge-merge"
 {4}
 [cluster]
 executor = "costmodel"

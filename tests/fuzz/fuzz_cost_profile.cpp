@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!(model->device_memory_bytes() > 0) || !std::isfinite(model->device_memory_bytes()) ||
         !(model->default_pool_bytes() >= 0) || !std::isfinite(model->default_pool_bytes()))
       fuzz::finding("fuzz_cost_profile", "bad device memory or default pool");
-    // Batches from one token to beyond any measured point, both modes, with LoRA terms.
+    // Batches from one token to beyond any measured point, all modes, with LoRA terms.
     for (const int64_t tokens : {int64_t{1}, int64_t{7}, int64_t{300}, int64_t{1} << 20}) {
       for (const int32_t decode : {0, 1, 64, 4096}) {
         BatchFeatures f;
@@ -42,9 +42,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         f.entries = decode + 3;
         f.distinct_adapters = 1 + decode % 5;
         f.lora_tokens = f.mode == api::Mode::unmerged ? tokens + decode : 0;
+        f.lora_passes = f.lora_tokens > 0 ? 1 : 0;
+        f.lora_segments = f.lora_passes * f.distinct_adapters;
         f.lora_token_rank = f.lora_tokens * 16;
         f.lora_adapter_rank = 16 * f.distinct_adapters;
         check("an iteration", model->iteration(f));
+        BatchFeatures g = f;  // mixed: the other adapters' rows in two passes
+        g.mode = api::Mode::mixed;
+        g.lora_tokens = tokens;
+        g.lora_passes = 2;
+        g.lora_segments = 2 * g.distinct_adapters;
+        g.lora_token_rank = tokens * 32;
+        check("a mixed iteration", model->iteration(g));
       }
     }
     for (const int rank : {1, 8, 64, 4096}) {
@@ -52,9 +61,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       a.bytes = a.num_parameters * model->bytes_per_element();
       AdapterInfo b = a;
       b.id = 1;
-      for (const auto& s : model->switch_steps(&a, &b)) check("a switch", s.seconds);
-      for (const auto& s : model->switch_steps(nullptr, &a)) check("a merge", s.seconds);
-      for (const auto& s : model->switch_steps(&a, nullptr)) check("an unmerge", s.seconds);
+      for (const SwitchMethod m : {SwitchMethod::fused, SwitchMethod::unmerge_merge}) {
+        for (const auto& s : model->switch_steps(&a, &b, m)) check("a switch", s.seconds);
+        for (const auto& s : model->switch_steps(nullptr, &a, m)) check("a merge", s.seconds);
+        for (const auto& s : model->switch_steps(&a, nullptr, m)) check("an unmerge", s.seconds);
+      }
       check("a load", model->load(a.bytes));
     }
     for (const int64_t bytes : {int64_t{0}, int64_t{1}, int64_t{1} << 20, int64_t{1} << 40}) {

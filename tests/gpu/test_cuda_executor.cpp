@@ -21,6 +21,7 @@
 #include "core/exec/cpu_executor.hpp"
 #include "core/exec/cuda_executor.hpp"
 #include "core/exec/cuda_factory.hpp"
+#include "core/model/llama.hpp"
 #include "core/model/presets.hpp"
 #include "core/model/synthetic.hpp"
 #include "lorasched/kernels/cuda/common.hpp"
@@ -191,9 +192,10 @@ class CudaExecutorVsCpu : public ::testing::TestWithParam<cu::DType> {
     }
   }
 
-  void switch_both(AdapterId from, AdapterId to) {
-    const auto sc = cpu_->switch_weights(from, to);
-    const auto sg = gpu_->switch_weights(from, to);
+  void switch_both(AdapterId from, AdapterId to,
+                   SwitchMethod method = SwitchMethod::unmerge_merge) {
+    const auto sc = cpu_->switch_weights(from, to, method);
+    const auto sg = gpu_->switch_weights(from, to, method);
     ASSERT_EQ(sc.size(), sg.size());
     for (size_t i = 0; i < sg.size(); ++i) {
       EXPECT_EQ(sg[i].kind, sc[i].kind);
@@ -253,9 +255,14 @@ TEST_P(CudaExecutorVsCpu, UnmergedMergedMixedMatchTheCpuExecutor) {
   step({&r1, &r0, &r4, &r2, &r3}, Mode::mixed, 0, st);
   for (int i = 0; i < 3; ++i) step({&r4, &r1, &r0, &r2, &r3}, Mode::mixed, 0, st);
 
-  // Another adapter merged (unmerge + merge), mixed again.
+  // Another adapter merged (unmerge + merge), mixed again; then a fused switch to the adapter
+  // with modules missing (those modules are only unmerged) and back.
   switch_both(0, 1);
   for (int i = 0; i < 3; ++i) step({&r0, &r1, &r2, &r3, &r4}, Mode::mixed, 1, st);
+  switch_both(1, 3, SwitchMethod::fused);
+  for (int i = 0; i < 2; ++i) step({&r0, &r1, &r2, &r3, &r4}, Mode::mixed, 3, st);
+  switch_both(3, 1, SwitchMethod::fused);
+  step({&r4, &r2, &r1}, Mode::mixed, 1, st);
 
   // Back to unmerged: the weights are the uploaded bits again.
   switch_both(1, api::kNoAdapter);
@@ -294,6 +301,67 @@ TEST_P(CudaExecutorVsCpu, MergeUnmergeRestoresTheWeightsBitExactly) {
   gpu_->evict_adapter(2);
   EXPECT_FALSE(gpu_->resident(2));
   expect_base_weights("after merge / unmerge of adapter 2 and its eviction");
+}
+
+// The fused switch against unmerge then merge, on a second cuda executor: after every switch of
+// a chain (adapters 3 and 4 adapt different modules) the 16-bit weights are bit-identical, and
+// the final unmerge restores the uploaded bits.
+TEST_P(CudaExecutorVsCpu, FusedSwitchEqualsUnmergeThenMerge) {
+  CudaExecutor plain(weights_, adapters_, kBlocks, kBlockSize, CudaExecutor::Options{GetParam()});
+  for (AdapterId a = 0; a < 4; ++a) plain.load_adapter(a);
+  const AdapterId chain[] = {2, 3, 0, 3, 1, 2, 0};
+  AdapterId from = api::kNoAdapter;
+  for (AdapterId to : chain) {
+    const auto fused = gpu_->switch_weights(from, to, SwitchMethod::fused);
+    (void)plain.switch_weights(from, to, SwitchMethod::unmerge_merge);
+    if (from != api::kNoAdapter) {
+      ASSERT_EQ(fused.size(), 1u);
+      EXPECT_EQ(fused[0].kind, EventKind::adapter_switch);
+      EXPECT_EQ(fused[0].adapter, to);
+      EXPECT_EQ(fused[0].from, from);
+      EXPECT_GT(fused[0].seconds, 0);
+    }
+    for (int l = 0; l < shape_.num_layers; ++l)
+      for (int t = 0; t < kNumTargets; ++t)
+        ASSERT_TRUE(gpu_->projection_bits(l, Target(t)) == plain.projection_bits(l, Target(t)))
+            << "after the switch to adapter " << to << ": layer " << l << " " << kTargetNames[t];
+    from = to;
+  }
+  gpu_->switch_weights(from, api::kNoAdapter, SwitchMethod::fused);
+  expect_base_weights("after a chain of fused switches");
+}
+
+// Each adapter moves the reference logits by far more than the tolerance the cuda executor is
+// held to, so the comparisons above would catch a LoRA term that is missing or wrong.
+TEST_P(CudaExecutorVsCpu, AdaptersMoveTheLogitsBeyondTheTolerance) {
+  LlamaModel base(weights_, kBlocks, kBlockSize);
+  for (AdapterId a = 0; a < 4; ++a) {
+    Request r = make_request(30 + a, a, 24);
+    std::vector<float> base_logits;
+    const std::vector<ForwardEntry> entries = {{nullptr, r.tokens, 0, r.blocks}};
+    base.forward(entries, base_logits);
+    ExecBatch b;
+    ExecEntry e;
+    e.request = r.id;
+    e.adapter = a;
+    e.prefill = true;
+    e.new_tokens = static_cast<int32_t>(r.tokens.size());
+    e.context_tokens = e.new_tokens;
+    e.block_table = r.blocks;
+    e.tokens = r.tokens;
+    b.entries.push_back(e);
+    (void)cpu_->run(b);
+    const std::vector<float>& with = cpu_->last_logits();
+    ASSERT_EQ(with.size(), base_logits.size());
+    double scale = 1, moved = 0;
+    for (size_t j = 0; j < with.size(); ++j) {
+      scale = std::max(scale, std::fabs(double(with[j])));
+      moved = std::max(moved, std::fabs(double(with[j]) - double(base_logits[j])));
+    }
+    EXPECT_GT(moved / scale, 5 * tolerance())
+        << "adapter " << a << " moves the logits by " << moved << " of " << scale
+        << ": too little for the tolerance to tell a missing LoRA term";
+  }
 }
 
 TEST_P(CudaExecutorVsCpu, SwapOutInKeepsTheContinuation) {
@@ -423,10 +491,11 @@ TEST_P(CudaExecutorVsCpu, KvExportImportMovesTheContinuationToAnotherExecutor) {
 }
 
 TEST_P(CudaExecutorVsCpu, RefusesWhatTheEngineMustNotAsk) {
-  EXPECT_THROW(gpu_->switch_weights(0, 1), Error);  // 0 is not merged
+  EXPECT_THROW(gpu_->switch_weights(0, 1, SwitchMethod::fused), Error);  // 0 is not merged
   gpu_->evict_adapter(3);
   EXPECT_FALSE(gpu_->resident(3));
-  EXPECT_THROW(gpu_->switch_weights(api::kNoAdapter, 3), Error);  // not resident
+  EXPECT_THROW(gpu_->switch_weights(api::kNoAdapter, 3, SwitchMethod::fused),
+               Error);  // not resident
   EXPECT_EQ(gpu_->merged(), api::kNoAdapter);
   Request r = make_request(20, 3, 4);
   ExecBatch b;

@@ -151,6 +151,55 @@ std::vector<float> fetch_floats(const cu::DeviceBuffer<float>& b, size_t n) {
   return out;
 }
 
+// Punica's tolerances for its SGMV / BGMV tests (tests/test_sgmv.py): |got - ref| <= atol +
+// rtol |ref| elementwise.
+struct Tol {
+  double rtol, atol;
+};
+Tol elementwise_tolerance(DType dt) {
+  switch (dt) {
+    case DType::kF16:
+      return {5e-3, 5e-3};
+    case DType::kBF16:
+      return {3e-2, 2e-2};
+    default:
+      return {1e-4, 1e-5};
+  }
+}
+
+// Compares the LoRA delta the GPU added to y (got - y0) with the reference's (ref - y0), element
+// by element, so that a wrong row or column cannot hide under the magnitude of y or of the rest
+// of the output. Also requires the reference delta to be far above atol on most adapted
+// elements, so that a kernel adding nothing cannot pass. adapted: rows with a LoRA term.
+void expect_delta_close(DType dt, std::span<const float> got, std::span<const float> ref,
+                        std::span<const float> y0, int rows, int cols, int ld,
+                        const std::vector<bool>& adapted, const std::string& what) {
+  const Tol tol = elementwise_tolerance(dt);
+  size_t bad = 0, checked = 0, large = 0;
+  std::string first;
+  for (int i = 0; i < rows; ++i) {
+    if (!adapted[static_cast<size_t>(i)]) continue;
+    for (int c = 0; c < cols; ++c) {
+      const size_t idx = static_cast<size_t>(i) * ld + c;
+      const double want = static_cast<double>(ref[idx]) - y0[idx];
+      const double have = static_cast<double>(got[idx]) - y0[idx];
+      ++checked;
+      if (std::abs(want) > 10 * tol.atol) ++large;
+      if (!(std::abs(have - want) <= tol.atol + tol.rtol * std::abs(want))) {
+        if (bad++ == 0)
+          first = "row " + std::to_string(i) + " col " + std::to_string(c) + ": delta " +
+                  std::to_string(have) + ", reference " + std::to_string(want);
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << checked
+                     << " LoRA deltas outside atol + rtol |ref| (first: " << first << ")";
+  if (checked > 0) {
+    EXPECT_GT(large, checked / 2) << what << ": the reference deltas are too small for the check "
+                                  << "to tell a working kernel from one adding nothing";
+  }
+}
+
 // max |got - ref| / max |ref| over the finite reference entries.
 double rel_err(std::span<const float> got, std::span<const float> ref) {
   EXPECT_EQ(got.size(), ref.size());
@@ -297,7 +346,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- LoRA shrink / expand ---------------------------------------------------------------------
 
-constexpr int32_t kRanks[] = {1, 8, 16, 32, 64, 96, 128};
+constexpr int32_t kRanks[] = {1, 8, 16, 32, 64, 96, 128, 256};
+constexpr int kNumRanks = static_cast<int>(std::size(kRanks));
 
 enum class Popularity { kDistinct, kUniform, kZipf, kIdentical, kSkewed };
 
@@ -363,8 +413,8 @@ Assignment assign(Popularity pop, int tokens, uint64_t seed) {
       break;
     }
   }
-  const int shift = static_cast<int>(seed % 7);
-  for (int s = 0; s < num_slots; ++s) a.slot_ranks.push_back(kRanks[(s + shift) % 7]);
+  const int shift = static_cast<int>(seed % kNumRanks);
+  for (int s = 0; s < num_slots; ++s) a.slot_ranks.push_back(kRanks[(s + shift) % kNumRanks]);
   if (pop == Popularity::kSkewed) a.slot_ranks[3] = 0;
   return a;
 }
@@ -479,6 +529,7 @@ void check_lora(DType dt, int in, int out, int extra_ld, int tokens, Popularity 
   EXPECT_LE(rel_err(t_got, t_ref), 1e-4) << "shrink";
   const auto y_got = fetch(y);
   EXPECT_LE(rel_err(y_got, y_ref), tolerance(dt)) << "expand";
+  expect_delta_close(dt, y_got, y_ref, y0, tokens, out, ldy, adapted, "expand");
   // Rows without a LoRA term, and the padding columns, keep their bits.
   for (int i = 0; i < tokens; ++i) {
     for (int c = adapted[i] ? out : 0; c < ldy; ++c) {
@@ -488,9 +539,72 @@ void check_lora(DType dt, int in, int out, int extra_ld, int tokens, Popularity 
   }
 }
 
+class LoraRank256 : public GpuP<DType> {};
+
+// Rank 256 (four shared-memory chunks of the expand, 64 rank groups of the shrink) on Llama-2-7B
+// shapes, both forms, and the segmented form with 1-row and 8-row tiles forced.
+TEST_P(LoraRank256, ShrinkExpandMatchReference) {
+  const DType dt = GetParam();
+  for (const auto& [in, out] : {std::pair{4096, 4096}, std::pair{4096, 11008}}) {
+    SCOPED_TRACE(std::to_string(in) + "x" + std::to_string(out));
+    const std::vector<int32_t> ranks = {256, 256};
+    const AdapterPool pool = make_pool(dt, in, out, ranks, 31337);
+    cu::LoraAdapterTable table;
+    table.assign(pool.refs);
+    const int tokens = 24;  // rows 0-15 adapter 0, 16-23 adapter 1
+    const Tensor x = make_tensor(dt, random_values(static_cast<size_t>(tokens) * in, 5, 1.0f));
+    const std::vector<cu::LoraSlotSegment> segs = {{0, 16, 0}, {16, 8, 1}};
+    std::vector<lk::LoraSegment> ref_segs;
+    for (const auto& s : segs)
+      ref_segs.push_back({s.start, s.len, pool.A[static_cast<size_t>(s.slot)].data(),
+                          pool.B[static_cast<size_t>(s.slot)].data(), 256,
+                          pool.refs[static_cast<size_t>(s.slot)].scale});
+    std::vector<int32_t> row_slot(tokens);
+    for (int i = 0; i < tokens; ++i) row_slot[i] = i < 16 ? 0 : 1;
+    const std::vector<bool> adapted(tokens, true);
+    for (int form = 0; form < 4; ++form) {
+      SCOPED_TRACE("form " + std::to_string(form));
+      cu::LoraBatchPlan plan = form == 0   ? cu::LoraBatchPlan::gathered(row_slot, ranks)
+                               : form == 1 ? cu::LoraBatchPlan::segmented(segs, tokens, ranks)
+                               : form == 2
+                                   ? cu::LoraBatchPlan::segmented(segs, tokens, ranks, nullptr, 1)
+                                   : cu::LoraBatchPlan::segmented(segs, tokens, ranks, nullptr, 8);
+      Tensor y = make_tensor(dt, random_values(static_cast<size_t>(tokens) * out, 6, 1.0f));
+      const std::vector<float> y0 = y.host;
+      std::vector<float> t_ref(lk::lora_workspace_floats(ref_segs));
+      lk::reference::lora_shrink(x.host.data(), in, in, ref_segs, t_ref.data());
+      std::vector<float> y_ref = y0;
+      lk::reference::lora_expand(t_ref.data(), ref_segs, out, y_ref.data(), out);
+      cu::DeviceBuffer<float> t(plan.t_floats());
+      cu::lora_shrink(dt, x.data(), in, in, table, plan, t.get());
+      cu::lora_expand(dt, t.get(), table, plan, out, y.data(), out);
+      LORASCHED_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_LE(rel_err(fetch_floats(t, plan.t_floats()), t_ref), 1e-4) << "shrink";
+      expect_delta_close(dt, fetch(y), y_ref, y0, tokens, out, out, adapted, "expand");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, LoraRank256, ::testing::Values(DType::kF16, DType::kBF16),
+                         [](const auto& p) { return name_of(p.param); });
+
+TEST(CudaPlans, SegmentedPlanPicksTileRowsByMeanSegmentLength) {
+  if (!cu::cuda_device_available()) GTEST_SKIP() << "plans upload their tiles to the device";
+  const std::vector<int32_t> ranks = {16, 16, 16, 16};
+  // Mean 3 rows per segment: 1-row tiles; mean 4: 8-row tiles; forced either way.
+  const std::vector<cu::LoraSlotSegment> short_segs = {{0, 3, 0}, {3, 3, 1}};
+  const std::vector<cu::LoraSlotSegment> long_segs = {{0, 4, 0}, {4, 4, 1}};
+  EXPECT_EQ(cu::LoraBatchPlan::segmented(short_segs, 6, ranks).rows_per_tile(), 1);
+  EXPECT_EQ(cu::LoraBatchPlan::segmented(long_segs, 8, ranks).rows_per_tile(), 8);
+  EXPECT_EQ(cu::LoraBatchPlan::segmented(long_segs, 8, ranks, nullptr, 1).rows_per_tile(), 1);
+  EXPECT_EQ(cu::LoraBatchPlan::segmented(short_segs, 6, ranks, nullptr, 8).rows_per_tile(), 8);
+  EXPECT_THROW(cu::LoraBatchPlan::segmented(short_segs, 6, ranks, nullptr, 4),
+               std::invalid_argument);
+}
+
 class LoraSweep : public GpuP<std::tuple<DType, Popularity>> {};
 
-// Punica-style sweep: hidden 4096, ranks 1..128 mixed in one batch, 1..133 tokens.
+// Punica-style sweep: hidden 4096, ranks 1..256 mixed in one batch, 1..133 tokens.
 TEST_P(LoraSweep, ShrinkExpandMatchReference) {
   const auto [dt, pop] = GetParam();
   for (int tokens : {1, 7, 33, 133}) {
@@ -604,7 +718,7 @@ TEST_P(MergeTest, ThousandCyclesRestoreBitsExactly) {
   W.upload(std::span<const uint16_t>(bits));
 
   std::vector<Adapter16> adapters;
-  const int ranks[] = {1, 8, 16, 64, 96, 128};
+  const int ranks[] = {1, 8, 16, 64, 96, 128, 256};
   for (size_t k = 0; k < std::size(ranks); ++k) {
     adapters.push_back(make_adapter16(dt, out, in, ranks[k], 500 + 2 * k));
   }
@@ -692,6 +806,72 @@ TEST_P(MergeTest, LlamaShapesRestoreBitsExactly) {
     cu::lora_unmerge(dt, W.get(), out, in, ad.A.data(), ad.B.data(), 16, scale, &res);
     ASSERT_TRUE(fetch_bits(W) == original);
   }
+}
+
+// The fused switch against unmerge then merge on a second copy of the weights, through chains
+// of random switches: W and the exception list (host copy) bit-identical after every switch,
+// the base restored by the final unmerge. An adapter with |D| >> |W| gives thousands of
+// exceptions in a 70 x 300 weight, more than a switch's first list holds (1,024 or twice the
+// previous merge's), so the second launch is exercised too.
+TEST_P(MergeTest, SwitchChainsEqualUnmergeThenMerge) {
+  const DType dt = GetParam();
+  const int out = 70, in = 300;
+  const size_t numel = static_cast<size_t>(out) * in;
+  std::vector<float> w = random_values(numel, 7, 0.05f);
+  for (size_t i = 2000; i < 2600; ++i) w[i] *= 1e-4f;
+  std::vector<uint16_t> original(numel);
+  for (size_t i = 0; i < numel; ++i) original[i] = cu::float_to_bits16(dt, w[i]);
+  cu::DeviceBuffer<uint16_t> Wf(numel), Wp(numel);
+  Wf.upload(std::span<const uint16_t>(original));
+  Wp.upload(std::span<const uint16_t>(original));
+  struct Ad {
+    Adapter16 a;
+    float scale;
+  };
+  std::vector<Ad> ads;
+  const int ranks[] = {1, 8, 16, 64, 256, 3};
+  const float scales[] = {0.7f, -1.5f, 2.0f, 0.5f, 1.0f, 2000.0f};  // the last: exceptions
+  for (size_t k = 0; k < std::size(ranks); ++k)
+    ads.push_back({make_adapter16(dt, out, in, ranks[k], 900 + 2 * k), scales[k]});
+  auto merge = [&](cu::DeviceBuffer<uint16_t>& W, const Ad& x, cu::MergeResidual16& res) {
+    cu::lora_merge(dt, W.get(), out, in, x.a.A.data(), x.a.B.data(), x.a.rank, x.scale, &res);
+  };
+  auto unmerge = [&](cu::DeviceBuffer<uint16_t>& W, const Ad& x, cu::MergeResidual16& res) {
+    cu::lora_unmerge(dt, W.get(), out, in, x.a.A.data(), x.a.B.data(), x.a.rank, x.scale, &res);
+  };
+  Rand r(3);
+  size_t cur = 0, most_exceptions = 0;
+  cu::MergeResidual16 rf, rp;
+  merge(Wf, ads[cur], rf);
+  merge(Wp, ads[cur], rp);
+  for (int step = 0; step < 40; ++step) {
+    SCOPED_TRACE("switch " + std::to_string(step));
+    size_t next = static_cast<size_t>(r.below(static_cast<int>(ads.size())));
+    if (next == cur) next = (next + 1) % ads.size();
+    if (step == 3) next = 5;  // at least once onto the adapter with many exceptions
+    const Ad& a = ads[cur];
+    const Ad& b = ads[next];
+    cu::lora_switch(dt, Wf.get(), out, in, a.a.A.data(), a.a.B.data(), a.a.rank, a.scale,
+                    b.a.A.data(), b.a.B.data(), b.a.rank, b.scale, &rf);
+    unmerge(Wp, a, rp);
+    merge(Wp, b, rp);
+    ASSERT_TRUE(fetch_bits(Wf) == fetch_bits(Wp));
+    ASSERT_EQ(rf.exceptions, rp.exceptions);
+    check_residual_consistent(rf, numel);
+    most_exceptions = std::max(most_exceptions, rf.num_exceptions());
+    cur = next;
+  }
+  unmerge(Wf, ads[cur], rf);
+  ASSERT_TRUE(fetch_bits(Wf) == original);
+  EXPECT_GT(most_exceptions, 2048u) << "the second launch was not exercised";
+  // A from-adapter other than the merged one is refused before anything changes.
+  merge(Wf, ads[0], rf);
+  EXPECT_THROW(cu::lora_switch(dt, Wf.get(), out, in, ads[1].a.A.data(), ads[1].a.B.data(),
+                               ads[1].a.rank, ads[1].scale, ads[2].a.A.data(), ads[2].a.B.data(),
+                               ads[2].a.rank, ads[2].scale, &rf),
+               std::invalid_argument);
+  unmerge(Wf, ads[0], rf);
+  ASSERT_TRUE(fetch_bits(Wf) == original);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, MergeTest, ::testing::Values(DType::kF16, DType::kBF16),

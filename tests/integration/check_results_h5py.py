@@ -125,8 +125,13 @@ def main():
                 check(k in summ, f"{name}: summary {k}")
             check(int(summ["requests"]) == len(req), f"{name}: summary requests")
             check(int(summ["iterations"]) == len(it), f"{name}: summary iterations")
-            check(int(summ["merges"]) == int(np.count_nonzero(ev["kind"] == kinds["merge"])),
+            # A fused switch ("adapter_switch") merges one adapter and unmerges another.
+            fused = int(np.count_nonzero(ev["kind"] == kinds["adapter_switch"]))
+            check(int(summ["merges"]) == int(np.count_nonzero(ev["kind"] == kinds["merge"])) + fused,
                   f"{name}: summary merges")
+            check(int(summ["unmerges"]) ==
+                  int(np.count_nonzero(ev["kind"] == kinds["unmerge"])) + fused,
+                  f"{name}: summary unmerges")
             done = np.isin(req["status"], [1, 3]) & np.isfinite(req["finish"])
             lat = req["finish"][done] - req["arrival"][done]
             per_tok = lat / np.maximum(req["output_tokens"][done], 1)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/adapters/adapter.hpp"
+#include "core/common/error.hpp"
 #include "core/exec/costmodel.hpp"
 #include "core/exec/costmodel_factory.hpp"
 #include "core/exec/profile.hpp"
@@ -45,6 +46,18 @@ class TempDir {
  private:
   fs::path path_;
 };
+
+// Expects `f` to throw InputError whose message contains every one of `parts`.
+template <class F>
+void expect_input_error(F f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no InputError";
+  } catch (const InputError& e) {
+    for (const auto& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
 
 inline void write_file(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;

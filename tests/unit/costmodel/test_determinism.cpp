@@ -111,3 +111,114 @@ TEST(Determinism, ProfileCostModelRunsAreIdentical) {
 
 }  // namespace
 }  // namespace lorasched::test
+
+namespace lorasched::test {
+namespace {
+
+// dLoRA with fixed thresholds on the artifact's timing, 8 adapters, bursty: many switches.
+std::string switch_experiment(const std::string& engine, const std::string& cluster) {
+  return R"([run]
+name = "switches"
+seed = 5
+[model]
+preset = "llama2-7b"
+[adapters]
+count = 8
+ranks = [16]
+[workload]
+arrival = "gamma"
+cv = 3.0
+rate = 40.0
+num_requests = 400
+popularity = { kind = "zipf", s = 1.5 }
+prompt = { kind = "uniform", min = 16, max = 64 }
+output = { kind = "uniform", min = 4, max = 32 }
+[engine]
+max_batch_size = 16
+)" + engine +
+         R"(
+[cluster]
+executor = "costmodel"
+costmodel = "dlora-artifact"
+)" + cluster +
+         R"(
+[scheduler]
+plugin = "dlora"
+[threshold]
+plugin = "fixed"
+)";
+}
+
+// [engine] switch reaches the executor: fused, a switch between adapters is one
+// `adapter_switch` event naming the adapter it replaced; unmerge-merge, an unmerge and a merge.
+// Under the artifact's timing both cost 20 ms, so the iterations are the same.
+TEST(SwitchMethod, FusedIsOneEventNamingTheOldAdapter) {
+  const RunResult fused =
+      run_once(parse_experiments(switch_experiment("switch = \"fused\"", ""), "f.toml").at(0));
+  const RunResult plain = run_once(
+      parse_experiments(switch_experiment("switch = \"unmerge-merge\"", ""), "p.toml").at(0));
+  int64_t switches = 0;
+  int32_t merged = -1;
+  for (const EventRecord& e : fused.records.events) {
+    const auto kind = static_cast<EventKind>(e.kind);
+    if (kind == EventKind::adapter_switch) {
+      ++switches;
+      EXPECT_EQ(e.value, static_cast<double>(merged));
+      EXPECT_NE(e.adapter, merged);
+      EXPECT_EQ(e.duration, 0.020);
+      merged = e.adapter;
+    } else if (kind == EventKind::merge) {
+      EXPECT_EQ(merged, -1);
+      merged = e.adapter;
+    } else if (kind == EventKind::unmerge) {
+      EXPECT_EQ(e.adapter, merged);
+      merged = -1;
+    }
+  }
+  EXPECT_GT(switches, 5);
+  int64_t plain_switches = 0;
+  for (const EventRecord& e : plain.records.events)
+    plain_switches += e.kind == static_cast<int8_t>(EventKind::adapter_switch);
+  EXPECT_EQ(plain_switches, 0);
+  EXPECT_EQ(summarize(fused.records).merges, summarize(plain.records).merges);
+  EXPECT_EQ(summarize(fused.records).unmerges, summarize(plain.records).unmerges);
+  ASSERT_EQ(fused.records.iterations.size(), plain.records.iterations.size());
+  for (size_t i = 0; i < fused.records.iterations.size(); ++i) {
+    EXPECT_EQ(fused.records.iterations[i].start, plain.records.iterations[i].start) << i;
+    EXPECT_EQ(fused.records.iterations[i].switch_time, plain.records.iterations[i].switch_time)
+        << i;
+  }
+}
+
+// [cluster] costmodel_scale reaches the cost model: unmerged iterations take 1.2 merged ones,
+// a switch 2 merged iterations.
+TEST(CostModelScale, ReachesTheRun) {
+  const RunResult r =
+      run_once(parse_experiments(
+                   switch_experiment(
+                       "", "costmodel_scale = { unmerged_ratio = 1.2, switch_iterations = 2 }"),
+                   "s.toml")
+                   .at(0));
+  int64_t unmerged = 0, merged = 0;
+  for (const IterationRecord& it : r.records.iterations) {
+    if (it.mode == 0) {
+      EXPECT_NEAR(it.duration, 0.018, 1e-12);
+      ++unmerged;
+    } else {
+      EXPECT_NEAR(it.duration, 0.015, 1e-12);
+      ++merged;
+    }
+  }
+  EXPECT_GT(unmerged, 0);
+  EXPECT_GT(merged, 0);
+  int64_t switches = 0;
+  for (const EventRecord& e : r.records.events)
+    if (e.kind == static_cast<int8_t>(EventKind::adapter_switch)) {
+      EXPECT_NEAR(e.duration, 0.030, 1e-12);
+      ++switches;
+    }
+  EXPECT_GT(switches, 0);
+}
+
+}  // namespace
+}  // namespace lorasched::test

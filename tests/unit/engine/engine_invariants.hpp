@@ -209,8 +209,10 @@ inline void check_invariants(const Experiment& e, const RunResult& res, int64_t 
       }
       prev = it->merged_adapter;
     }
-    EXPECT_EQ(count_events(R, EventKind::merge, rep), merges) << "replica " << rep;
-    EXPECT_EQ(count_events(R, EventKind::unmerge, rep), unmerges) << "replica " << rep;
+    // A fused switch (one adapter_switch event) is both an unmerge and a merge.
+    const int64_t fused = count_events(R, EventKind::adapter_switch, rep);
+    EXPECT_EQ(count_events(R, EventKind::merge, rep) + fused, merges) << "replica " << rep;
+    EXPECT_EQ(count_events(R, EventKind::unmerge, rep) + fused, unmerges) << "replica " << rep;
     // What an iteration paid before its batch is the sum of the costs recorded in that window.
     for (const IterationRecord* it : its) {
       double paid = 0;

@@ -453,7 +453,7 @@ ev = run["events"]
 kinds = h5py.check_enum_dtype(ev.dtype["kind"])
 assert kinds["merge"] == 0 and kinds["migrate_request"] == 7 and kinds["request_ignored"] == 12
 assert kinds["relief"] == 13
-assert len(kinds) == 14
+assert len(kinds) == 15
 assert ev.dtype.names == ("time", "replica", "kind", "adapter", "request", "duration", "bytes",
     "other_replica", "value", "value2"), ev.dtype.names
 assert run["batches"].dtype.names == ("iteration", "replica", "request", "position")

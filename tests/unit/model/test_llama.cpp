@@ -1,5 +1,6 @@
 // The model's equivalences: merged == unmerged, a mixed batch == each request alone,
-// mixed-mode batches (one adapter merged, others unmerged) == unmerged, exact unmerge.
+// mixed-mode batches (one adapter merged, others unmerged) == unmerged, exact unmerge, and the
+// fused switch == unmerge then merge.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -159,6 +160,57 @@ TEST_F(LlamaTest, UnmergeRestoresEveryWeightBitExactly) {
       ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
           << "layer " << l << " " << kTargetNames[t];
     }
+}
+
+// A fused switch leaves every weight bit-identical to unmerge() then merge(), also when the two
+// adapters adapt different modules (a module only the old adapter has is unmerged, one only the
+// new adapter has is merged), so the logits are identical too; after a chain of switches the
+// unmerge restores the base bits.
+TEST_F(LlamaTest, SwitchEqualsUnmergeThenMergeAndRestoresTheBase) {
+  std::vector<LoraAdapterWeights> adapters = adapters_;
+  LoraAdapterWeights partial = adapters_[1];  // no q, no down; another adapter without o
+  partial.name = "partial";
+  for (auto& layer : partial.layers) {
+    layer[static_cast<int>(Target::q)] = LoraModule{};
+    layer[static_cast<int>(Target::down)] = LoraModule{};
+  }
+  adapters.push_back(partial);
+  LoraAdapterWeights no_o = adapters_[2];
+  no_o.name = "no_o";
+  for (auto& layer : no_o.layers) layer[static_cast<int>(Target::o)] = LoraModule{};
+  adapters.push_back(no_o);
+  const size_t chain[] = {4, 0, 5, 1, 4, 3, 5, 2, 0};
+  LlamaModel fused(weights_, 32, kBlock), plain(weights_, 32, kBlock);
+  fused.merge(adapters[chain[0]]);
+  plain.merge(adapters[chain[0]]);
+  for (size_t i = 1; i < std::size(chain); ++i) {
+    const LoraAdapterWeights& to = adapters[chain[i]];
+    fused.switch_to(to);
+    plain.unmerge();
+    plain.merge(to);
+    ASSERT_EQ(fused.merged(), &to);
+    for (size_t l = 0; l < weights_.layers.size(); ++l)
+      for (int t = 0; t < kNumTargets; ++t) {
+        const auto& want = plain.weights().layers[l].proj[t];
+        const auto& got = fused.weights().layers[l].proj[t];
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << "switch " << i << " layer " << l << " " << kTargetNames[t];
+      }
+    std::vector<std::vector<std::vector<float>>> a, b;
+    decode(fused, {make_seq(&to, 12, 0, 40 + i)}, 1, &a);
+    decode(plain, {make_seq(&to, 12, 8, 40 + i)}, 1, &b);
+    ASSERT_EQ(a, b) << "switch " << i;
+  }
+  fused.unmerge();
+  for (size_t l = 0; l < weights_.layers.size(); ++l)
+    for (int t = 0; t < kNumTargets; ++t) {
+      const auto& want = weights_.layers[l].proj[t];
+      const auto& got = fused.weights().layers[l].proj[t];
+      ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+          << "layer " << l << " " << kTargetNames[t];
+    }
+  LlamaModel clean(weights_, 8, kBlock);
+  EXPECT_THROW(clean.switch_to(adapters_[0]), std::exception);
 }
 
 TEST_F(LlamaTest, MergeWhileMergedIsRefused) {
