@@ -215,7 +215,7 @@ ExecBatch reference_decodes(Mode mode, AdapterId merged, const std::vector<Adapt
 // between two rank-16 adapters fused and as unmerge + merge.
 void print_presets() {
   fmt::print(
-      "## Hardware presets at dLoRA's reference batch (16 decodes at context 512, rank 16)\n\n"
+      "### Hardware presets at dLoRA's reference batch (16 decodes at context 512, rank 16)\n\n"
       "mixed: adapter 0 merged, 8 of its decodes and 8 decodes of 4 other adapters (2 each); "
       "the same batch unmerged beside it.\n\n");
   fmt::print(
@@ -291,7 +291,7 @@ int run(const std::string& profile, int repeats) {
   both("prefill 256 of m + 32 of r8", {{m, true, 256}, {a(r8, 0), true, 32}});
   const std::vector<double> t = B.time_cases(cases);
 
-  fmt::print("## Batches: measured on the cpu executor vs the profile model\n\n");
+  fmt::print("### Batches: measured on the cpu executor vs the profile model\n\n");
   fmt::print(
       "| batch | measured (ms) | predicted (ms) | error | priced as unmerged (ms) | error |\n");
   fmt::print("|---|---|---|---|---|---|\n");
@@ -325,7 +325,7 @@ int run(const std::string& profile, int repeats) {
       100 * sum_new / n_mixed, 100 * sum_old / n_mixed, 100 * sum_unmerged / n_unmerged);
 
   // ---- switches -------------------------------------------------------------------------------
-  fmt::print("## Switches between two adapters: measured vs predicted\n\n");
+  fmt::print("### Switches between two adapters: measured vs predicted\n\n");
   fmt::print(
       "| switch | fused measured (ms) | predicted | error | unmerge + merge measured (ms) | "
       "predicted | error | fused / unmerge+merge measured |\n");
@@ -374,7 +374,7 @@ int run(const std::string& profile, int repeats) {
     }
   }
   fmt::print(
-      "\n## The explicit-term form fitted to the profile's {} LoRA points\n\n"
+      "\n### The explicit-term form fitted to the profile's {} LoRA points\n\n"
       "t_lora = {:.3g} s x (tokens x rank) + {:.3g} s x segments + {:.3g} s x (adapter ranks)\n"
       "absolute error: mean {:.3f} ms, max {:.3f} ms; relative error on the {} points with at "
       "least 1 ms of LoRA work: mean {:.1f}%\n",
