@@ -13,6 +13,7 @@
 #include "core/bound/relaxation.hpp"
 #include "core/bound/search.hpp"
 #include "core/bound/worker.hpp"
+#include "core/cli/capacity.hpp"
 #include "core/cli/commands.hpp"
 #include "core/cluster/parts.hpp"
 #include "core/cluster/simulation.hpp"
@@ -100,8 +101,11 @@ struct Instance {
 }  // namespace
 
 int cmd_bound(const BoundOptions& opts) {
-  const auto exps = load_experiments(opts.file, opts.overrides);
+  auto exps = load_experiments(opts.file, opts.overrides);
   PluginRegistry registry(plugin_search_path({}));
+  std::vector<size_t> all(exps.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  resolve_loads(exps, registry, all, opts.quiet);
 
   // Variants that differ only in their policies share a workload: one bound each.
   std::vector<Instance> instances;

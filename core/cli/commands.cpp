@@ -1,4 +1,5 @@
 #include "core/cli/commands.hpp"
+#include "core/cli/capacity.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -181,6 +182,8 @@ std::vector<std::pair<std::string, Summary>> run_points(
       attrs.extra = {{"overrides", fmt::format("{}", fmt::join(opts.overrides, " "))},
                      {"wall_seconds", fmt::format("{:.3f}", result.wall_seconds)}};
       if (e.file_text != e.text) attrs.extra.emplace_back("experiment_file_toml", e.file_text);
+      if (e.workload.load)  // the rate workload.load resolved to (core/cli/capacity.cpp)
+        attrs.extra.emplace_back("workload_rate_resolved", fmt::format("{:.17g}", e.workload.rate));
       for (const auto& [key, value] : e.coords) attrs.extra.emplace_back("sweep." + key, value);
       writer.write_run(point_group(static_cast<size_t>(e.index)), attrs, result.records, summary,
                        e.metrics.log_batches);
@@ -200,7 +203,7 @@ std::vector<std::pair<std::string, Summary>> run_points(
 }  // namespace
 
 int cmd_run(const RunOptions& opts, bool require_sweep) {
-  const auto exps = load_experiments(opts.file, opts.overrides);
+  auto exps = load_experiments(opts.file, opts.overrides);
   if (require_sweep && exps.size() == 1 && exps.front().label.empty())
     throw InputError(fmt::format("{}: has no [sweep] table; use `lorasched run`", opts.file));
   if (opts.jobs < 0)
@@ -216,11 +219,15 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
     const auto k = static_cast<size_t>(opts.worker_point);
     if (k >= exps.size())
       throw InputError(fmt::format("--worker-point {}: the sweep has {} points", k, exps.size()));
+    resolve_loads(exps, registry, {k}, /*quiet=*/true);  // the parent's capacities
     run_points(opts, exps, {k}, output, make_provenance(exps, opts.overrides, ""), registry);
     return 0;
   }
 
   const std::vector<size_t> points = shard_points(exps.size(), shard);
+  // workload.load -> rate (capacity runs on the cost model), passed on to -j workers.
+  resolve_loads(exps, registry, points, opts.quiet);
+  setenv(kCapacityMemoEnv, capacity_memo_text().c_str(), 1);
   // Validate every point before any work starts.
   for (size_t p : points) Simulation(exps[p], registry, /*dry_run=*/true);
   std::string shard_text;

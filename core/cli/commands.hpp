@@ -114,6 +114,15 @@ struct BoundOptions {
 };
 int cmd_bound(const BoundOptions& opts);
 
+// `lorasched capacity` (core/cli/capacity.cpp): the largest offered rate each configuration
+// of an experiment keeps up with, as CSV on stdout.
+struct CapacityCmdOptions {
+  std::string file;
+  std::vector<std::string> overrides;
+  int seeds = 3;
+};
+int cmd_capacity(const CapacityCmdOptions& opts);
+
 int cmd_generate(const GenerateOptions& opts);
 // Writes an experiment's workload (its first sweep point) as an adapter trace CSV.
 int cmd_workload(const WorkloadOptions& opts);

@@ -159,6 +159,16 @@ int main(int argc, char** argv) {
   workload->add_option("--set", wl_opts.overrides, "override a value: dotted.key=value");
   workload->add_option("-o,--output", wl_opts.output, "CSV to write")->required();
 
+  CapacityCmdOptions cap_opts;
+  auto* capacity = app.add_subcommand(
+      "capacity",
+      "the largest offered rate each configuration keeps up with (served within 2% of offered "
+      "over the measurement window), by bisection on the cost model");
+  capacity->add_option("file", cap_opts.file, "experiment file (TOML)")->required();
+  capacity->add_option("--set", cap_opts.overrides, "override a value: dotted.key=value");
+  capacity->add_option("--seeds", cap_opts.seeds, "workload seeds per probed rate")
+      ->check(CLI::Range(1, 100));
+
   BoundOptions bound_opts;
   auto* bound = app.add_subcommand(
       "bound",
@@ -198,6 +208,7 @@ int main(int argc, char** argv) {
     if (*new_plugin) return cmd_new_plugin(new_plugin_opts);
     if (*profile) return cmd_profile(profile_opts);
     if (*bound) return cmd_bound(bound_opts);
+    if (*capacity) return cmd_capacity(cap_opts);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::cerr << e.what() << "\n";

@@ -221,6 +221,24 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
   w.arrival = r.get_string("arrival", w.arrival,
                            {"poisson", "gamma", "trace", "adapter-trace", "artifact"});
   w.rate = r.get_real("rate", w.rate, 0, 1e9, true);
+  if (auto v = r.opt_real("load", 0, 100, true)) {
+    // A fraction of the capacity (`lorasched capacity`), resolved to a rate before the run.
+    if (r.has("rate")) {
+      const toml::node* n = r.node("load");
+      throw InputError(fmt::format("{}: {}: set rate or load, not both",
+                                   n ? r.pos_of(*n, "load").str() : r.table_pos().str(),
+                                   r.where("load")));
+    }
+    if (w.arrival != "poisson" && w.arrival != "gamma" && w.arrival != "artifact") {
+      const toml::node* n = r.node("load");
+      throw InputError(fmt::format(
+          "{}: {}: load needs arrival = \"poisson\", \"gamma\" or \"artifact\" (a rate to "
+          "set), not \"{}\"",
+          n ? r.pos_of(*n, "load").str() : r.table_pos().str(), r.where("load"), w.arrival));
+    }
+    w.load = v;
+  }
+  w.load_reference = r.get_string("load_reference", w.load_reference);
   w.cv = r.get_real("cv", w.cv, 0, 1e3, true);
   if (auto p = r.opt_path("trace")) {
     w.trace = *p;

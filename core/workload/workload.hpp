@@ -82,7 +82,11 @@ struct WorkloadSpec {
   // output_tokens, replayed exactly), "artifact" (ArtifactSpec).
   std::string arrival = "poisson";
   double rate = 1.0;  // requests per second (poisson, gamma, artifact's total rate)
-  double cv = 1.0;    // coefficient of variation of inter-arrival times (gamma, artifact)
+  // The rate as a fraction of the configuration's capacity under the scheduler
+  // `load_reference` (core/cli/capacity.cpp resolves it into `rate` before a run).
+  std::optional<double> load;
+  std::string load_reference = "unmerged-fcfs";
+  double cv = 1.0;  // coefficient of variation of inter-arrival times (gamma, artifact)
   std::filesystem::path trace;
   double time_scale = 1.0;                   // trace: multiply inter-arrival times by this
   std::optional<double> target_rate;         // trace: rescale time to reach this mean rate
