@@ -36,15 +36,7 @@ class DloraMixed : public DloraCore {
     core_.begin(view);
     queued_ = core_.snapshot(view.queued);
     if (queued_.empty()) return {};
-    if (groups_.size() < static_cast<size_t>(view.num_adapters))
-      groups_.resize(static_cast<size_t>(view.num_adapters));
-    for (AdapterId a : active_) groups_[static_cast<size_t>(a)].clear();
-    active_.clear();
-    for (const RequestView& r : queued_) {
-      auto& g = groups_[static_cast<size_t>(r.adapter)];
-      if (g.empty()) active_.push_back(r.adapter);
-      g.push_back(&r);
-    }
+    ThroughputCore::group_by_adapter(queued_, view.num_adapters, groups_, active_);
     core_.find_starving(queued_, starving_);
 
     IterationPlan p = DloraCore::plan(view);

@@ -40,19 +40,11 @@ class ThroughputAware : public Scheduler {
     core_.begin(view);
     queued_ = core_.snapshot(view.queued);
     if (queued_.empty()) return out;
-    if (groups_.size() < static_cast<size_t>(view.num_adapters))
-      groups_.resize(static_cast<size_t>(view.num_adapters));
     const int32_t B = core_.batch_limit();
     const int32_t cap = core_.adapter_cap();
 
     // Each adapter's queue (FCFS); adapters in order of their oldest request.
-    for (AdapterId a : active_) groups_[static_cast<size_t>(a)].clear();
-    active_.clear();
-    for (const RequestView& r : queued_) {
-      auto& g = groups_[static_cast<size_t>(r.adapter)];
-      if (g.empty()) active_.push_back(r.adapter);
-      g.push_back(&r);
-    }
+    ThroughputCore::group_by_adapter(queued_, view.num_adapters, groups_, active_);
     by_size_ = active_;
     std::stable_sort(by_size_.begin(), by_size_.end(), [&](AdapterId a, AdapterId b) {
       return groups_[static_cast<size_t>(a)].size() > groups_[static_cast<size_t>(b)].size();

@@ -195,6 +195,23 @@ class ThroughputCore {
     return snapshot_;
   }
 
+  // Each adapter's queued requests in FCFS order (`groups`, indexed by adapter) and the
+  // adapters in order of their oldest queued request (`active`), from this plan's snapshot.
+  // Only the previous call's active groups are cleared: O(queue), not O(adapters).
+  static void group_by_adapter(std::span<const RequestView> queued, int32_t num_adapters,
+                               std::vector<std::vector<const RequestView*>>& groups,
+                               std::vector<AdapterId>& active) {
+    if (groups.size() < static_cast<size_t>(num_adapters))
+      groups.resize(static_cast<size_t>(num_adapters));
+    for (AdapterId a : active) groups[static_cast<size_t>(a)].clear();
+    active.clear();
+    for (const RequestView& r : queued) {
+      auto& g = groups[static_cast<size_t>(r.adapter)];
+      if (g.empty()) active.push_back(r.adapter);
+      g.push_back(&r);
+    }
+  }
+
   // `taken` flags are indexed by position in the view's queue (every RequestView a scheduler
   // handles points into it): call before using them.
   void index_queue(std::span<const RequestView> queued, std::vector<uint8_t>& taken) {
