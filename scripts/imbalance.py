@@ -9,15 +9,18 @@ iterations it planned in that window; a replica that planned none has load 0. Th
 imbalance is max / mean of the replicas' loads (1 = balanced; R = all load on one of R
 replicas); windows where the cluster holds no request are skipped. Printed per run: the
 mean and P90 of the imbalance over windows, and the mean coefficient of variation of the
-loads. Only reads the file (docs/results-format.md); needs h5py and numpy (and matplotlib
-for --plot).
+loads. Only reads the file, with the repository's `lorasched` package (python/; needs h5py,
+numpy and pandas, and matplotlib for --plot).
 """
 import argparse
+import pathlib
 import sys
 import tomllib
 
-import h5py
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "python"))
+import lorasched  # noqa: E402  (python/lorasched, next to this script's directory)
 
 
 def die(message):
@@ -26,20 +29,16 @@ def die(message):
     sys.exit(2)
 
 
-def text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def window_loads(iters, replicas, window):
     """loads[w, r]: mean `queued` of replica r's iterations that start in window w."""
     if len(iters) == 0:
         return np.zeros((0, replicas))
-    w = np.floor(iters["start"] / window).astype(np.int64)
-    r = iters["replica"].astype(np.int64)
+    w = np.floor(iters["start"].to_numpy() / window).astype(np.int64)
+    r = iters["replica"].to_numpy().astype(np.int64)
     n_w = int(w.max()) + 1
     total = np.zeros((n_w, replicas))
     count = np.zeros((n_w, replicas))
-    np.add.at(total, (w, r), iters["queued"].astype(np.float64))
+    np.add.at(total, (w, r), iters["queued"].to_numpy().astype(np.float64))
     np.add.at(count, (w, r), 1.0)
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
@@ -62,30 +61,22 @@ def main(argv):
     if args.window <= 0:
         die("--window must be > 0")
 
-    if args.results.endswith(".partial"):
-        die(f"{args.results} is an incomplete run (.partial); rerun it")
     try:
-        f = h5py.File(args.results, "r")
-    except OSError as e:
-        die(f"cannot open {args.results} as a lorasched results file: {e}")
+        res = lorasched.load(args.results)
+    except lorasched.ResultsError as e:
+        die(str(e))
+    iterations = res.iterations
     rows = []
-    with f:
-        if "runs" not in f:
-            die(f"{args.results} is not a lorasched results file (no /runs)")
-        status = text(f.attrs.get("status", "complete"))
-        if status != "complete":
-            die(f"{args.results} is an {status} run; rerun it")
-        for name in sorted(f["runs"].keys()):
-            g = f["runs"][name]
-            label = text(g.attrs.get("label", name))
-            if args.runs and not any(s in label for s in args.runs):
-                continue
-            cfg = tomllib.loads(text(g.attrs["experiment_toml"]))
-            replicas = int(cfg.get("cluster", {}).get("replicas", 1))
-            loads = window_loads(g["iterations"][:], replicas, args.window)
-            ratio, cv, busy = imbalance(loads)
-            times = (np.arange(len(loads)) + 0.5) * args.window
-            rows.append((label, replicas, ratio, cv, times[busy]))
+    for name, run in res.runs.iterrows():
+        label = run.get("label") or name
+        if args.runs and not any(s in label for s in args.runs):
+            continue
+        cfg = tomllib.loads(run["experiment_toml"])
+        replicas = int(cfg.get("cluster", {}).get("replicas", 1))
+        loads = window_loads(iterations[iterations["run"] == name], replicas, args.window)
+        ratio, cv, busy = imbalance(loads)
+        times = (np.arange(len(loads)) + 0.5) * args.window
+        rows.append((label, replicas, ratio, cv, times[busy]))
 
     width = max([len(r[0]) for r in rows] + [3])
     print(f"{'run':<{width}}  replicas  windows  max/mean avg  max/mean P90  CV avg")

@@ -20,7 +20,8 @@ Writes into DIR (default: results/<file stem>/):
 The timeline has one panel per run, at most --max-timelines (default 8) of them.
 
 Refuses a `.partial` file and any file whose status is not "complete" (exit code 2).
-Needs python3 with h5py, numpy and matplotlib (Agg backend, no display).
+Reads the file with the repository's `lorasched` package (python/lorasched); needs python3
+with h5py, numpy, pandas and matplotlib (Agg backend, no display).
 """
 
 import argparse
@@ -36,26 +37,29 @@ def die(message, code=EXIT_INPUT):
     sys.exit(code)
 
 
-def text(value):
-    """An HDF5 string attribute as str (h5py gives str or bytes depending on the type)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+class Run:
+    """One run of a lorasched.Results, as the plots read it: label, experiment text, sweep
+    coordinates, summary, and its rows of the record tables."""
 
+    def __init__(self, res, tables, group):
+        row = res.runs.loc[group]
+        self.group = group
+        label = row.get("label", "")
+        self.label = label if isinstance(label, str) and label else group
+        toml = row.get("experiment_toml", "")
+        self.experiment_toml = toml if isinstance(toml, str) else ""
+        self.coords = {c: str(row[c]) for c in res.coords if c in row.index and row[c] == row[c]}
+        self.summary = res.summaries.loc[group]
+        self._tables = tables
 
-def enum_map(h5py, dtype, field, default):
-    """name -> value of an enum field of a compound dtype."""
-    try:
-        mapping = h5py.check_enum_dtype(dtype[field])
-    except (KeyError, TypeError):
-        mapping = None
-    return dict(mapping) if mapping else dict(default)
+    def table(self, name):
+        return self._tables(name, self.group)
 
 
 def run_rate(run):
     """The workload rate a run used: from its label ("workload.rate=2 ...") when the sweep
     set it, else from [workload] rate of its experiment text, else None."""
-    label = text(run.attrs.get("label", ""))
+    label = run.label
     for token in label.split():
         if token.startswith("workload.rate="):
             try:
@@ -67,7 +71,7 @@ def run_rate(run):
     except ImportError:  # python < 3.11
         return None
     try:
-        doc = tomllib.loads(text(run.attrs.get("experiment_toml", "")))
+        doc = tomllib.loads(run.experiment_toml)
     except (tomllib.TOMLDecodeError, ValueError):
         return None
     rate = doc.get("workload", {}).get("rate")
@@ -96,145 +100,145 @@ def main(argv=None):
         die(f"{path}: no such file")
 
     try:
-        import h5py
         import numpy as np
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "python"))
+        import lorasched
     except ImportError as e:
-        die(f"needs h5py, numpy and matplotlib ({e}); install python3-h5py python3-matplotlib",
-            EXIT_RUNTIME)
+        die(f"needs h5py, numpy, pandas and matplotlib ({e}); install python3-h5py "
+            "python3-pandas python3-matplotlib", EXIT_RUNTIME)
 
     try:
-        f = h5py.File(path, "r")
-    except OSError:
-        die(f"{path} is not an HDF5 file (expected a lorasched results file)")
+        res = lorasched.load(path)
+    except lorasched.ResultsError as e:
+        die(str(e))
+    if not res.groups:
+        die(f"{path} holds no runs")
+    out = pathlib.Path(args.out) if args.out else pathlib.Path("results") / path.stem
+    out.mkdir(parents=True, exist_ok=True)
 
-    with f:
-        if text(f.attrs.get("format", "")) != "lorasched-results":
-            die(f"{path} is not a lorasched results file (no root attribute format = \"lorasched-results\")")
-        status = text(f.attrs.get("status", "(none)"))
-        if status != "complete":
-            die(f"{path} has status \"{status}\", not \"complete\": rerun the experiment")
-        if "runs" not in f or len(f["runs"]) == 0:
-            die(f"{path} holds no runs")
+    def tables(name, group):
+        """The rows of record table `name` of run `group`: requests of every run are read
+        once, iterations and events only for the runs a timeline shows."""
+        if name == "requests":
+            return res.requests[res.requests["run"] == group]
+        return res.table(name, [group])
 
-        out = pathlib.Path(args.out) if args.out else pathlib.Path("results") / path.stem
-        out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for group in res.groups:
+        run = Run(res, tables, group)
+        runs.append((group, run.label, run))
+    written = []
 
-        runs = []
-        for group in sorted(f["runs"].keys()):
-            run = f["runs"][group]
-            label = text(run.attrs.get("label", "")) or group
-            runs.append((group, label, run))
-        written = []
+    # ---- latency per output token, CDF ---------------------------------------------------
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for group, label, run in runs:
+        r = run.table("requests")
+        finish, arrival = r["finish"].to_numpy(), r["arrival"].to_numpy()
+        done = (r["status"].isin(["finished", "length_capped"]).to_numpy() & np.isfinite(finish)
+                & np.isfinite(arrival))
+        if not np.any(done):
+            ax.plot([], [], label=f"{label} (nothing completed)")
+            continue
+        per_token = (finish[done] - arrival[done]) / np.maximum(r["output_tokens"].to_numpy()[done], 1)
+        x = np.sort(per_token)
+        y = np.arange(1, x.size + 1) / x.size
+        ax.step(x, y, where="post", label=label)
+    ax.set_xlabel("latency per output token (s)")
+    ax.set_ylabel("fraction of completed requests")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{path.name}: latency per output token")
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=120)
+    plt.close(fig)
+    written.append(out / "latency_cdf.png")
 
-        # ---- latency per output token, CDF ---------------------------------------------------
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for group, label, run in runs:
-            r = run["requests"][:]
-            done = np.isin(r["status"], [1, 3]) & np.isfinite(r["finish"]) & np.isfinite(r["arrival"])
-            if not np.any(done):
-                ax.plot([], [], label=f"{label} (nothing completed)")
-                continue
-            per_token = (r["finish"][done] - r["arrival"][done]) / np.maximum(r["output_tokens"][done], 1)
-            x = np.sort(per_token)
-            y = np.arange(1, x.size + 1) / x.size
-            ax.step(x, y, where="post", label=label)
-        ax.set_xlabel("latency per output token (s)")
-        ax.set_ylabel("fraction of completed requests")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-        ax.set_title(f"{path.name}: latency per output token")
-        fig.tight_layout()
-        fig.savefig(out / "latency_cdf.png", dpi=120)
-        plt.close(fig)
-        written.append(out / "latency_cdf.png")
+    # ---- mode timeline ---------------------------------------------------------------------
+    shown = runs[: max(1, args.max_timelines)]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown) + 0.6), squeeze=False)
+    for (group, label, run), ax in zip(shown, axes[:, 0]):
+        it = run.table("iterations")
+        ev = run.table("events")
+        ax.set_title(label, fontsize="medium")
+        ax.set_ylabel("batch size")
+        if len(it) == 0:
+            ax.text(0.5, 0.5, "no iterations", transform=ax.transAxes, ha="center")
+            continue
+        start, batch = it["start"].to_numpy(), it["batch_size"].to_numpy()
+        for name, colour in (("unmerged", "tab:blue"), ("merged", "tab:orange"), ("mixed", "tab:purple")):
+            sel = (it["mode"] == name).to_numpy()
+            if np.any(sel) or name != "mixed":
+                ax.scatter(start[sel], batch[sel], s=6, color=colour, label=name)
+        switch = (ev["kind"].isin(["merge", "unmerge", "adapter_switch"]).to_numpy() if len(ev)
+                  else np.array([], bool))
+        if len(ev) and np.any(switch):
+            ax.vlines(ev["time"].to_numpy()[switch], 0, 1, transform=ax.get_xaxis_transform(),
+                      colors="grey", alpha=0.35, linewidth=0.6, label="merge/unmerge/switch")
+        ax.set_ylim(0, max(1, int(batch.max())) * 1.1)
+        handles, labels = ax.get_legend_handles_labels()
+        alpha = it["alpha"].to_numpy() if "alpha" in it.columns else np.array([])
+        beta = it["beta"].to_numpy() if "beta" in it.columns else np.array([])
+        if np.any(np.isfinite(alpha)) or np.any(np.isfinite(beta)):
+            tw = ax.twinx()
+            order = np.argsort(start, kind="stable")
+            tw.step(start[order], alpha[order], where="post", color="tab:red", linewidth=1,
+                    label="alpha")
+            tw.step(start[order], beta[order], where="post", color="tab:green", linewidth=1,
+                    label="beta")
+            tw.set_ylabel("threshold")
+            h2, l2 = tw.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, fontsize="x-small", loc="upper right", markerscale=2)
+    axes[-1, 0].set_xlabel("virtual time (s)")
+    fig.tight_layout()
+    fig.savefig(out / "timeline.png", dpi=120)
+    plt.close(fig)
+    written.append(out / "timeline.png")
 
-        # ---- mode timeline ---------------------------------------------------------------------
-        shown = runs[: max(1, args.max_timelines)]
-        fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown) + 0.6), squeeze=False)
-        for (group, label, run), ax in zip(shown, axes[:, 0]):
-            it = run["iterations"][:]
-            ev = run["events"][:]
-            ax.set_title(label, fontsize="medium")
-            ax.set_ylabel("batch size")
-            if it.size == 0:
-                ax.text(0.5, 0.5, "no iterations", transform=ax.transAxes, ha="center")
-                continue
-            modes = enum_map(h5py, it.dtype, "mode", {"unmerged": 0, "merged": 1, "mixed": 2})
-            for name, colour in (("unmerged", "tab:blue"), ("merged", "tab:orange"), ("mixed", "tab:purple")):
-                sel = it["mode"] == modes.get(name, -1)
-                if np.any(sel) or name != "mixed":
-                    ax.scatter(it["start"][sel], it["batch_size"][sel], s=6, color=colour, label=name)
-            kinds = enum_map(h5py, ev.dtype, "kind", {"merge": 0, "unmerge": 1, "adapter_switch": 14})
-            switch = np.isin(ev["kind"], [kinds.get("merge", 0), kinds.get("unmerge", 1),
-                                          kinds.get("adapter_switch", 14)]) if ev.size else []
-            if ev.size and np.any(switch):
-                ax.vlines(ev["time"][switch], 0, 1, transform=ax.get_xaxis_transform(), colors="grey",
-                          alpha=0.35, linewidth=0.6, label="merge/unmerge/switch")
-            ax.set_ylim(0, max(1, int(it["batch_size"].max())) * 1.1)
-            handles, labels = ax.get_legend_handles_labels()
-            alpha = it["alpha"] if "alpha" in it.dtype.names else np.array([])
-            beta = it["beta"] if "beta" in it.dtype.names else np.array([])
-            if np.any(np.isfinite(alpha)) or np.any(np.isfinite(beta)):
-                tw = ax.twinx()
-                order = np.argsort(it["start"], kind="stable")
-                tw.step(it["start"][order], alpha[order], where="post", color="tab:red", linewidth=1,
-                        label="alpha")
-                tw.step(it["start"][order], beta[order], where="post", color="tab:green", linewidth=1,
-                        label="beta")
-                tw.set_ylabel("threshold")
-                h2, l2 = tw.get_legend_handles_labels()
-                handles, labels = handles + h2, labels + l2
-            ax.legend(handles, labels, fontsize="x-small", loc="upper right", markerscale=2)
-        axes[-1, 0].set_xlabel("virtual time (s)")
-        fig.tight_layout()
-        fig.savefig(out / "timeline.png", dpi=120)
-        plt.close(fig)
-        written.append(out / "timeline.png")
+    # ---- throughput vs offered rate (only when the runs differ in rate) -------------------
+    rates = [(run_rate(run), label, run) for _, label, run in runs]
+    distinct = {r for r, _, _ in rates if r is not None}
+    if len(distinct) > 1:
+        def by_rate(field):
+            series = {}
+            for rate, label, run in rates:
+                if rate is not None:
+                    value = float(run.summary.get(field, np.nan))
+                    series.setdefault(label_without_rate(label), []).append((rate, value))
+            return series
 
-        # ---- throughput vs offered rate (only when the runs differ in rate) -------------------
-        rates = [(run_rate(run), label, run) for _, label, run in runs]
-        distinct = {r for r, _, _ in rates if r is not None}
-        if len(distinct) > 1:
-            def by_rate(field):
-                series = {}
-                for rate, label, run in rates:
-                    if rate is not None:
-                        value = float(run["summary"].attrs.get(field, np.nan))
-                        series.setdefault(label_without_rate(label), []).append((rate, value))
-                return series
+        for field, ylabel, name, offered, log in (
+                ("throughput_rps", "throughput (completed requests/s)", "throughput.png", True,
+                 False),
+                ("per_token_latency_mean", "mean latency per output token (s)",
+                 "latency_vs_rate.png", False, True)):
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for series_name, points in sorted(by_rate(field).items()):
+                points.sort()
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                        label=series_name)
+            if offered:
+                lo, hi = min(distinct), max(distinct)
+                ax.plot([lo, hi], [lo, hi], linestyle=":", color="grey", label="offered")
+            if log:
+                ax.set_yscale("log")
+            ax.set_xlabel("offered rate (requests/s)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+            fig.tight_layout()
+            fig.savefig(out / name, dpi=120)
+            plt.close(fig)
+            written.append(out / name)
 
-            for field, ylabel, name, offered, log in (
-                    ("throughput_rps", "throughput (completed requests/s)", "throughput.png", True,
-                     False),
-                    ("per_token_latency_mean", "mean latency per output token (s)",
-                     "latency_vs_rate.png", False, True)):
-                fig, ax = plt.subplots(figsize=(7, 4.5))
-                for series_name, points in sorted(by_rate(field).items()):
-                    points.sort()
-                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                            label=series_name)
-                if offered:
-                    lo, hi = min(distinct), max(distinct)
-                    ax.plot([lo, hi], [lo, hi], linestyle=":", color="grey", label="offered")
-                if log:
-                    ax.set_yscale("log")
-                ax.set_xlabel("offered rate (requests/s)")
-                ax.set_ylabel(ylabel)
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize="small")
-                fig.tight_layout()
-                fig.savefig(out / name, dpi=120)
-                plt.close(fig)
-                written.append(out / name)
-
-        # ---- grouped bars (dLoRA Figure 10 layout) ------------------------------------------
-        keys = args.group_by.split(",") if args.group_by else report_group_by(runs)
-        if keys and len(keys) == 2:
-            written += grouped_bars(np, plt, runs, keys, out, path.name)
+    # ---- grouped bars (dLoRA Figure 10 layout) ------------------------------------------
+    keys = args.group_by.split(",") if args.group_by else report_group_by(runs)
+    if keys and len(keys) == 2:
+        written += grouped_bars(np, plt, runs, keys, out, path.name)
 
     for p in written:
         print(p)
@@ -242,8 +246,8 @@ def main(argv=None):
 
 
 def coords_of(run):
-    """The sweep coordinates a run carries as attributes sweep.<key>."""
-    return {k[len("sweep."):]: text(v) for k, v in run.attrs.items() if k.startswith("sweep.")}
+    """The sweep coordinates of a run."""
+    return run.coords
 
 
 def report_group_by(runs):
@@ -254,7 +258,7 @@ def report_group_by(runs):
         return None
     _, _, run = runs[0]
     try:
-        doc = tomllib.loads(text(run.attrs.get("experiment_toml", "")))
+        doc = tomllib.loads(run.experiment_toml)
     except Exception:  # not parseable: no grouping
         return None
     keys = doc.get("report", {}).get("group_by")
@@ -286,7 +290,7 @@ def grouped_bars(np, plt, runs, keys, out, title):
             xs.append(x)
         if s not in series:
             series.append(s)
-        summ = run["summary"].attrs
+        summ = run.summary
         table.setdefault((x, s), []).append((float(summ.get("per_token_latency_mean", np.nan)),
                                              float(summ.get("per_token_latency_p90", np.nan))))
     try:

@@ -129,10 +129,23 @@ class Results:
         front = [c for c in ["label", *coords, "seed"] if c in runs.columns]
         self.summaries: pd.DataFrame = runs[front].join(summary, rsuffix="_summary")
 
-    def _table(self, name: str) -> pd.DataFrame:
+    def table(self, name: str, runs=None) -> pd.DataFrame:
+        """Record table `name` ("requests", "iterations", "events" or "batches") of only the
+        runs `runs` (group names, e.g. ["003"]; all runs when None), read now: for a few runs
+        of a large file. Same columns and categories as the attribute of that name."""
+        if runs is None:
+            return getattr(self, name)
+        wanted = set(runs)
+        unknown = wanted - set(self.groups)
+        if unknown:
+            raise KeyError(f"{self.path} has no run {sorted(unknown)[0]}")
+        return self._table(name, [g for g in self.groups if g in wanted])
+
+    def _table(self, name: str, groups=None) -> pd.DataFrame:
+        groups = self.groups if groups is None else groups
         arrays, counts = [], []
         with h5py.File(self.path, "r") as f:
-            for g in self.groups:
+            for g in groups:
                 run = f["runs"][g]
                 if name in run:
                     arrays.append(run[name][()])
@@ -148,7 +161,8 @@ class Results:
             data = np.concatenate(arrays)
         except (TypeError, ValueError):  # runs written by different versions: align by name
             data = None
-        run_codes = np.repeat(np.arange(len(self.groups)), counts)
+        index = {g: i for i, g in enumerate(self.groups)}
+        run_codes = np.repeat(np.array([index[g] for g in groups], dtype=np.int64), counts)
         columns = {"run": pd.Categorical.from_codes(run_codes, self.groups)}
         if data is not None:
             for field in dtype.names:

@@ -124,6 +124,16 @@ class LoadTest(unittest.TestCase):
                             np.testing.assert_array_equal(got.to_numpy(), a[field],
                                                           err_msg=f"{name}.{field} of {g}")
 
+    def test_table_of_some_runs_equals_the_rows_of_the_whole_table(self):
+        some = [self.res.groups[1], self.res.groups[3]]
+        for name in ("requests", "iterations", "events"):
+            whole = getattr(self.res, name)
+            want = whole[whole["run"].isin(some)].reset_index(drop=True)
+            got = self.res.table(name, some)
+            pd.testing.assert_frame_equal(got, want, check_dtype=True)
+        with self.assertRaises(KeyError):
+            self.res.table("requests", ["999"])
+
     def test_enums_are_categoricals_of_their_names(self):
         req = self.res.requests
         self.assertIsInstance(req["status"].dtype, pd.CategoricalDtype)
