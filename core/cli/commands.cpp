@@ -146,7 +146,7 @@ std::vector<std::pair<std::string, Summary>> run_points(
     const fs::path& output, const FileProvenance& provenance, PluginRegistry& registry) {
   ResultsWriter writer(output);
   std::vector<std::pair<std::string, Summary>> table;
-  Progress progress(opts.quiet, points.size(), /*worker=*/opts.worker_point >= 0);
+  Progress progress(opts.quiet, points.size(), /*worker=*/opts.worker);
   try {
     writer.set_provenance(provenance);
     for (size_t i = 0; i < points.size(); ++i) {
@@ -161,7 +161,9 @@ std::vector<std::pair<std::string, Summary>> run_points(
         throw Error(err.code(), fmt::format("{} [sweep point: {}]", err.what(), e.label));
       }
       progress.finish(result.wall_seconds);
-      Summary summary = summarize(result.records, e.metrics.summary);
+      SummaryOptions summary_options = e.metrics.summary;
+      summary_options.max_batch_size = e.engine.max_batch_size;
+      Summary summary = summarize(result.records, summary_options);
       if (summary.window_requests == 0 && summary.requests > 0)
         log::warn(
             "{}: no request arrived in the measurement window [{}, {}] s ([metrics] "
@@ -215,12 +217,24 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
   PluginRegistry registry(plugin_search_path(extra_plugin_dirs(exps)));
   fs::path output = opts.output.empty() ? exps.front().run.output : fs::path(opts.output);
 
-  if (opts.worker_point >= 0) {  // one point for a `run -j` parent: validated there
-    const auto k = static_cast<size_t>(opts.worker_point);
-    if (k >= exps.size())
-      throw InputError(fmt::format("--worker-point {}: the sweep has {} points", k, exps.size()));
-    resolve_loads(exps, registry, {k}, /*quiet=*/true);  // the parent's capacities
-    run_points(opts, exps, {k}, output, make_provenance(exps, opts.overrides, ""), registry);
+  if (opts.worker) {
+    // A worker of `run -j` (sweep.cpp): point numbers on stdin, one results file per point
+    // in the directory -o, "@done K" on stdout after each. Its parent validated the points.
+    const FileProvenance provenance = make_provenance(exps, opts.overrides, "");
+    for (std::string line; std::getline(std::cin, line);) {
+      size_t k = 0;
+      try {
+        k = std::stoul(line);
+      } catch (const std::exception&) {
+        throw InputError(fmt::format("--worker: '{}' is not a point number", line));
+      }
+      if (k >= exps.size())
+        throw InputError(fmt::format("--worker: point {} of a sweep of {}", k, exps.size()));
+      resolve_loads(exps, registry, {k}, /*quiet=*/true);  // the parent's capacities
+      run_points(opts, exps, {k}, output / (point_group(k) + ".h5"), provenance, registry);
+      fmt::print("@done {}\n", k);
+      std::fflush(stdout);
+    }
     return 0;
   }
 
@@ -261,7 +275,8 @@ int cmd_run(const RunOptions& opts, bool require_sweep) {
     table = run_points(opts, exps, points, output, provenance, registry);
   }
   print_summary_table(std::cout, table, /*csv=*/false);
-  fmt::print("{}\n", kWindowNote);
+  fmt::print("{}\n\nWhere the busy time went:\n", kWindowNote);
+  print_busy_table(std::cout, table);
   const ReportSection& report = exps.front().report;
   if (!report.group_by.empty()) {
     std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, Summary>> coords;
@@ -445,7 +460,10 @@ int cmd_report(const ReportOptions& opts) {
   for (const auto& r : runs)
     table.emplace_back(r.attrs.label.empty() ? r.group : r.attrs.label, r.summary);
   print_summary_table(std::cout, table, opts.csv);
-  if (!opts.csv) fmt::print("{}\n", kWindowNote);
+  if (!opts.csv) {
+    fmt::print("{}\n\nWhere the busy time went:\n", kWindowNote);
+    print_busy_table(std::cout, table);
+  }
   if (!opts.csv) print_fidelity(std::cout, runs);  // only when a file holds cpu + costmodel runs
   return 0;
 }

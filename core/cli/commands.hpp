@@ -14,10 +14,10 @@ struct RunOptions {
   std::vector<std::string> overrides;
   std::string output;
   bool quiet = false;
-  int jobs = 1;           // worker processes running sweep points at once (0: one per core)
-  std::string shard;      // "I/N": only the points I, I+N, I+2N, ... (into its own file)
-  bool resume = false;    // reuse the points a killed or failed run left complete
-  int worker_point = -1;  // internal (-j): run this one point, progress lines on stdout
+  int jobs = 1;         // worker processes running sweep points at once (0: one per core)
+  std::string shard;    // "I/N": only the points I, I+N, I+2N, ... (into its own file)
+  bool resume = false;  // reuse the points a killed or failed run left complete
+  bool worker = false;  // internal (-j): run the points named on stdin into -o DIR
 };
 // `lorasched merge`: shards of one sweep into one results file.
 struct MergeOptions {

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
                     "(lorasched merge joins the shards)");
     cmd->add_flag("--resume", run_opts.resume,
                   "run only the points that a killed or failed run did not complete");
-    cmd->add_option("--worker-point", run_opts.worker_point)->group("");  // internal (-j)
+    cmd->add_flag("--worker", run_opts.worker)->group("");  // internal (-j)
   };
   auto* run = app.add_subcommand(
       "run", "run an experiment (all points of its [sweep]) and print the results");

@@ -146,9 +146,15 @@ std::string self_exe() {
   return p.string();
 }
 
+// A worker process: `run FILE --worker -o PARTS`, which reads point numbers on its stdin,
+// runs each into PARTS/<group>.h5 and answers "@done K" on its stdout (with "@progress"
+// lines before). It stays for the next point: starting a process and reading the
+// experiment cost as much as a short point.
 struct Worker {
   pid_t pid = -1;
-  int out = -1;  // its stdout: progress lines
+  int in = -1;   // its stdin: point numbers
+  int out = -1;  // its stdout: progress and done lines
+  bool busy = false;
   size_t point = 0;
   std::string buffer;
   int pct = 0;
@@ -244,16 +250,16 @@ void run_parallel(const ParallelRun& run) {
   int failed_code = 0;
   std::string failed_what;
 
-  auto spawn = [&](size_t p) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
+  auto spawn = [&] {
+    int out[2], in[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0)
       throw Error(ExitCode::runtime, fmt::format("pipe: {}", std::strerror(errno)));
     std::vector<std::string> args{exe, "run", run.file};
     for (const auto& o : run.overrides) {
       args.emplace_back("--set");
       args.push_back(o);
     }
-    args.insert(args.end(), {"--worker-point", std::to_string(p), "-o", part_of(p).string()});
+    args.insert(args.end(), {"--worker", "-o", parts.string()});
     if (run.quiet) args.emplace_back("-q");
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -266,47 +272,94 @@ void run_parallel(const ParallelRun& run) {
       // A worker dies with this process, even when it is killed by SIGKILL.
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) _exit(1);
-      dup2(fds[1], STDOUT_FILENO);
+      dup2(out[1], STDOUT_FILENO);
+      dup2(in[0], STDIN_FILENO);
       execv(exe.c_str(), argv.data());
       _exit(127);
     }
-    close(fds[1]);
+    close(out[1]);
+    close(in[0]);
     Worker w;
     w.pid = pid;
-    w.out = fds[0];
-    w.point = p;
-    w.started = std::chrono::steady_clock::now();
+    w.in = in[1];
+    w.out = out[0];
     running.push_back(std::move(w));
+  };
+
+  auto assign = [&](Worker& w, size_t p) {
+    const std::string line = fmt::format("{}\n", p);
+    if (write(w.in, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return false;
+    w.busy = true;
+    w.point = p;
+    w.pct = 0;
+    w.started = std::chrono::steady_clock::now();
     display.started(point_label(exps[p]));
+    return true;
   };
 
+  auto finished = [&](Worker& w) {
+    w.busy = false;
+    source[w.point] = part_of(w.point);
+    display.finished(
+        point_label(exps[w.point]),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - w.started).count());
+  };
+
+  // Reads what a worker wrote: "@progress DONE TOTAL T" and "@done K" lines; anything else
+  // on its stdout is passed on. `wait`: until the end of its output (it has ended).
+  auto drain = [&](Worker& w, bool wait) {
+    char buf[4096];
+    while (true) {
+      pollfd pfd{w.out, POLLIN, 0};
+      if (!wait && poll(&pfd, 1, 0) <= 0) break;
+      const ssize_t n = read(w.out, buf, sizeof(buf));
+      if (n <= 0) break;
+      w.buffer.append(buf, static_cast<size_t>(n));
+    }
+    size_t nl;
+    while ((nl = w.buffer.find('\n')) != std::string::npos) {
+      const std::string line = w.buffer.substr(0, nl);
+      w.buffer.erase(0, nl + 1);
+      long long done = 0, total = 0;
+      if (std::sscanf(line.c_str(), "@progress %lld %lld", &done, &total) == 2)
+        w.pct = total ? static_cast<int>(100 * done / total) : 100;
+      else if (line.rfind("@done ", 0) == 0 && w.busy)
+        finished(w);
+      else if (!run.quiet)
+        fmt::print("{}\n", line);
+    }
+  };
+
+  // A worker ended: a failure when it ended in a point or not cleanly.
   auto reap = [&](Worker& w, int status) {
+    drain(w, /*wait=*/true);  // its last "@done" may have come after the poll
     close(w.out);
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - w.started).count();
-    const std::string label = point_label(exps[w.point]);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      source[w.point] = part_of(w.point);
-      display.finished(label, wall);
-      return;
-    }
-    if (g_stop.load() != 0) return;  // stopped by us: not a failure of the point
-    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-    if (failed_code == 0) {
-      failed_code = code;
-      failed_what = WIFEXITED(status) ? fmt::format("sweep point {} ({}) failed with exit code {}",
-                                                    w.point, label, code)
-                                      : fmt::format("sweep point {} ({}) was killed by signal {}",
-                                                    w.point, label, WTERMSIG(status));
-    }
+    if (w.in >= 0) close(w.in);
+    const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if ((clean && !w.busy) || g_stop.load() != 0 || failed_code != 0) return;
+    const int code = WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1;
+    const std::string what =
+        w.busy ? fmt::format("sweep point {} ({})", w.point, point_label(exps[w.point]))
+               : std::string("a worker");
+    failed_code = code;
+    failed_what = WIFSIGNALED(status)
+                      ? fmt::format("{} was killed by signal {}", what, WTERMSIG(status))
+                      : fmt::format("{} failed with exit code {}", what, code);
   };
 
-  const int jobs = std::max(1, run.jobs);
-  while (true) {
-    while (g_stop.load() == 0 && failed_code == 0 && running.size() < static_cast<size_t>(jobs) &&
-           next < todo.size())
-      spawn(todo[next++]);
-    if (running.empty()) break;
+  const size_t jobs = std::min(static_cast<size_t>(std::max(1, run.jobs)), todo.size());
+  for (size_t i = 0; i < jobs; ++i) spawn();
+  while (!running.empty()) {
+    if (g_stop.load() == 0 && failed_code == 0)
+      for (auto& w : running)
+        if (!w.busy && next < todo.size()) assign(w, todo[next++]);
+    // Nothing left to give out (or stopping after a failure): idle workers may go.
+    if (next >= todo.size() || failed_code != 0)
+      for (auto& w : running)
+        if (!w.busy && w.in >= 0) {
+          close(w.in);
+          w.in = -1;
+        }
 
     if (g_stop.load() != 0) {
       for (auto& w : running) kill(w.pid, SIGTERM);
@@ -314,6 +367,7 @@ void run_parallel(const ParallelRun& run) {
         int status = 0;
         waitpid(w.pid, &status, 0);
         close(w.out);
+        if (w.in >= 0) close(w.in);
       }
       running.clear();
       break;
@@ -322,24 +376,8 @@ void run_parallel(const ParallelRun& run) {
     std::vector<pollfd> fds;
     for (const auto& w : running) fds.push_back({w.out, POLLIN, 0});
     poll(fds.data(), fds.size(), 200);
-    for (size_t i = 0; i < running.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
-      char buf[4096];
-      const ssize_t n = read(running[i].out, buf, sizeof(buf));
-      if (n <= 0) continue;
-      running[i].buffer.append(buf, static_cast<size_t>(n));
-      // Progress lines "@progress DONE TOTAL T"; anything else on a worker's stdout is passed on.
-      size_t nl;
-      while ((nl = running[i].buffer.find('\n')) != std::string::npos) {
-        const std::string line = running[i].buffer.substr(0, nl);
-        running[i].buffer.erase(0, nl + 1);
-        long long done = 0, total = 0;
-        if (std::sscanf(line.c_str(), "@progress %lld %lld", &done, &total) == 2)
-          running[i].pct = total ? static_cast<int>(100 * done / total) : 100;
-        else if (!run.quiet)
-          fmt::print("{}\n", line);
-      }
-    }
+    for (size_t i = 0; i < running.size(); ++i)
+      if (fds[i].revents & (POLLIN | POLLHUP)) drain(running[i], /*wait=*/false);
     for (size_t i = 0; i < running.size();) {
       int status = 0;
       const pid_t r = waitpid(running[i].pid, &status, WNOHANG);
@@ -351,7 +389,8 @@ void run_parallel(const ParallelRun& run) {
       }
     }
     std::vector<std::pair<std::string, int>> shown;
-    for (const auto& w : running) shown.emplace_back(point_label(exps[w.point]), w.pct);
+    for (const auto& w : running)
+      if (w.busy) shown.emplace_back(point_label(exps[w.point]), w.pct);
     display.running(shown);
   }
   display.clear();

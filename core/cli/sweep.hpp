@@ -44,9 +44,9 @@ void write_merged(const std::filesystem::path& output, const FileProvenance& pro
                   const std::vector<std::pair<std::string, std::filesystem::path>>& runs);
 
 // Runs `points` of `exps` in up to `jobs` worker processes (this binary, `run
-// --worker-point K`), each writing OUTPUT.parts/<group>.h5, shows one progress display, and
-// merges the parts into `output`, removing them. With `resume`, points found complete in
-// `output` or in OUTPUT.parts/ (same experiment text, overrides and build) are not run
+// --worker`, fed point numbers on stdin), each point writing OUTPUT.parts/<group>.h5, shows one
+// progress display, and merges the parts into `output`, removing them. With `resume`, points found
+// complete in `output` or in OUTPUT.parts/ (same experiment text, overrides and build) are not run
 // again. A failed point: no new point starts, the running ones finish, Error with the
 // worker's exit code; the completed parts stay for --resume. SIGINT, SIGTERM or SIGHUP: the
 // workers are stopped, their partial files removed, the completed parts kept, nothing is

@@ -784,6 +784,7 @@ void Replica::run_batch(Iteration& it) {
   it.distinct_adapters = static_cast<int32_t>(distinct.size());
   IterationResult result = executor_->run(exec_batch);
   it.duration = result.seconds;
+  it.merged_duration = result.merged_seconds;
   it.next_tokens = std::move(result.next_tokens);
   inflight_end_ = it.end();
 }
@@ -825,6 +826,7 @@ void Replica::report_iteration(const Iteration& it) {
   rec.start = it.start;
   rec.switch_time = it.cost;
   rec.duration = it.duration;
+  rec.merged_duration = it.merged_duration;
   rec.mode = static_cast<int8_t>(it.plan.mode);
   rec.merged_adapter = it.merged_adapter;
   rec.batch_size = static_cast<int32_t>(it.batch.size());

@@ -116,7 +116,8 @@ class Replica {
     std::vector<Admitted> batch;  // in batch order
     api::AdapterId merged_adapter = api::kNoAdapter;  // the weights the batch ran with
     double duration = 0;                              // the executor's time for the batch
-    std::vector<int32_t> next_tokens;                 // its tokens, one per entry (real executors)
+    double merged_duration = kNoTime;  // the same batch at merged speed (NaN: unknown)
+    std::vector<int32_t> next_tokens;  // its tokens, one per entry (real executors)
     int32_t prefill_tokens = 0;
     int32_t decode_tokens = 0;
     int32_t distinct_adapters = 0;

@@ -112,7 +112,14 @@ CostModelExecutor::CostModelExecutor(std::shared_ptr<const CostModel> model,
 
 IterationResult CostModelExecutor::run(const ExecBatch& batch) {
   IterationResult r;
-  r.seconds = model_->iteration(batch_features(batch, *adapters_));
+  const BatchFeatures f = batch_features(batch, *adapters_);
+  r.seconds = model_->iteration(f);
+  // The same tokens with no LoRA term, priced as a merged batch.
+  BatchFeatures base = f;
+  base.mode = api::Mode::merged;
+  base.lora_passes = base.lora_segments = base.distinct_adapters = 0;
+  base.lora_tokens = base.lora_token_rank = base.lora_adapter_rank = 0;
+  r.merged_seconds = model_->iteration(base);
   return r;
 }
 

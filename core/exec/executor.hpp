@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -35,6 +36,11 @@ struct ExecBatch {
 
 struct IterationResult {
   double seconds = 0;
+  // The same batch's execution at merged speed (no LoRA pass: the base weights alone, as
+  // with one adapter merged), where the executor can tell without running it again: the
+  // cost model prices it; cpu and cuda measure and leave NaN. iterations.merged_duration,
+  // the summary's unmerged_overhead_time (docs/results-format.md).
+  double merged_seconds = std::numeric_limits<double>::quiet_NaN();
   std::vector<int32_t> next_tokens;  // one per entry (real executors; empty otherwise)
 };
 

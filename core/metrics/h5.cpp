@@ -262,16 +262,13 @@ ResultsWriter::~ResultsWriter() {
   }
 }
 
-void ResultsWriter::write_run(const std::string& group, const RunAttributes& attrs,
-                              const RunRecords& records, const Summary& summary, bool log_batches) {
-  LORASCHED_CHECK(file_ != nullptr, "write_run on {} after commit() or fail()", path_.string());
+namespace {
+
+// Checks a run's group name and attribute names (they must be unique).
+void check_run_names(const std::string& group, const RunAttributes& attrs) {
   LORASCHED_CHECK(
       !group.empty() && group.find('/') == std::string::npos && group != "." && group != "..",
       "bad run group name '{}'", group);
-  check_enum_ranges(records.requests);
-  check_enum_ranges(records.iterations);
-  check_enum_ranges(records.events);
-  check_enum_ranges(records.batches);
   // Attribute names of the group: the fixed ones, plugin.<kind>, then the extras.
   std::vector<std::string> names{"label",    "experiment_path", "experiment_toml",
                                  "version",  "git_revision",    "seed",
@@ -289,33 +286,52 @@ void ResultsWriter::write_run(const std::string& group, const RunAttributes& att
   std::sort(sorted.begin(), sorted.end());
   auto dup = std::adjacent_find(sorted.begin(), sorted.end());
   LORASCHED_CHECK(dup == sorted.end(), "attribute '{}' of run {} given twice", *dup, group);
+}
 
+// /runs/<group> with its attributes, then `tables` writes the datasets into it, then the
+// summary group: the layout of every run, however its datasets are made.
+template <class Tables>
+void write_run_group(H5::H5File& h5, const std::filesystem::path& path, const std::string& group,
+                     const RunAttributes& attrs, const Summary& summary, Tables tables) {
+  H5::Group runs = h5.openGroup("runs");
+  LORASCHED_CHECK(!runs.nameExists(group), "run group /runs/{} written twice in {}", group,
+                  path.string());
+  H5::Group g = create_ordered_group(runs, group);
+  set_attr(g, "label", attrs.label);
+  set_attr(g, "experiment_path", attrs.experiment_path);
+  set_attr(g, "experiment_toml", attrs.experiment_toml);
+  set_attr(g, "version", attrs.version);
+  set_attr(g, "git_revision", attrs.git_revision);
+  set_attr(g, "seed", attrs.seed);
+  set_attr(g, "executor", attrs.executor);
+  set_attr(g, "device", attrs.device);
+  set_attr(g, "host", attrs.host);
+  for (const auto& [kind, desc] : attrs.plugins) set_attr(g, "plugin." + kind, desc);
+  for (const auto& [key, value] : attrs.extra) set_attr(g, key, value);
+  tables(g);
+  H5::Group s = create_ordered_group(g, "summary");
+  RecordTable<Summary>::for_each(
+      [&](const FieldInfo& f, auto member) { set_attr(s, f.name, summary.*member); });
+  h5.flush(H5F_SCOPE_GLOBAL);
+}
+
+}  // namespace
+
+void ResultsWriter::write_run(const std::string& group, const RunAttributes& attrs,
+                              const RunRecords& records, const Summary& summary, bool log_batches) {
+  LORASCHED_CHECK(file_ != nullptr, "write_run on {} after commit() or fail()", path_.string());
+  check_run_names(group, attrs);
+  check_enum_ranges(records.requests);
+  check_enum_ranges(records.iterations);
+  check_enum_ranges(records.events);
+  check_enum_ranges(records.batches);
   try {
-    H5::Group runs = file_->h5.openGroup("runs");
-    LORASCHED_CHECK(!runs.nameExists(group), "run group /runs/{} written twice in {}", group,
-                    path_.string());
-    H5::Group g = create_ordered_group(runs, group);
-    set_attr(g, "label", attrs.label);
-    set_attr(g, "experiment_path", attrs.experiment_path);
-    set_attr(g, "experiment_toml", attrs.experiment_toml);
-    set_attr(g, "version", attrs.version);
-    set_attr(g, "git_revision", attrs.git_revision);
-    set_attr(g, "seed", attrs.seed);
-    set_attr(g, "executor", attrs.executor);
-    set_attr(g, "device", attrs.device);
-    set_attr(g, "host", attrs.host);
-    for (const auto& [kind, desc] : attrs.plugins) set_attr(g, "plugin." + kind, desc);
-    for (const auto& [key, value] : attrs.extra) set_attr(g, key, value);
-
-    write_table(g, records.requests);
-    write_table(g, records.iterations);
-    write_table(g, records.events);
-    if (log_batches) write_table(g, records.batches);
-
-    H5::Group s = create_ordered_group(g, "summary");
-    RecordTable<Summary>::for_each(
-        [&](const FieldInfo& f, auto member) { set_attr(s, f.name, summary.*member); });
-    file_->h5.flush(H5F_SCOPE_GLOBAL);
+    write_run_group(file_->h5, path_, group, attrs, summary, [&](const H5::Group& g) {
+      write_table(g, records.requests);
+      write_table(g, records.iterations);
+      write_table(g, records.events);
+      if (log_batches) write_table(g, records.batches);
+    });
   } catch (const H5::Exception& e) {
     throw Error(ExitCode::runtime,
                 fmt::format("{}: cannot write run {}: {}", partial_.string(), group, h5_detail(e)));
@@ -449,7 +465,7 @@ class Reader {
     return rows;
   }
 
-  StoredRun run(const H5::Group& runs, const std::string& group) const {
+  StoredRun run(const H5::Group& runs, const std::string& group, bool records = true) const {
     StoredRun r;
     r.group = group;
     H5::Group g = runs.openGroup(group);
@@ -475,23 +491,26 @@ class Reader {
         a.extra.emplace_back(name, *string_attr(g, name));
       }
     }
-    r.records.requests = table<RequestRecord>(g, group, true);
-    r.records.iterations = table<IterationRecord>(g, group, true);
-    r.records.events = table<EventRecord>(g, group, true);
-    r.records.batches = table<BatchLogRecord>(g, group, false);
+    if (records) {
+      r.records.requests = table<RequestRecord>(g, group, true);
+      r.records.iterations = table<IterationRecord>(g, group, true);
+      r.records.events = table<EventRecord>(g, group, true);
+      r.records.batches = table<BatchLogRecord>(g, group, false);
+    }
     r.has_batches = g.nameExists("batches");
     r.summary = summary(g, group);
     return r;
   }
 
-  // The runs `groups` (each must be there), in that order.
-  std::vector<StoredRun> read(const std::vector<std::string>& groups) const {
+  // The runs `groups` (each must be there), in that order; without their records when
+  // `records` is false.
+  std::vector<StoredRun> read(const std::vector<std::string>& groups, bool records) const {
     H5::H5File file;
     H5::Group runs = checked_root(file).openGroup("runs");
     std::vector<StoredRun> out;
     for (const auto& g : groups) {
       if (!runs.nameExists(g)) throw InputError(fmt::format("{} has no run /runs/{}", name_, g));
-      out.push_back(run(runs, g));
+      out.push_back(run(runs, g, records));
     }
     return out;
   }
@@ -643,12 +662,34 @@ ResultsHeader read_results_header(const fs::path& path) {
 
 void ResultsWriter::copy_runs(const fs::path& source, const std::vector<std::string>& groups) {
   LORASCHED_CHECK(file_ != nullptr, "copy_runs on {} after commit() or fail()", path_.string());
-  // Read back and written again by write_run rather than by an HDF5 object copy (H5Ocopy):
-  // Debian's HDF5 1.10 crashes copying a group whose attributes are in dense storage with
-  // variable-length strings (our runs', with plugin and sweep attributes), and write_run
-  // gives the file exactly the layout a serial run gives it.
-  const auto runs = read_checked(source, [&](const Reader& r) { return r.read(groups); });
-  for (const auto& r : runs) write_run(r.group, r.attrs, r.records, r.summary, r.has_batches);
+  // The attributes and summary are read and written again; the datasets are copied as they
+  // are stored (HDF5 object copy: compressed chunks, no re-encoding). Not the whole group
+  // by H5Ocopy: Debian's HDF5 1.10 crashes copying attributes in dense storage with
+  // variable-length strings (a run's, with its plugin and sweep attributes).
+  const auto runs =
+      read_checked(source, [&](const Reader& r) { return r.read(groups, /*records=*/false); });
+  const std::string name = source.string();
+  try {
+    H5::H5File src(name, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, file_access());
+    H5::Group src_runs = src.openGroup("runs");
+    for (const auto& r : runs) {
+      check_run_names(r.group, r.attrs);
+      H5::Group from = src_runs.openGroup(r.group);
+      write_run_group(file_->h5, path_, r.group, r.attrs, r.summary, [&](const H5::Group& g) {
+        for (const char* d : {"requests", "iterations", "events", "batches"}) {
+          if (!from.nameExists(d)) continue;
+          if (H5Ocopy(from.getId(), d, g.getId(), d, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+            H5Eclear2(H5E_DEFAULT);
+            throw Error(ExitCode::runtime, fmt::format("{}: cannot copy /runs/{}/{} from {}",
+                                                       partial_.string(), r.group, d, name));
+          }
+        }
+      });
+    }
+  } catch (const H5::Exception& e) {
+    throw Error(ExitCode::runtime, fmt::format("{}: cannot copy runs from {}: {}",
+                                               partial_.string(), name, h5_detail(e)));
+  }
 }
 
 }  // namespace lorasched

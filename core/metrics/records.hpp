@@ -91,6 +91,7 @@ enum class FieldClock : bool { deterministic, wall };
   X(double, start, 0, none, "s", deterministic)       /* switches included */                      \
   X(double, switch_time, 0, none, "s", deterministic) /* merge/unmerge/loads/swaps before it */    \
   X(double, duration, 0, none, "s", deterministic)    /* execution of the batch */                 \
+  X(double, merged_duration, kNoTime, none, "s", deterministic) /* at merged speed; NaN: unknown */ \
   X(int8_t, mode, 0, mode, "", deterministic)         /* IterationMode */                          \
   X(int32_t, merged_adapter, -1, none, "", deterministic)                                          \
   X(int32_t, batch_size, 0, none, "requests", deterministic)                                       \
@@ -162,6 +163,15 @@ enum class FieldClock : bool { deterministic, wall };
   X(int64_t, migrations, 0, none, "", deterministic)                                               \
   X(int64_t, threshold_changes, 0, none, "", deterministic)                                        \
   X(double, switch_time_total, 0, none, "s", deterministic)                                        \
+  X(double, busy_time, 0, none, "s", deterministic)        /* the split of busy time: */          \
+  X(double, switch_stall_time, 0, none, "s", deterministic) /* merge/unmerge events */            \
+  X(double, adapter_load_time, 0, none, "s", deterministic)                                        \
+  X(double, swap_time, 0, none, "s", deterministic)        /* preempt_swap + swap_in events */    \
+  X(double, unmerged_overhead_time, 0, none, "s", deterministic) /* over merged speed */          \
+  X(double, empty_slot_time, 0, none, "s", deterministic)  /* merged batches below the limit */   \
+  X(double, batch_mean_unmerged, kNoTime, none, "requests", deterministic)                         \
+  X(double, batch_mean_merged, kNoTime, none, "requests", deterministic)                           \
+  X(double, batch_mean_mixed, kNoTime, none, "requests", deterministic)                            \
   X(double, wall_seconds, 0, none, "s", wall)  /* set by the caller, not by summarize() */
 
 // clang-format on

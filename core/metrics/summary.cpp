@@ -131,6 +131,57 @@ Summary summarize(const RunRecords& records, const SummaryOptions& options) {
     s.window_throughput_tokens = window_tokens / span;
   }
 
+  // Where the busy time goes: stalls from the events that stall a replica, execution from
+  // the iterations, and within execution what the LoRA pass costs over merged speed and
+  // what merged batches leave unused below the batch limit.
+  for (const auto& e : records.events) {
+    if (!std::isfinite(e.duration)) continue;
+    switch (static_cast<EventKind>(e.kind)) {
+      case EventKind::merge:
+      case EventKind::unmerge:
+      case EventKind::adapter_switch:  // the fused switch: one pass instead of the two
+        s.switch_stall_time += e.duration;
+        break;
+      case EventKind::adapter_load:
+        s.adapter_load_time += e.duration;
+        break;
+      case EventKind::preempt_swap:
+      case EventKind::swap_in:
+        s.swap_time += e.duration;
+        break;
+      default:
+        break;
+    }
+  }
+  double execution = 0;
+  bool overhead_known = true;
+  double batch_sum[3] = {0, 0, 0};
+  int64_t batch_n[3] = {0, 0, 0};
+  const double limit = options.max_batch_size;
+  for (const auto& it : records.iterations) {
+    if (!std::isfinite(it.duration)) continue;
+    execution += it.duration;
+    const int mode = it.mode;
+    if (mode >= 0 && mode < 3) {
+      batch_sum[mode] += it.batch_size;
+      ++batch_n[mode];
+    }
+    if (mode != static_cast<int>(IterationMode::merged)) {
+      if (std::isfinite(it.merged_duration))
+        s.unmerged_overhead_time += it.duration - it.merged_duration;
+      else
+        overhead_known = false;
+    }
+    if (mode != static_cast<int>(IterationMode::unmerged) && limit > 0)
+      s.empty_slot_time += it.duration * std::max(0.0, (limit - it.batch_size) / limit);
+  }
+  s.busy_time = execution + s.switch_stall_time + s.adapter_load_time + s.swap_time;
+  if (!overhead_known) s.unmerged_overhead_time = kNoTime;
+  if (limit <= 0) s.empty_slot_time = kNoTime;
+  s.batch_mean_unmerged = batch_n[0] ? batch_sum[0] / static_cast<double>(batch_n[0]) : kNoTime;
+  s.batch_mean_merged = batch_n[1] ? batch_sum[1] / static_cast<double>(batch_n[1]) : kNoTime;
+  s.batch_mean_mixed = batch_n[2] ? batch_sum[2] / static_cast<double>(batch_n[2]) : kNoTime;
+
   s.iterations = static_cast<int64_t>(records.iterations.size());
   for (const auto& it : records.iterations) {
     if (it.mode == 1) ++s.merged_iterations;

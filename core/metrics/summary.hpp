@@ -24,6 +24,9 @@ struct SummaryOptions {
   // A second SLO beside dLoRA's. 0.2 s per output token is about reading speed (5 tokens/s):
   // a stricter, interactive objective.
   double slo_per_token_s = 0.2;
+  // The engine's batch limit ([engine] max_batch_size), for empty_slot_time; 0: unknown
+  // (empty_slot_time NaN).
+  int32_t max_batch_size = 0;
 };
 
 // Computes every Summary field but wall_seconds (the caller measures it). Latency, TTFT,

@@ -129,6 +129,36 @@ void print_summary_table(std::ostream& out,
 
 namespace lorasched {
 
+void print_busy_table(std::ostream& out, const std::vector<std::pair<std::string, Summary>>& runs) {
+  // Shares of busy time; execution holds the unmerged overhead and the empty slots.
+  auto pct = [](double part, double busy) {
+    return busy > 0 && std::isfinite(part) ? fmt::format("{:.1f}", 100 * part / busy)
+                                           : std::string("-");
+  };
+  auto num = [](double v, int p) {
+    return std::isfinite(v) ? fmt::format("{:.{}f}", v, p) : std::string("-");
+  };
+  std::vector<std::vector<std::string>> rows{{"run", "busy(s)", "switch%", "load%", "swap%",
+                                              "exec%", "unmerged ovh%", "empty slots%", "batch unm",
+                                              "batch mrg", "batch mix"}};
+  for (const auto& [label, s] : runs) {
+    const double exec = s.busy_time - s.switch_stall_time - s.adapter_load_time - s.swap_time;
+    rows.push_back({label, num(s.busy_time, 1), pct(s.switch_stall_time, s.busy_time),
+                    pct(s.adapter_load_time, s.busy_time), pct(s.swap_time, s.busy_time),
+                    pct(exec, s.busy_time), pct(s.unmerged_overhead_time, s.busy_time),
+                    pct(s.empty_slot_time, s.busy_time), num(s.batch_mean_unmerged, 1),
+                    num(s.batch_mean_merged, 1), num(s.batch_mean_mixed, 1)});
+  }
+  std::vector<size_t> width(rows.front().size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line = fmt::format("{:<{}}", r[0], width[0]);
+    for (size_t i = 1; i < r.size(); ++i) line += fmt::format("  {:>{}}", r[i], width[i]);
+    out << line << '\n';
+  }
+}
+
 std::pair<double, double> mean_ci95(const std::vector<double>& values) {
   double sum = 0;
   int n = 0;

@@ -27,6 +27,12 @@ void print_summary_table(std::ostream& out,
 namespace lorasched {
 
 // Runs grouped by their sweep coordinates (e.g. policy x workload, over seeds).
+// Where each run's busy time went (summary busy_time and its parts, docs/results-format.md):
+// busy seconds, then the shares (%) of switch stalls (merge/unmerge), adapter loads, swaps
+// and execution, and within execution of the unmerged overhead over merged speed and of
+// the slots merged batches left empty; then the mean batch size per mode. "-": no value.
+void print_busy_table(std::ostream& out, const std::vector<std::pair<std::string, Summary>>& runs);
+
 struct RunGroup {
   std::string label;
   std::vector<Summary> runs;

@@ -153,7 +153,11 @@ TEST(ResultsFile, CpuSweepReadsBackConsistently) {
                                  count_kind(rec, EventKind::preempt_recompute));
     EXPECT_EQ(s.threshold_changes, count_kind(rec, EventKind::threshold_change));
     EXPECT_GT(s.wall_seconds, 0);
-    const Summary again = summarize(rec);
+    // Recomputed from the records and the experiment's keys: [engine] max_batch_size = 8
+    // (empty_slot_time), the default [metrics] window and SLO.
+    SummaryOptions options;
+    options.max_batch_size = 8;
+    const Summary again = summarize(rec, options);
     for (const auto& field : summary_fields()) {
       if (std::string(field.name) == "wall_seconds") continue;
       std::visit(

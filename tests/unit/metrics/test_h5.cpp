@@ -447,7 +447,7 @@ assert req.compression == "gzip" and req.shuffle and req.chunks is not None
 assert h5py.check_enum_dtype(req.dtype["status"]) == {
     "unfinished": 0, "finished": 1, "ignored": 2, "length_capped": 3}
 it = run["iterations"]
-assert it.dtype.names[:6] == ("replica", "iteration", "start", "switch_time", "duration", "mode")
+assert it.dtype.names[:7] == ("replica", "iteration", "start", "switch_time", "duration", "merged_duration", "mode")
 assert h5py.check_enum_dtype(it.dtype["mode"]) == {"unmerged": 0, "merged": 1, "mixed": 2}
 ev = run["events"]
 kinds = h5py.check_enum_dtype(ev.dtype["kind"])

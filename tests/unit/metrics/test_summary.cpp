@@ -180,6 +180,62 @@ TEST(Summarize, MeasurementWindow) {
   EXPECT_DOUBLE_EQ(s.throughput_rps, 5.0 / 6.0);
 }
 
+// Busy time split by hand: events (stalls) and iterations (execution) of a made-up run with
+// a batch limit of 16.
+TEST(Summarize, BusyTimeDecomposition) {
+  RunRecords rec;
+  auto ev = [](EventKind k, double d) {
+    EventRecord e;
+    e.kind = static_cast<int8_t>(k);
+    e.duration = d;
+    return e;
+  };
+  rec.events = {ev(EventKind::merge, 0.012),
+                ev(EventKind::adapter_switch, 0.008),
+                ev(EventKind::unmerge, 0.01),
+                ev(EventKind::adapter_load, 0.005),
+                ev(EventKind::preempt_swap, 0.003),
+                ev(EventKind::swap_in, 0.002),
+                ev(EventKind::migrate_request, 1.0),
+                ev(EventKind::migration_decision, 2.0)};  // the last two do not stall
+  auto it = [](IterationMode m, double d, double merged, int batch) {
+    IterationRecord r;
+    r.mode = static_cast<int8_t>(m);
+    r.duration = d;
+    r.merged_duration = merged;
+    r.batch_size = batch;
+    return r;
+  };
+  rec.iterations = {
+      it(IterationMode::unmerged, 0.027, 0.015, 4), it(IterationMode::unmerged, 0.030, 0.020, 6),
+      it(IterationMode::merged, 0.015, 0.015, 12), it(IterationMode::mixed, 0.020, 0.016, 16)};
+  SummaryOptions opt;
+  opt.max_batch_size = 16;
+  const Summary s = summarize(rec, opt);
+  EXPECT_NEAR(s.switch_stall_time, 0.03, 1e-15);
+  EXPECT_NEAR(s.adapter_load_time, 0.005, 1e-15);
+  EXPECT_NEAR(s.swap_time, 0.005, 1e-15);
+  // Execution 0.027 + 0.030 + 0.015 + 0.020 = 0.092, plus 0.04 of stalls.
+  EXPECT_NEAR(s.busy_time, 0.132, 1e-15);
+  // Over merged speed: 0.012 + 0.010 (unmerged) + 0.004 (mixed's second pass).
+  EXPECT_NEAR(s.unmerged_overhead_time, 0.026, 1e-15);
+  // The merged batch leaves 4 of 16 slots for its 0.015 s; the mixed one is full.
+  EXPECT_NEAR(s.empty_slot_time, 0.00375, 1e-15);
+  EXPECT_DOUBLE_EQ(s.batch_mean_unmerged, 5.0);
+  EXPECT_DOUBLE_EQ(s.batch_mean_merged, 12.0);
+  EXPECT_DOUBLE_EQ(s.batch_mean_mixed, 16.0);
+
+  // Without the batch limit, or an executor's merged-speed estimate (cpu): NaN, not 0.
+  rec.iterations[1].merged_duration = kNoTime;
+  const Summary u = summarize(rec);
+  EXPECT_TRUE(std::isnan(u.empty_slot_time));
+  EXPECT_TRUE(std::isnan(u.unmerged_overhead_time));
+  EXPECT_NEAR(u.busy_time, 0.132, 1e-15);
+  // No iteration of a mode: its mean batch is NaN.
+  rec.iterations.pop_back();
+  EXPECT_TRUE(std::isnan(summarize(rec).batch_mean_mixed));
+}
+
 TEST(Summarize, EmptyWindowGivesNaN) {
   RunRecords rec;
   rec.requests.push_back(request(0, 0.0, 0.5, 1.0, 2));
@@ -240,9 +296,9 @@ TEST(SummaryFields, CoverEveryField) {
   for (const auto& f : summary_fields())
     std::visit([&](auto m) { s.*m = static_cast<std::remove_reference_t<decltype(s.*m)>>(i++); },
                f.member);
-  EXPECT_EQ(i - 1, 38);
+  EXPECT_EQ(i - 1, 47);
   EXPECT_EQ(s.requests, 1);
-  EXPECT_EQ(s.wall_seconds, 38.0);
+  EXPECT_EQ(s.wall_seconds, 47.0);
   EXPECT_EQ(s.switch_time_total, 37.0);
 }
 
