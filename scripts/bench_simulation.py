@@ -18,6 +18,8 @@ import argparse
 import json
 import sys
 
+from docblock import replace_block
+
 BEGIN = "<!-- BEGIN bench-simulation -->"
 UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 END = "<!-- END bench-simulation -->"
@@ -105,17 +107,7 @@ def main(argv):
     t = tables(ctx, points, before)
     print(t)
     if args.docs:
-        try:
-            doc = open(args.docs, encoding="utf-8").read()
-        except OSError as e:
-            die(f"cannot read {args.docs}: {e}")
-        if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-            die(f"{args.docs} has no '{BEGIN}' ... '{END}' block")
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        with open(args.docs, "w", encoding="utf-8") as f:
-            f.write(f"{head}{BEGIN}\n{t}\n{END}{tail}")
-        print(f"wrote {args.docs}")
+        replace_block(args.docs, BEGIN, END, t, "bench_simulation.py")
     return 0
 
 

@@ -13,6 +13,8 @@ markers missing): one line on stderr, exit status 2. Needs h5py and numpy.
 """
 import argparse
 import sys
+
+from docblock import replace_block
 import tomllib
 
 import h5py
@@ -121,17 +123,7 @@ def main(argv):
     t = table(rows_of(args.results), args.results)
     print(t)
     if args.docs:
-        try:
-            doc = open(args.docs, encoding="utf-8").read()
-        except OSError as e:
-            die(f"cannot read {args.docs}: {e}")
-        if BEGIN not in doc or END not in doc or doc.index(BEGIN) > doc.index(END):
-            die(f"{args.docs} has no '{BEGIN}' ... '{END}' block")
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        with open(args.docs, "w", encoding="utf-8") as f:
-            f.write(f"{head}{BEGIN}\n{t}\n{END}{tail}")
-        print(f"wrote {args.docs}")
+        replace_block(args.docs, BEGIN, END, t, "cluster_scale.py")
     return 0
 
 
