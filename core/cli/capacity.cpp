@@ -39,6 +39,7 @@ uint64_t capacity_key(const Experiment& e, const std::string& scheduler) {
   }
   if (auto* w = t["workload"].as_table()) {
     w->erase("rate");
+    w->erase("target_rate");
     w->erase("load");
     w->erase("load_reference");
   }
@@ -73,7 +74,7 @@ double served_fraction(const Experiment& e, PluginRegistry& registry, double rat
   double sum = 0;
   for (int s = 1; s <= seeds; ++s) {
     Experiment x = e;
-    x.workload.rate = rate;
+    set_offered_rate(x.workload, rate);
     x.workload.load.reset();
     x.run.seed = static_cast<uint64_t>(s);
     Simulation sim(x, registry);
@@ -101,7 +102,7 @@ CapacityResult find_capacity(const Experiment& e, PluginRegistry& registry,
     return f >= 1.0 - opts.tolerance;
   };
   double lo = 0, hi = 0;
-  double r = e.workload.rate > 0 ? e.workload.rate : 1.0;
+  double r = offered_rate(e.workload) > 0 ? offered_rate(e.workload) : 1.0;
   if (keeps_up(r)) {
     lo = r;
     for (int i = 0; i < 40 && hi == 0; ++i) {
@@ -152,7 +153,7 @@ void resolve_loads(std::vector<Experiment>& exps, PluginRegistry& registry,
                    e.label.empty() ? "" : fmt::format(" [{}]", e.label));
       it = memo().emplace(key, c.rate).first;
     }
-    e.workload.rate = *e.workload.load * it->second;
+    set_offered_rate(e.workload, *e.workload.load * it->second);
   }
 }
 

@@ -185,7 +185,7 @@ std::vector<std::pair<std::string, Summary>> run_points(
                      {"wall_seconds", fmt::format("{:.3f}", result.wall_seconds)}};
       if (e.file_text != e.text) attrs.extra.emplace_back("experiment_file_toml", e.file_text);
       if (e.workload.load)  // the rate workload.load resolved to (core/cli/capacity.cpp)
-        attrs.extra.emplace_back("workload_rate_resolved", fmt::format("{:.17g}", e.workload.rate));
+        attrs.extra.emplace_back("workload_rate_resolved", fmt::format("{:.17g}", offered_rate(e.workload)));
       for (const auto& [key, value] : e.coords) attrs.extra.emplace_back("sweep." + key, value);
       writer.write_run(point_group(static_cast<size_t>(e.index)), attrs, result.records, summary,
                        e.metrics.log_batches);

@@ -229,12 +229,20 @@ void read_workload(TableReader& root, Experiment& e, const Ctx& ctx) {
                                    n ? r.pos_of(*n, "load").str() : r.table_pos().str(),
                                    r.where("load")));
     }
-    if (w.arrival != "poisson" && w.arrival != "gamma" && w.arrival != "artifact") {
+    if (w.arrival != "poisson" && w.arrival != "gamma" && w.arrival != "artifact" &&
+        w.arrival != "trace" && w.arrival != "adapter-trace") {
       const toml::node* n = r.node("load");
       throw InputError(fmt::format(
-          "{}: {}: load needs arrival = \"poisson\", \"gamma\" or \"artifact\" (a rate to "
-          "set), not \"{}\"",
+          "{}: {}: load needs arrival = \"poisson\", \"gamma\", \"artifact\" or a trace (a "
+          "rate to set), not \"{}\"",
           n ? r.pos_of(*n, "load").str() : r.table_pos().str(), r.where("load"), w.arrival));
+    }
+    for (const char* k : {"target_rate", "time_scale"}) {
+      if (!r.has(k)) continue;
+      const toml::node* n = r.node("load");
+      throw InputError(fmt::format("{}: {}: set {} or load, not both (load sets the trace's rate)",
+                                   n ? r.pos_of(*n, "load").str() : r.table_pos().str(),
+                                   r.where("load"), k));
     }
     w.load = v;
   }

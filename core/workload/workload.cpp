@@ -367,4 +367,20 @@ void write_adapter_trace(const fs::path& path, const std::vector<RequestSpec>& r
   }
 }
 
+bool rate_is_trace_target(const WorkloadSpec& w) {
+  return w.arrival == "trace" || w.arrival == "adapter-trace";
+}
+
+double offered_rate(const WorkloadSpec& w) {
+  if (rate_is_trace_target(w)) return w.target_rate.value_or(0.0);
+  return w.rate;
+}
+
+void set_offered_rate(WorkloadSpec& w, double rate) {
+  if (rate_is_trace_target(w))
+    w.target_rate = rate;
+  else
+    w.rate = rate;
+}
+
 }  // namespace lorasched

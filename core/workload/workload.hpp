@@ -82,8 +82,9 @@ struct WorkloadSpec {
   // output_tokens, replayed exactly), "artifact" (ArtifactSpec).
   std::string arrival = "poisson";
   double rate = 1.0;  // requests per second (poisson, gamma, artifact's total rate)
-  // The rate as a fraction of the configuration's capacity under the scheduler
-  // `load_reference` (core/cli/capacity.cpp resolves it into `rate` before a run).
+  // The offered rate as a fraction of the configuration's capacity under the scheduler
+  // `load_reference` (core/cli/capacity.cpp resolves it into `rate`, or a trace's
+  // `target_rate`, before a run).
   std::optional<double> load;
   std::string load_reference = "unmerged-fcfs";
   double cv = 1.0;  // coefficient of variation of inter-arrival times (gamma, artifact)
@@ -100,6 +101,12 @@ struct WorkloadSpec {
   LengthSpec output{"fixed", 32, 1, 4096, 32, 1.0, {}};
   ArtifactSpec artifact;
 };
+
+// The offered rate a workload is run at, and how a load or a capacity search sets it: `rate`
+// for generated arrivals, `target_rate` for a replayed trace (its time axis rescaled).
+bool rate_is_trace_target(const WorkloadSpec& w);
+double offered_rate(const WorkloadSpec& w);  // 0 for a trace replayed at its own pace
+void set_offered_rate(WorkloadSpec& w, double rate);
 
 // Generates the requests, sorted by arrival, ids 0..n-1. Throws InputError naming the
 // file and line for a malformed trace, and the parameter for an invalid spec (zero or

@@ -92,6 +92,52 @@ TEST(Capacity, RateAndLoadTogetherAreRefused) {
   EXPECT_FALSE(fs::exists(dir / "out/cap.h5"));
 }
 
+// A replayed trace has no `rate`: load sets its target_rate (the trace's time axis rescaled).
+// Periodic arrivals, one adapter per request in turn, the same 16-token prompts and 4-token
+// outputs: the same hand-derived ceiling as above.
+std::string trace_experiment(const std::string& workload_extra) {
+  std::string text = experiment("");
+  const std::string gamma = "arrival = \"gamma\"\ncv = 0.05\n";
+  text.replace(text.find(gamma), gamma.size(),
+               "arrival = \"adapter-trace\"\ntrace = \"arrivals.csv\"\n" + workload_extra + "\n");
+  return text;
+}
+
+void write_periodic_trace(const fs::path& file) {
+  std::string csv = "arrival_s,adapter,prompt_tokens,output_tokens\n";
+  for (int i = 0; i < 400; ++i) csv += std::to_string(i) + "," + std::to_string(i % 2) + ",16,4\n";
+  write_text(file, csv);
+}
+
+TEST(Capacity, LoadSetsATraceReplaysRate) {
+  ScratchDir dir;
+  write_periodic_trace(dir / "arrivals.csv");
+  write_text(dir / "cap.toml", trace_experiment("load = 0.5"));
+  const auto r = run_lorasched({"run", "cap.toml"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  const std::string tag = "capacity under unmerged-fcfs: ";
+  const auto at = r.err.find(tag);
+  ASSERT_NE(at, std::string::npos) << r.describe();
+  const double cap = std::stod(r.err.substr(at + tag.size()));
+  EXPECT_GT(cap, 0.93 * kCeiling) << r.describe();
+  EXPECT_LT(cap, 1.02 * kCeiling) << r.describe();
+  // At half the capacity the replica keeps up: it serves what is offered.
+  const auto rep = run_lorasched({"report", "out/cap.h5", "--csv"}, dir.path());
+  ASSERT_EQ(rep.exit_code, 0) << rep.describe();
+  EXPECT_NE(rep.out.find("400"), std::string::npos) << rep.out;
+}
+
+TEST(Capacity, TargetRateAndLoadTogetherAreRefused) {
+  ScratchDir dir;
+  write_periodic_trace(dir / "arrivals.csv");
+  write_text(dir / "cap.toml", trace_experiment("target_rate = 5.0\nload = 0.5"));
+  const auto r = run_lorasched({"run", "cap.toml"}, dir.path());
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("cap.toml:"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("set target_rate or load, not both"), std::string::npos) << r.describe();
+  EXPECT_FALSE(fs::exists(dir / "out/cap.h5"));
+}
+
 TEST(Capacity, NeedsTheCostModel) {
   ScratchDir dir;
   std::string text = experiment("rate = 10.0");
