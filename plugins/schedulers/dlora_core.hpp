@@ -34,9 +34,18 @@ class DloraCore : public Scheduler {
     const double unit = args.params.real("credit_unit");
     credit_right_ = unit * n;
     credit_left_ = credit_right_ - unit / 2;
-    credit_.assign(static_cast<size_t>(N_), unit * (n - 1.0));
-    order_.resize(static_cast<size_t>(N_));
-    for (int32_t m = 0; m < N_; ++m) order_[static_cast<size_t>(m)] = m;
+    credit_start_ = unit * (n - 1.0);
+    credit_.assign(static_cast<size_t>(N_), credit_start_);
+    sided_.assign(static_cast<size_t>(N_), 0);
+    moved_flag_.assign(static_cast<size_t>(N_), 0);
+    listed_.assign(static_cast<size_t>(N_), 0);
+    if (credit_start_ < credit_left_) {
+      order_.push_back(kRest);
+    } else {  // (not for a positive unit) every adapter is ordered explicitly, as the artifact
+      order_.resize(static_cast<size_t>(N_));
+      for (int32_t m = 0; m < N_; ++m) order_[static_cast<size_t>(m)] = m;
+      std::fill(sided_.begin(), sided_.end(), 1);
+    }
     const double speed_rate = merge_time_ / unmerge_time_;
     credit_cost_ = 1.0 / B_;
     batch_credit_cost_ = 1.0 / (speed_rate * B_);
@@ -47,9 +56,10 @@ class DloraCore : public Scheduler {
     active_single_ = N_ == 1 ? 0 : kNoAdapter;
   }
 
-  // O(N + B log B) per call, whatever the queue's length: it reads the first B of the queue
-  // and of the adapters it considers, and per-adapter counts; a batch of a whole adapter
-  // queue (A1) is a plan tail.
+  // O(A + B log B) per call, A the adapters with queued requests or whose credit ever moved
+  // on this replica (not the fleet's N: a replica of a large cluster sees a few adapters),
+  // whatever the queue's length: it reads the first B of the queue and of the adapters it
+  // considers, and per-adapter counts; a batch of a whole adapter queue (A1) is a plan tail.
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan out;
     if (view.queued.empty()) return out;  // nothing changes while idle
@@ -71,28 +81,16 @@ class DloraCore : public Scheduler {
     auto queued = [&](AdapterId m) { return static_cast<size_t>(view.queued_of(m).size()); };
 
     // Credit pass. The artifact re-sorts its credit dict by credit, descending, keeping
-    // the previous order among equals; insertion sort is stable and O(N) when sorted, and
+    // the previous order among equals; insertion sort is stable and O(A) when sorted, and
     // needless when no credit moved since the last sort.
-    if (credits_moved_) {
-      for (size_t i = 1; i < order_.size(); ++i) {
-        const int32_t m = order_[i];
-        size_t j = i;
-        while (j > 0 &&
-               credit_[static_cast<size_t>(order_[j - 1])] < credit_[static_cast<size_t>(m)]) {
-          order_[j] = order_[j - 1];
-          --j;
-        }
-        order_[j] = m;
-      }
-      credits_moved_ = false;
-    }
+    if (credits_moved_) sort_credits();
     std::vector<const RequestView*>& scheduled = scheduled_;
     scheduled.clear();
     int32_t num_to_schedule = B_;
     credit_models_.clear();
     for (int32_t m : order_) {
-      const double c = credit_[static_cast<size_t>(m)];
-      if (c < credit_left_) break;
+      const double c = key(m);
+      if (c < credit_left_) break;  // at kRest at the latest
       if (c >= credit_right_ || (was_credit_[static_cast<size_t>(m)] && c >= credit_left_)) {
         const QueueRange q = view.queued_of(m);
         const int32_t num = std::min<int32_t>(num_to_schedule, q.size());
@@ -114,12 +112,34 @@ class DloraCore : public Scheduler {
       // queue wins, ties to the lower adapter id.
       int32_t max_model = kNoAdapter;
       double n_max = 0;
-      for (int32_t m = 0; m < N_; ++m) {
-        if (credit_[static_cast<size_t>(m)] < 0.0) continue;
-        const double len = queue_size(m, queued(m), view);
-        if (max_model == kNoAdapter || len > n_max) {
-          max_model = m;
-          n_max = len;
+      if (forecasts()) {
+        for (int32_t m = 0; m < N_; ++m) {
+          if (credit_[static_cast<size_t>(m)] < 0.0) continue;
+          const double len = queue_size(m, queued(m), view);
+          if (max_model == kNoAdapter || len > n_max) {
+            max_model = m;
+            n_max = len;
+          }
+        }
+      } else {
+        // Lengths are queue lengths: only queued adapters can beat length 0, and with none
+        // of them a candidate the first candidate by id wins (at length 0).
+        for (int32_t m : queued_adapters(view)) {
+          if (credit_[static_cast<size_t>(m)] < 0.0) continue;
+          const double len = queue_size(m, queued(m), view);
+          if (len > n_max || (len == n_max && max_model != kNoAdapter && m < max_model)) {
+            max_model = m;
+            n_max = len;
+          }
+        }
+        if (max_model == kNoAdapter) {
+          // Only adapters whose credit moved can be below 0: few steps.
+          int32_t m = 0;
+          while (m < N_ && credit_[static_cast<size_t>(m)] < 0.0) ++m;
+          if (m < N_) {
+            max_model = m;
+            n_max = queue_size(m, queued(m), view);
+          }
         }
       }
       const double fcfs_len = static_cast<double>(nfcfs);
@@ -215,6 +235,10 @@ class DloraCore : public Scheduler {
     return out;
   }
 
+  // Variants that take arrivals call this too: it keeps the list of queued adapters short
+  // (queued_adapters()); decisions do not depend on it.
+  void on_arrival(const RequestView& r, double /*now*/) override { list_queued(r.adapter); }
+
  protected:
   // Hooks for variants (dLoRA itself uses the defaults):
   // The queue length the merge / stay / largest-queue rules compare for adapter m
@@ -222,6 +246,9 @@ class DloraCore : public Scheduler {
   virtual double queue_size(AdapterId /*m*/, size_t actual, const ReplicaView& /*view*/) {
     return static_cast<double>(actual);
   }
+  // Whether queue_size() may be above 0 for an adapter with nothing queued (a forecast):
+  // then the largest-queue rule looks at every adapter, not only the queued ones.
+  virtual bool forecasts() const { return false; }
   // Called with a merged plan (A1 / A2) before it is returned.
   virtual void finish_merged(IterationPlan& /*plan*/, const ReplicaView& /*view*/) {}
   // Whether the stay-merged (A1) and merge (A2) rules may run adapter m merged now; when not,
@@ -268,9 +295,84 @@ class DloraCore : public Scheduler {
 
   // `cost` credit from adapter `from` to the adapter of the i-th request of the FCFS batch.
   void move_credit(AdapterId from, size_t i, double cost) {
+    const AdapterId to = fcfs_[i]->adapter;
     credit_[static_cast<size_t>(from)] -= cost;
-    credit_[static_cast<size_t>(fcfs_[i]->adapter)] += cost;
+    credit_[static_cast<size_t>(to)] += cost;
+    for (AdapterId m : {from, to})
+      if (!moved_flag_[static_cast<size_t>(m)]) {
+        moved_flag_[static_cast<size_t>(m)] = 1;
+        moved_.push_back(m);
+      }
     credits_moved_ = true;
+  }
+
+  // The artifact's credit dict holds all N adapters; order_ holds those whose credit has
+  // left its start (credit_start_) at some sort, and kRest for all the others. Those others
+  // all have the start credit, so a stable sort never reorders them among themselves: in
+  // the full order they stay together, by id, where kRest is. An adapter whose credit left
+  // the start since the last sort joins order_ from there (by id), and one stable sort of
+  // order_ then orders what it holds as the full sort would. The start is below
+  // credit_left_, so the credit walk stops at kRest and never needs the others.
+  double key(int32_t m) const {
+    return m == kRest ? credit_start_ : credit_[static_cast<size_t>(m)];
+  }
+  void sort_credits() {
+    joining_.clear();
+    for (AdapterId m : moved_) {
+      moved_flag_[static_cast<size_t>(m)] = 0;
+      if (!sided_[static_cast<size_t>(m)] && credit_[static_cast<size_t>(m)] != credit_start_) {
+        sided_[static_cast<size_t>(m)] = 1;
+        joining_.push_back(m);
+      }
+    }
+    moved_.clear();
+    if (!joining_.empty()) {
+      std::sort(joining_.begin(), joining_.end());
+      order_.insert(std::find(order_.begin(), order_.end(), kRest), joining_.begin(),
+                    joining_.end());
+    }
+    for (size_t i = 1; i < order_.size(); ++i) {
+      const int32_t m = order_[i];
+      const double c = key(m);
+      size_t j = i;
+      while (j > 0 && key(order_[j - 1]) < c) {
+        order_[j] = order_[j - 1];
+        --j;
+      }
+      order_[j] = m;
+    }
+    credits_moved_ = false;
+  }
+
+  // The adapters with queued requests, in no order. Kept from arrivals (on_arrival) and
+  // pruned here; when their queues do not add up to the whole queue (a request came back
+  // without an arrival this class saw), rebuilt from every adapter.
+  const std::vector<AdapterId>& queued_adapters(const ReplicaView& view) {
+    int64_t total = 0;
+    for (size_t i = 0; i < queued_list_.size();) {
+      const AdapterId m = queued_list_[i];
+      const int32_t n = view.queued_of(m).size();
+      if (n == 0) {
+        listed_[static_cast<size_t>(m)] = 0;
+        queued_list_[i] = queued_list_.back();
+        queued_list_.pop_back();
+      } else {
+        total += n;
+        ++i;
+      }
+    }
+    if (total != view.queued.size()) {
+      for (AdapterId m : queued_list_) listed_[static_cast<size_t>(m)] = 0;
+      queued_list_.clear();
+      for (AdapterId m = 0; m < N_; ++m)
+        if (!view.queued_of(m).empty()) list_queued(m);
+    }
+    return queued_list_;
+  }
+  void list_queued(AdapterId m) {
+    if (m < 0 || m >= N_ || listed_[static_cast<size_t>(m)]) return;
+    listed_[static_cast<size_t>(m)] = 1;
+    queued_list_.push_back(m);
   }
 
   // Position of a request in the FCFS batch, or its size when not in it. Requests are
@@ -308,9 +410,17 @@ class DloraCore : public Scheduler {
   Threshold* threshold_;
   double merge_time_, unmerge_time_;
   double credit_right_ = 0, credit_left_ = 0, credit_cost_ = 0, batch_credit_cost_ = 0;
+  static constexpr int32_t kRest = -1;  // in order_: the adapters whose credit never moved
+  double credit_start_ = 0;
   std::vector<double> credit_;
-  std::vector<int32_t> order_;       // the credit dict's order
-  std::vector<uint8_t> was_credit_;  // previous_credit_models
+  std::vector<int32_t> order_;          // the credit dict's order (see sort_credits)
+  std::vector<uint8_t> sided_;          // by adapter: in order_
+  std::vector<uint8_t> moved_flag_;     // by adapter: in moved_
+  std::vector<AdapterId> moved_;        // credit moved since the last sort
+  std::vector<AdapterId> joining_;      // scratch of sort_credits
+  std::vector<uint8_t> listed_;         // by adapter: in queued_list_
+  std::vector<AdapterId> queued_list_;  // see queued_adapters()
+  std::vector<uint8_t> was_credit_;     // previous_credit_models
   bool merged_ = false;
   int64_t num_iters_ = 0;
   double merge_batch_cnt_ = 0, unmerge_batch_cnt_ = 0;

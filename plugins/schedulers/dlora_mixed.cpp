@@ -61,7 +61,10 @@ class DloraMixed : public DloraCore {
   }
 
   void observe(const IterationOutcome& o) override { core_.observe(o); }
-  void on_arrival(const RequestView& r, double now) override { core_.arrived(r, now); }
+  void on_arrival(const RequestView& r, double now) override {
+    DloraCore::on_arrival(r, now);
+    core_.arrived(r, now);
+  }
 
  protected:
   bool may_merge(AdapterId m, const ReplicaView&) override {

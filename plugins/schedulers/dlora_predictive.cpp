@@ -57,6 +57,7 @@ class DloraPredictive : public DloraCore {
   }
 
   void on_arrival(const RequestView& r, double now) override {
+    DloraCore::on_arrival(r, now);
     if (r.generated > 0) return;  // a migrated request, not a new arrival
     fast_[static_cast<size_t>(r.adapter)].add(now, tau_fast_);
     slow_[static_cast<size_t>(r.adapter)].add(now, tau_slow_);
@@ -67,6 +68,7 @@ class DloraPredictive : public DloraCore {
   }
 
  protected:
+  bool forecasts() const override { return true; }
   double queue_size(AdapterId m, size_t actual, const ReplicaView& view) override {
     return static_cast<double>(actual) + expected_arrivals(m, view.now);
   }
