@@ -34,6 +34,7 @@ Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
       pinned_(adapters.size(), 0),
       is_resident_(adapters.size(), 0),
       resident_blocks_(adapters.size(), 0),
+      last_used_(adapters.size(), -1),
       adapter_mark_(adapters.size(), 0),
       tail_seen_(adapters.size(), 0) {
   queue_.set_num_adapters(static_cast<int32_t>(adapters.size()));
@@ -111,6 +112,7 @@ void Replica::add_resident(AdapterId a, Residency res) {
   if (is_resident_[i] && evictable(a)) evictable_blocks_ -= resident_blocks_[i];
   resident_blocks_[i] = static_cast<int64_t>(res.blocks.size());
   if (evictable(a)) evictable_blocks_ += resident_blocks_[i];
+  last_used_[i] = res.last_used;
   resident_[a] = std::move(res);
   is_resident_[i] = 1;
   view_adapters_[i].resident = true;
@@ -160,8 +162,9 @@ void Replica::make_room(int64_t blocks, double time) {
     AdapterId victim = api::kNoAdapter;
     int64_t oldest = INT64_MAX;
     for (const auto& [a, res] : resident_)
-      if (a != merged_ && !pinned_[static_cast<size_t>(a)] && res.last_used < oldest) {
-        oldest = res.last_used;
+      if (a != merged_ && !pinned_[static_cast<size_t>(a)] &&
+          last_used_[static_cast<size_t>(a)] < oldest) {
+        oldest = last_used_[static_cast<size_t>(a)];
         victim = a;
       }
     LORASCHED_CHECK(victim != api::kNoAdapter, "no adapter to evict for {} blocks", blocks);
@@ -208,9 +211,8 @@ bool Replica::preload(AdapterId adapter) {
 // the pool needs room. The load is a real copy (cpu) or a predicted transfer (costmodel),
 // paid before the batch runs.
 bool Replica::ensure_resident(AdapterId adapter, Iteration& it) {
-  auto found = resident_.find(adapter);
-  if (found != resident_.end()) {
-    found->second.last_used = iteration_;
+  if (resident(adapter)) {  // flags, not resident_'s tree: this runs once per candidate
+    last_used_[static_cast<size_t>(adapter)] = iteration_;
     pin(adapter);
     return true;
   }

@@ -187,7 +187,7 @@ class Replica {
 
   struct Residency {
     std::vector<int32_t> blocks;
-    int64_t last_used = -1;
+    int64_t last_used = -1;  // when it joins; then last_used_ keeps it
   };
   // Change resident_, pinned_ and merged_ only through add_resident / erase_resident / pin /
   // unpin_all / set_merged: they keep evictable_blocks_ = the blocks of resident adapters
@@ -198,6 +198,7 @@ class Replica {
   std::vector<api::AdapterId> pinned_list_;
   std::vector<uint8_t> is_resident_;      // resident_ as flags by adapter id (for views)
   std::vector<int64_t> resident_blocks_;  // pool blocks of each resident adapter
+  std::vector<int64_t> last_used_;        // iteration that last used each resident adapter
   api::AdapterId merged_ = api::kNoAdapter;
   int64_t evictable_blocks_ = 0;
   void add_resident(api::AdapterId a, Residency res);
