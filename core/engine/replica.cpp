@@ -31,11 +31,7 @@ Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
             cfg.host_blocks),
       unfinished_per_adapter_(adapters.size(), 0),
       exec_time_(adapters.size(), {0, 0.0}),
-      pinned_(adapters.size(), 0),
-      is_resident_(adapters.size(), 0),
-      resident_blocks_(adapters.size(), 0),
-      last_used_(adapters.size(), -1),
-      adapter_mark_(adapters.size(), 0),
+      slot_(adapters.size()),
       tail_seen_(adapters.size(), 0) {
   queue_.set_num_adapters(static_cast<int32_t>(adapters.size()));
   view_adapters_.resize(adapters.size());
@@ -109,46 +105,46 @@ int64_t Replica::kv_free() const {
 
 void Replica::add_resident(AdapterId a, Residency res) {
   const auto i = static_cast<size_t>(a);
-  if (is_resident_[i] && evictable(a)) evictable_blocks_ -= resident_blocks_[i];
-  resident_blocks_[i] = static_cast<int64_t>(res.blocks.size());
-  if (evictable(a)) evictable_blocks_ += resident_blocks_[i];
-  last_used_[i] = res.last_used;
+  if (slot_[i].resident && evictable(a)) evictable_blocks_ -= slot_[i].blocks;
+  slot_[i].blocks = static_cast<int64_t>(res.blocks.size());
+  if (evictable(a)) evictable_blocks_ += slot_[i].blocks;
+  slot_[i].last_used = res.last_used;
   resident_[a] = std::move(res);
-  is_resident_[i] = 1;
+  slot_[i].resident = 1;
   view_adapters_[i].resident = true;
 }
 
 void Replica::erase_resident(AdapterId a) {
   const auto i = static_cast<size_t>(a);
-  if (!is_resident_[i]) return;
-  if (evictable(a)) evictable_blocks_ -= resident_blocks_[i];
+  if (!slot_[i].resident) return;
+  if (evictable(a)) evictable_blocks_ -= slot_[i].blocks;
   resident_.erase(a);
-  is_resident_[i] = 0;
+  slot_[i].resident = 0;
   view_adapters_[i].resident = false;
-  resident_blocks_[i] = 0;
+  slot_[i].blocks = 0;
 }
 
-// resident_blocks_ is 0 for adapters that are not resident, so no residency test is needed.
+// slot_[a].blocks is 0 for adapters that are not resident, so no residency test is needed.
 void Replica::pin(AdapterId a) {
   const auto i = static_cast<size_t>(a);
-  if (pinned_[i]) return;
-  if (evictable(a)) evictable_blocks_ -= resident_blocks_[i];
-  pinned_[i] = 1;
+  if (slot_[i].pinned) return;
+  if (evictable(a)) evictable_blocks_ -= slot_[i].blocks;
+  slot_[i].pinned = 1;
   pinned_list_.push_back(a);
 }
 
 void Replica::unpin_all() {
   for (AdapterId a : pinned_list_) {
-    pinned_[static_cast<size_t>(a)] = 0;
-    if (evictable(a)) evictable_blocks_ += resident_blocks_[static_cast<size_t>(a)];
+    slot_[static_cast<size_t>(a)].pinned = 0;
+    if (evictable(a)) evictable_blocks_ += slot_[static_cast<size_t>(a)].blocks;
   }
   pinned_list_.clear();
 }
 
 void Replica::set_merged(AdapterId a) {
   auto blocks = [&](AdapterId x) -> int64_t {
-    if (x == api::kNoAdapter || pinned_[static_cast<size_t>(x)]) return 0;
-    return resident_blocks_[static_cast<size_t>(x)];
+    if (x == api::kNoAdapter || slot_[static_cast<size_t>(x)].pinned) return 0;
+    return slot_[static_cast<size_t>(x)].blocks;
   };
   if (a == merged_) return;
   evictable_blocks_ += blocks(merged_) - blocks(a);
@@ -162,9 +158,9 @@ void Replica::make_room(int64_t blocks, double time) {
     AdapterId victim = api::kNoAdapter;
     int64_t oldest = INT64_MAX;
     for (const auto& [a, res] : resident_)
-      if (a != merged_ && !pinned_[static_cast<size_t>(a)] &&
-          last_used_[static_cast<size_t>(a)] < oldest) {
-        oldest = last_used_[static_cast<size_t>(a)];
+      if (a != merged_ && !slot_[static_cast<size_t>(a)].pinned &&
+          slot_[static_cast<size_t>(a)].last_used < oldest) {
+        oldest = slot_[static_cast<size_t>(a)].last_used;
         victim = a;
       }
     LORASCHED_CHECK(victim != api::kNoAdapter, "no adapter to evict for {} blocks", blocks);
@@ -212,7 +208,7 @@ bool Replica::preload(AdapterId adapter) {
 // paid before the batch runs.
 bool Replica::ensure_resident(AdapterId adapter, Iteration& it) {
   if (resident(adapter)) {  // flags, not resident_'s tree: this runs once per candidate
-    last_used_[static_cast<size_t>(adapter)] = iteration_;
+    slot_[static_cast<size_t>(adapter)].last_used = iteration_;
     pin(adapter);
     return true;
   }
@@ -435,8 +431,8 @@ bool Replica::plan_valid(const api::IterationPlan& plan) {
   size_t distinct = 0;
   auto count_adapter = [&](AdapterId a) {
     if (plan.mode == Mode::mixed && a == plan.merged_adapter) return;
-    if (!adapter_mark_[static_cast<size_t>(a)]) {
-      adapter_mark_[static_cast<size_t>(a)] = 1;
+    if (!slot_[static_cast<size_t>(a)].mark) {
+      slot_[static_cast<size_t>(a)].mark = 1;
       marked_adapters_.push_back(a);
       ++distinct;
     }
@@ -460,7 +456,7 @@ bool Replica::plan_valid(const api::IterationPlan& plan) {
     count_adapter(a);
   }
   if (plan.tail == Tail::adapter) count_adapter(plan.tail_adapter);
-  for (AdapterId a : marked_adapters_) adapter_mark_[static_cast<size_t>(a)] = 0;
+  for (AdapterId a : marked_adapters_) slot_[static_cast<size_t>(a)].mark = 0;
   const int32_t cap = cfg_.limits.max_adapters_per_batch;
   if (ok && plan.mode != Mode::merged && cap > 0 && static_cast<int32_t>(distinct) > cap)
     ok = false;

@@ -50,8 +50,8 @@ class Replica {
   // initial placement). Returns false when it does not fit.
   bool preload(api::AdapterId adapter);
   bool resident(api::AdapterId adapter) const {
-    return adapter >= 0 && static_cast<size_t>(adapter) < is_resident_.size() &&
-           is_resident_[static_cast<size_t>(adapter)];
+    return adapter >= 0 && static_cast<size_t>(adapter) < slot_.size() &&
+           slot_[static_cast<size_t>(adapter)].resident;
   }
 
   // A request joins the waiting queue (arrival, dispatch or migration) at `now`.
@@ -187,18 +187,24 @@ class Replica {
 
   struct Residency {
     std::vector<int32_t> blocks;
-    int64_t last_used = -1;  // when it joins; then last_used_ keeps it
+    int64_t last_used = -1;  // when it joins; then slot_ keeps it
   };
-  // Change resident_, pinned_ and merged_ only through add_resident / erase_resident / pin /
+  // Change resident_, slot_ and merged_ only through add_resident / erase_resident / pin /
   // unpin_all / set_merged: they keep evictable_blocks_ = the blocks of resident adapters
   // that are neither merged nor pinned, which kv_free() adds to the pool's free blocks
   // (it used to walk resident_ on every admission check: the simulator's hot spot).
   std::map<api::AdapterId, Residency> resident_;
-  std::vector<uint8_t> pinned_;  // adapters the batch being formed needs
   std::vector<api::AdapterId> pinned_list_;
-  std::vector<uint8_t> is_resident_;      // resident_ as flags by adapter id (for views)
-  std::vector<int64_t> resident_blocks_;  // pool blocks of each resident adapter
-  std::vector<int64_t> last_used_;        // iteration that last used each resident adapter
+  // What an iteration reads and writes of one adapter, together (by adapter id): with
+  // thousands of adapters per replica these arrays are cold, and one slot is one miss.
+  struct AdapterSlot {
+    int64_t blocks = 0;      // pool blocks while resident (0 when not)
+    int64_t last_used = -1;  // iteration that last used it, while resident
+    uint8_t resident = 0;    // resident_ as a flag
+    uint8_t pinned = 0;      // the batch being formed needs it
+    uint8_t mark = 0;        // scratch of plan_valid, zero between uses
+  };
+  std::vector<AdapterSlot> slot_;
   api::AdapterId merged_ = api::kNoAdapter;
   int64_t evictable_blocks_ = 0;
   void add_resident(api::AdapterId a, Residency res);
@@ -207,7 +213,7 @@ class Replica {
   void unpin_all();
   void set_merged(api::AdapterId a);
   bool evictable(api::AdapterId a) const {
-    return a != merged_ && !pinned_[static_cast<size_t>(a)];
+    return a != merged_ && !slot_[static_cast<size_t>(a)].pinned;
   }
   int64_t iteration_ = 0;
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
@@ -221,9 +227,8 @@ class Replica {
 
   std::vector<api::AdapterView> view_adapters_;  // kept current: resident, unfinished
   // scratch, all zero between uses
-  std::vector<uint8_t> listed_;        // by queue slot: listed in the plan being admitted
-  std::vector<uint8_t> adapter_mark_;  // by adapter
-  std::vector<uint8_t> tail_seen_;     // by adapter, for api::PlanTail
+  std::vector<uint8_t> listed_;     // by queue slot: listed in the plan being admitted
+  std::vector<uint8_t> tail_seen_;  // by adapter, for api::PlanTail
   std::vector<api::AdapterId> marked_adapters_;
 };
 
