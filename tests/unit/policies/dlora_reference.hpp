@@ -1,0 +1,333 @@
+// The dLoRA scheduler as plugins/schedulers/dlora_core.hpp implemented it up to commit
+// 60e7a30: per iteration, a stable insertion sort of all N adapters' credits and a
+// largest-queue pass over all N. Kept as the reference test_dlora_reference.cpp holds the
+// current implementation (which walks only the adapters a replica queues or whose credit
+// moved) against, decision for decision. Not built into any plugin.
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lorasched/plugin/api.hpp"
+
+namespace lorasched::reference {
+
+using namespace lorasched::api;
+
+class DloraReference : public Scheduler {
+ public:
+  explicit DloraReference(const CreateArgs& args)
+      : N_(args.num_adapters),
+        B_(args.limits.max_batch_size),
+        capacity_(args.limits.max_adapters_per_batch > 0 ? args.limits.max_adapters_per_batch : N_),
+        threshold_(args.threshold),
+        merge_time_(args.params.real("merge_time")),
+        unmerge_time_(args.params.real("unmerge_time")) {
+    if (N_ > 1 && capacity_ < 2)
+      throw std::invalid_argument(
+          "dlora needs max_adapters_per_batch >= 2 with several adapters (with 1 an unmerged "
+          "batch is a one-adapter active list, which the artifact cannot run)");
+    if (threshold_ == nullptr) throw std::invalid_argument("dlora needs a threshold plugin");
+    // Credit constants of Scheduler.__init__ (L102-125), in units of credit_unit (10000).
+    const double n = static_cast<double>(N_);
+    const double unit = args.params.real("credit_unit");
+    credit_right_ = unit * n;
+    credit_left_ = credit_right_ - unit / 2;
+    credit_.assign(static_cast<size_t>(N_), unit * (n - 1.0));
+    order_.resize(static_cast<size_t>(N_));
+    for (int32_t m = 0; m < N_; ++m) order_[static_cast<size_t>(m)] = m;
+    const double speed_rate = merge_time_ / unmerge_time_;
+    credit_cost_ = 1.0 / B_;
+    batch_credit_cost_ = 1.0 / (speed_rate * B_);
+    was_credit_.assign(static_cast<size_t>(N_), 0);
+    flag_.assign(static_cast<size_t>(B_), 0);
+    // The worker starts unmerged with several adapters resident (len(active) > 1), or with
+    // the single adapter as its active list when N == 1.
+    active_single_ = N_ == 1 ? 0 : kNoAdapter;
+  }
+
+  // O(N + B log B) per call, whatever the queue's length: it reads the first B of the queue
+  // and of the adapters it considers, and per-adapter counts; a batch of a whole adapter
+  // queue (A1) is a plan tail.
+  IterationPlan plan(const ReplicaView& view) override {
+    IterationPlan out;
+    if (view.queued.empty()) return out;  // nothing changes while idle
+    auto current = threshold_->checked_current();
+    if (!current) throw std::runtime_error("its threshold plugin failed: " + current.error());
+    const Thresholds th = current.value();
+
+    // scheduled_by_fcfs: the first B of the queue; the per-adapter queues (model_req_mapping)
+    // are view.queued_of(m), in the same order.
+    fcfs_.clear();
+    for (const RequestView& r : view.queued) {
+      if (fcfs_.size() == static_cast<size_t>(B_)) break;
+      fcfs_.push_back(&r);
+    }
+    const size_t nfcfs = fcfs_.size();
+    fcfs_index_.clear();
+    for (size_t i = 0; i < nfcfs; ++i) fcfs_index_.push_back({fcfs_[i], i});
+    std::sort(fcfs_index_.begin(), fcfs_index_.end());
+    auto queued = [&](AdapterId m) { return static_cast<size_t>(view.queued_of(m).size()); };
+
+    // Credit pass. The artifact re-sorts its credit dict by credit, descending, keeping
+    // the previous order among equals; insertion sort is stable and O(N) when sorted, and
+    // needless when no credit moved since the last sort.
+    if (credits_moved_) {
+      for (size_t i = 1; i < order_.size(); ++i) {
+        const int32_t m = order_[i];
+        size_t j = i;
+        while (j > 0 &&
+               credit_[static_cast<size_t>(order_[j - 1])] < credit_[static_cast<size_t>(m)]) {
+          order_[j] = order_[j - 1];
+          --j;
+        }
+        order_[j] = m;
+      }
+      credits_moved_ = false;
+    }
+    std::vector<const RequestView*>& scheduled = scheduled_;
+    scheduled.clear();
+    int32_t num_to_schedule = B_;
+    credit_models_.clear();
+    for (int32_t m : order_) {
+      const double c = credit_[static_cast<size_t>(m)];
+      if (c < credit_left_) break;
+      if (c >= credit_right_ || (was_credit_[static_cast<size_t>(m)] && c >= credit_left_)) {
+        const QueueRange q = view.queued_of(m);
+        const int32_t num = std::min<int32_t>(num_to_schedule, q.size());
+        auto it = q.begin();
+        for (int32_t k = 0; k < num; ++k, ++it) scheduled.push_back(&*it);
+        credit_models_.push_back(m);
+        num_to_schedule -= num;
+        if (num_to_schedule == 0) break;
+      }
+    }
+    for (int32_t m : was_credit_list_) was_credit_[static_cast<size_t>(m)] = 0;
+    for (int32_t m : credit_models_) was_credit_[static_cast<size_t>(m)] = 1;
+    was_credit_list_.swap(credit_models_);
+
+    bool to_merge = false;
+    bool whole_queue = false;  // A1: the batch is the whole queue of active_single_ (a tail)
+    if (num_to_schedule == B_) {
+      // Batch-or-FCFS: candidates are adapters with credit >= credit_base (0); the largest
+      // queue wins, ties to the lower adapter id.
+      int32_t max_model = kNoAdapter;
+      double n_max = 0;
+      for (int32_t m = 0; m < N_; ++m) {
+        if (credit_[static_cast<size_t>(m)] < 0.0) continue;
+        const double len = queue_size(m, queued(m), view);
+        if (max_model == kNoAdapter || len > n_max) {
+          max_model = m;
+          n_max = len;
+        }
+      }
+      const double fcfs_len = static_cast<double>(nfcfs);
+      size_t by_batch = 0;  // requests in the merged batch, actual or counterfactual
+      if (max_model == kNoAdapter) {
+        // Every credit below zero: the artifact would fail here (empty candidate list);
+        // run the FCFS batch.
+        scheduled.assign(fcfs_.begin(), fcfs_.end());
+      } else if (active_single_ != kNoAdapter &&
+                 credit_[static_cast<size_t>(active_single_)] >= 0.0 &&
+                 may_merge(active_single_, view) && queued(active_single_) > 0 &&
+                 queue_size(active_single_, queued(active_single_), view) >= th.beta * fcfs_len) {
+        // A1: stay merged (all of its queue; admission stops at B).
+        to_merge = true;
+        whole_queue = true;
+        ++num_iters_;
+        by_batch = queued(active_single_);
+        adjust_credit_whole_queue(active_single_, by_batch, batch_credit_cost_);
+      } else if (n_max >= th.alpha * fcfs_len && queued(max_model) > 0 &&
+                 may_merge(max_model, view)) {
+        // (An empty queue can only win through a variant's forecast; the artifact would fail
+        // on its empty batch.)
+        // A2: enter or switch merged mode on the largest queue.
+        adjust_merge_threshold(view.now);
+        to_merge = true;
+        merged_ = true;
+        num_iters_ = 1;
+        const QueueRange q = view.queued_of(max_model);
+        auto it = q.begin();
+        for (int32_t k = 0; k < std::min(q.size(), B_); ++k, ++it) scheduled.push_back(&*it);
+        by_batch = scheduled.size();
+        active_single_ = max_model;
+        adjust_credit(scheduled, batch_credit_cost_);
+      } else {
+        // A3: unmerged FCFS; remember what a merged batch would have held.
+        if (max_model_ != max_model) {
+          ++virtual_switch_cnt_;
+          max_model_ = max_model;
+        }
+        by_batch = std::min(queued(max_model), static_cast<size_t>(B_));
+        scheduled.insert(scheduled.end(), fcfs_.begin(), fcfs_.end());
+      }
+      if (max_model != kNoAdapter) {
+        merge_batch_cnt_ += static_cast<double>(std::min(by_batch, static_cast<size_t>(B_)));
+        unmerge_batch_cnt_ += static_cast<double>(std::min(nfcfs, static_cast<size_t>(B_)));
+      }
+    } else if (num_to_schedule == 0) {
+      adjust_credit(scheduled, credit_cost_);
+    } else {
+      mark(scheduled, true);
+      for (size_t i = 0; i < nfcfs && num_to_schedule > 0; ++i)
+        if (!flag_[i]) {
+          scheduled.push_back(fcfs_[i]);
+          --num_to_schedule;
+        }
+      mark(scheduled, false);
+      adjust_credit(scheduled, credit_cost_);
+    }
+
+    if (!to_merge) {
+      if (merged_) {
+        adjust_merge_threshold(view.now);
+        merged_ = false;
+        num_iters_ = 1;
+      } else {
+        ++num_iters_;
+      }
+      // At most gpu_capacity adapters; requests of further adapters are skipped.
+      kept_.clear();
+      capped_.clear();
+      for (const RequestView* r : scheduled) {
+        if (std::find(kept_.begin(), kept_.end(), r->adapter) == kept_.end()) {
+          if (static_cast<int32_t>(kept_.size()) >= capacity_) continue;
+          kept_.push_back(r->adapter);
+        }
+        capped_.push_back(r);
+      }
+      scheduled.swap(capped_);
+      active_single_ = kNoAdapter;  // active = all resident adapters (capacity >= 2)
+      out.mode = Mode::unmerged;
+    } else {
+      out.mode = Mode::merged;
+      out.merged_adapter = active_single_;
+    }
+    if (whole_queue) {
+      out.tail = Tail::adapter;
+      out.tail_adapter = active_single_;
+    } else {
+      out.requests.reserve(scheduled.size());
+      for (const RequestView* r : scheduled) out.requests.push_back(r->id);
+    }
+    if (to_merge) finish_merged(out, view);
+    return out;
+  }
+
+ protected:
+  // Hooks for variants (dLoRA itself uses the defaults):
+  // The queue length the merge / stay / largest-queue rules compare for adapter m
+  // (`actual` requests queued now). Predictive variants add expected arrivals.
+  virtual double queue_size(AdapterId /*m*/, size_t actual, const ReplicaView& /*view*/) {
+    return static_cast<double>(actual);
+  }
+  // Called with a merged plan (A1 / A2) before it is returned.
+  virtual void finish_merged(IterationPlan& /*plan*/, const ReplicaView& /*view*/) {}
+  // Whether the stay-merged (A1) and merge (A2) rules may run adapter m merged now; when not,
+  // the iteration falls through to the next rule (a guard that must serve other adapters).
+  virtual bool may_merge(AdapterId /*m*/, const ReplicaView& /*view*/) { return true; }
+  int32_t num_adapters() const { return N_; }
+  int32_t batch_limit() const { return B_; }
+  int32_t adapter_capacity() const { return capacity_; }
+
+ private:
+  // _adjust_credit (L237-253): zero-sum transfers when the batch differs from FCFS.
+  void adjust_credit(const std::vector<const RequestView*>& batch_in, double cost) {
+    const size_t nfcfs = fcfs_.size();
+    // The batch sorted so that members of the FCFS batch come first (stable).
+    batch_.clear();
+    for (const RequestView* r : batch_in)
+      if (fcfs_position(r) < nfcfs) batch_.push_back(r);
+    for (const RequestView* r : batch_in)
+      if (fcfs_position(r) == nfcfs) batch_.push_back(r);
+    if (nfcfs == batch_.size()) {
+      for (size_t i = 0; i < nfcfs; ++i)
+        if (fcfs_position(batch_[i]) == nfcfs) move_credit(batch_[i]->adapter, i, cost);
+    } else if (!batch_.empty()) {
+      mark(batch_, true);
+      for (size_t i = 0; i < nfcfs; ++i)
+        if (!flag_[i]) move_credit(batch_[0]->adapter, i, cost / 2);
+      mark(batch_, false);
+    }
+  }
+
+  // The same for a batch of adapter m's whole queue (`size` requests, FCFS order) without
+  // listing it: its FCFS members are the requests of m among the first B, and come first.
+  void adjust_credit_whole_queue(AdapterId m, size_t size, double cost) {
+    const size_t nfcfs = fcfs_.size();
+    if (nfcfs == size) {
+      size_t in_fcfs = 0;
+      for (const RequestView* r : fcfs_) in_fcfs += r->adapter == m;
+      for (size_t i = in_fcfs; i < nfcfs; ++i) move_credit(m, i, cost);
+    } else if (size > 0) {
+      for (size_t i = 0; i < nfcfs; ++i)
+        if (fcfs_[i]->adapter != m) move_credit(m, i, cost / 2);
+    }
+  }
+
+  // `cost` credit from adapter `from` to the adapter of the i-th request of the FCFS batch.
+  void move_credit(AdapterId from, size_t i, double cost) {
+    credit_[static_cast<size_t>(from)] -= cost;
+    credit_[static_cast<size_t>(fcfs_[i]->adapter)] += cost;
+    credits_moved_ = true;
+  }
+
+  // Position of a request in the FCFS batch, or its size when not in it. Requests are
+  // pointers into the view's queue, so membership is identity.
+  size_t fcfs_position(const RequestView* r) const {
+    auto it = std::lower_bound(fcfs_index_.begin(), fcfs_index_.end(),
+                               std::pair<const RequestView*, size_t>{r, 0});
+    return it != fcfs_index_.end() && it->first == r ? it->second : fcfs_.size();
+  }
+  void mark(const std::vector<const RequestView*>& rs, bool on) {
+    for (const RequestView* r : rs)
+      if (const size_t i = fcfs_position(r); i < fcfs_.size()) flag_[i] = on;
+  }
+
+  // _adjust_merge_threshold (L255-287): the period that just ended goes to the threshold
+  // plugin, which updates alpha/beta; the counters restart.
+  void adjust_merge_threshold(double now) {
+    if (num_iters_ == 0) return;
+    PeriodStats s;
+    s.merged = merged_;
+    s.num_iters = num_iters_;
+    s.merge_batch_cnt = merge_batch_cnt_;
+    s.unmerge_batch_cnt = unmerge_batch_cnt_;
+    s.virtual_switch_cnt = virtual_switch_cnt_;
+    s.now = now;
+    auto updated = threshold_->checked_on_period_end(s);
+    if (!updated) throw std::runtime_error("its threshold plugin failed: " + updated.error());
+    merge_batch_cnt_ = 0;
+    unmerge_batch_cnt_ = 0;
+    virtual_switch_cnt_ = 0;
+    max_model_ = kNoAdapter;
+  }
+
+  int32_t N_, B_, capacity_;
+  Threshold* threshold_;
+  double merge_time_, unmerge_time_;
+  double credit_right_ = 0, credit_left_ = 0, credit_cost_ = 0, batch_credit_cost_ = 0;
+  std::vector<double> credit_;
+  std::vector<int32_t> order_;       // the credit dict's order
+  std::vector<uint8_t> was_credit_;  // previous_credit_models
+  bool merged_ = false;
+  int64_t num_iters_ = 0;
+  double merge_batch_cnt_ = 0, unmerge_batch_cnt_ = 0;
+  int64_t virtual_switch_cnt_ = 0;
+  AdapterId max_model_ = kNoAdapter;
+  AdapterId active_single_ = kNoAdapter;  // active list of one adapter (merged), else none
+  bool credits_moved_ = true;             // since order_ was last sorted
+  std::vector<int32_t> was_credit_list_;  // the adapters was_credit_ holds
+  // scratch, reused across calls
+  std::vector<const RequestView*> fcfs_;  // the FCFS batch: the first B of the queue
+  std::vector<std::pair<const RequestView*, size_t>> fcfs_index_;  // fcfs_ by address
+  std::vector<const RequestView*> scheduled_, batch_, capped_;
+  std::vector<int32_t> credit_models_;
+  std::vector<AdapterId> kept_;
+  std::vector<uint8_t> flag_;  // per FCFS batch position, cleared after each use
+};
+
+}  // namespace lorasched::reference
