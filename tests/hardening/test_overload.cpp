@@ -40,7 +40,7 @@ void PrintTo(const Case& c, std::ostream* os) { *os << name_of(c); }
 std::vector<Case> cases() {
   std::vector<Case> out;
   for (const char* s : {"unmerged-fcfs", "merged-only", "dlora", "dlora-predictive", "mixed",
-                        "throughput-aware", "dlora-mixed"})
+                        "throughput-aware", "dlora-mixed", "clairvoyant"})
     for (const char* p : {"swap", "recompute"})
       for (bool u : {true, false}) out.push_back({s, p, u, 1 << 20});
   out.push_back({"dlora", "swap", true, 24});
