@@ -2,7 +2,8 @@
 // and scanned all N adapters every iteration), decision for decision, on random queues with
 // credits that bite (small credit_unit: adapters enter credit priority, ties and negative
 // credits happen) and adaptive thresholds (which see the virtual switch count, so the
-// largest-queue rule's choice matters even when it does not merge). Arrivals are announced to
+// largest-queue rule's choice matters even when it does not merge; the periods each hands
+// its threshold are compared too, virtual switch count included). Arrivals are announced to
 // the plugin for some requests only: its list of queued adapters must also be right when it
 // has to rebuild it.
 #include <gtest/gtest.h>
@@ -16,6 +17,21 @@ namespace lorasched {
 namespace {
 
 using test::load;
+
+// Passes everything to `inner` and keeps the periods it was handed.
+class Recording : public api::Threshold {
+ public:
+  explicit Recording(api::Threshold* inner) : inner_(inner) {}
+  api::Thresholds current() const override { return inner_->checked_current().value(); }
+  api::Thresholds on_period_end(const api::PeriodStats& s) override {
+    periods.push_back(s);
+    return inner_->checked_on_period_end(s).value();
+  }
+  std::vector<api::PeriodStats> periods;
+
+ private:
+  api::Threshold* inner_;
+};
 
 struct Case {
   int adapters, batch, capacity;
@@ -34,14 +50,15 @@ std::pair<int, int> replay(const Case& c) {
   const std::map<std::string, api::ParamValue> thr = {{"alpha", c.alpha}, {"beta", c.alpha / 2}};
   auto thr_new = load<api::Threshold>("dlora-adaptive", thr, nullptr, c.adapters, l);
   auto thr_ref = load<api::Threshold>("dlora-adaptive", thr, nullptr, c.adapters, l);
-  auto current = load<api::Scheduler>("dlora", params, thr_new.get(), c.adapters, l);
+  api::GuardedThreshold<Recording> rec_new(thr_new.get()), rec_ref(thr_ref.get());
+  auto current = load<api::Scheduler>("dlora", params, &rec_new, c.adapters, l);
   api::CreateArgs args;
   args.params =
       testkit::params_for(test::registry().find(api::PluginKind::scheduler, "dlora")->info, params);
   args.seed = 1;
   args.num_adapters = c.adapters;
   args.limits = l;
-  args.threshold = thr_ref.get();
+  args.threshold = &rec_ref;
   api::GuardedScheduler<reference::DloraReference> ref(args);
 
   std::mt19937 rng(c.seed);
@@ -79,6 +96,15 @@ std::pair<int, int> replay(const Case& c) {
     EXPECT_EQ(got.requests, want.requests) << "step " << step << ", seed " << c.seed;
     EXPECT_EQ(got.tail, want.tail) << "step " << step << ", seed " << c.seed;
     EXPECT_EQ(got.tail_adapter, want.tail_adapter) << "step " << step << ", seed " << c.seed;
+    EXPECT_EQ(rec_new.periods.size(), rec_ref.periods.size()) << "step " << step;
+    if (!rec_new.periods.empty() && rec_new.periods.size() == rec_ref.periods.size()) {
+      const api::PeriodStats &x = rec_new.periods.back(), &y = rec_ref.periods.back();
+      EXPECT_TRUE(x.merged == y.merged && x.num_iters == y.num_iters &&
+                  x.merge_batch_cnt == y.merge_batch_cnt &&
+                  x.unmerge_batch_cnt == y.unmerge_batch_cnt &&
+                  x.virtual_switch_cnt == y.virtual_switch_cnt && x.now == y.now)
+          << "period " << rec_ref.periods.size() << " at step " << step;
+    }
     if (::testing::Test::HasFailure()) return {merged, credit_first};
     merged += want.mode == api::Mode::merged;
     // Each iteration finishes up to B of its candidates.
