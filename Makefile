@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD := build/release
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build run test test-asan fuzz bench install clean fidelity study bounds
+.PHONY: all deps configure build run test test-asan fuzz bench install clean fidelity study study-quick bounds
 
 all: build
 
@@ -59,13 +59,21 @@ install: build
 clean:
 	rm -rf build
 
-# The study (docs/study.md): every experiment of experiments/study/ on the cost model, the
-# oracle bound, and the migration decisions on cluster snapshots; regenerates docs/study.md
-# and docs/study/*.png from scratch (about 10 minutes on 2 cores).
-# Each sweep runs its points in JOBS worker processes (lorasched run -j; 0: one per core).
+# The study (docs/study.md): every workload of experiments/study/ at fractions of its measured
+# capacity, both cost regimes, dLoRA's thresholds tuned on training seeds, every policy on 20
+# held-out seeds, the bound bracket, the phase map, and migration end to end and on cluster
+# snapshots; regenerates docs/study.md and docs/study/*.png from scratch (about 30 minutes on 2
+# cores). Each sweep runs its points in JOBS worker processes (lorasched run -j; 0: one per core).
 JOBS ?= 0
 study: build
 	/usr/bin/python3 scripts/study.py --lorasched $(BUILD)/lorasched --bench $(BUILD)/bench/bench_migration --jobs $(JOBS)
+
+# The same pipeline on few seeds, points and requests and the trimmed trace fixtures (about a
+# minute): a smoke test whose page goes to $(BUILD)/study-quick/, never to docs/. ctest runs it
+# (test study.quick) so the study's path cannot rot.
+study-quick: build
+	/usr/bin/python3 scripts/study.py --quick --lorasched $(BUILD)/lorasched --bench $(BUILD)/bench/bench_migration \
+	  --jobs $(JOBS) --results $(BUILD)/study-quick/results --out $(BUILD)/study-quick/study.md
 
 # Every policy's gap to the exact optimum of small worker-level instances (docs/bounds.md):
 # runs experiments/bound/small.toml, solves each instance with `lorasched bound --exact` and
