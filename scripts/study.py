@@ -482,7 +482,7 @@ def main():
 def make_figures(plt, np, points, phase, families, figs, out_md):
     figures = {}
     rel = os.path.relpath(figs, out_md.parent)
-    colors = {p[0]: f"C{i % 10}" for i, p in enumerate(POLICIES)}
+    colors = {p[0]: f"C{i % 10}" for i, p in enumerate(POLICIES + EXTRA)}
     # latency per token and request P90 vs load, bursty CV 2, both regimes
     fam = "bursty-cv2"
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -491,7 +491,7 @@ def make_figures(plt, np, points, phase, families, figs, out_md):
         for row, metric, label in ((0, "per_token_latency_mean", "mean latency per output token (s)"),
                                    (1, "latency_p90", "request latency P90 (s)")):
             ax = axes[row][col]
-            for pname, _, _ in POLICIES:
+            for pname, _, _ in POLICIES + EXTRA:
                 ys, es = [], []
                 for l in loads:
                     m, c = mean_ci(points[(fam, regime, l)].values(pname, metric))
@@ -634,14 +634,18 @@ def write_page(families, tuned, points, phase, cluster, snapshots, figures, log,
     # capacities and tuning
     add("## Capacities and tuned thresholds")
     add("")
-    add("| workload | regime | capacity (req/s) | tuned (alpha, beta) | training: tuned vs exact dLoRA (s/token, geometric means) | artifact's start (1.0, 0.5556) |")
-    add("|---|---|---|---|---|---|")
-    for name, _, _, _, _ in families:
+    add("Loads run: 0.5-1.1 of capacity on the first bursty workload; 0.85, 0.95 and 1.1 (where "
+        "deployments run and where the targets are set) on the others, which keeps `make study` near "
+        "half an hour on 2 cores.")
+    add("")
+    add("| workload | regime | loads | capacity (req/s) | tuned (alpha, beta) | training: tuned vs exact dLoRA (s/token, geometric means) | artifact's start (1.0, 0.5556) |")
+    add("|---|---|---|---|---|---|---|")
+    for name, _, _, loads, _ in families:
         for regime in REGIMES:
             ps = sorted_points(points, name, regime)
             cap = ps[0].capacity() if ps else float("nan")
             t = tuned[(name, regime)]
-            add(f"| {name} | {regime} | {cap:.3f} | ({t['alpha']}, {t['beta']}) | {t['score']:.4f} vs {t['dlora']:.4f} "
+            add(f"| {name} | {regime} | {', '.join(str(l) for l in loads)} | {cap:.3f} | ({t['alpha']}, {t['beta']}) | {t['score']:.4f} vs {t['dlora']:.4f} "
                 f"({100 * (t['score'] / t['dlora'] - 1):+.1f}%) | {t['artifact_start']:.4f} |")
     add("")
     add("Workloads: " + "; ".join(f"**{n}**: {d}" for n, _, _, _, d in families) + ".")
