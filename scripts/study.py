@@ -893,7 +893,9 @@ def phase_section(phase, figures):
 def cluster_section(cluster, snapshots, figures, ilp_limit):
     L = ["## Cluster level: migration", "",
          "End to end (experiments/study/cluster.toml: dLoRA workers, adapter-affinity dispatch, migration "
-         "every 10 s); mean ± 95% interval over its seeds:", "",
+         "every 10 s); mean ± 95% interval over its seeds. The full-cluster ILP stops at a wall-clock time "
+         "limit, so its rows (here and below) change with the machine's speed from one run to the next; every "
+         "other figure on this page is reproduced exactly by a rerun.", "",
          "| setup | req/s | s/token mean | s/token P90 | latency mean (s) | latency P90 (s) |",
          "|---|---|---|---|---|---|"]
     by = {}
