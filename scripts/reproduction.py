@@ -14,15 +14,15 @@ lorasched's interpolated summary field. Needs python3 with h5py and numpy.
 """
 
 import argparse
-import math
 import pathlib
 import subprocess
 import sys
 
+from tinterval import mean_ci as ci95
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENT = "experiments/dlora-fig10.toml"
 RESULTS = "results/dlora-fig10.h5"
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 STRIDES = [4, 8, 16, 32]
 # Variant names of the experiment -> the artifact's policy names.
 POLICIES = [("fcfs (unmerged-only)", "fcfs", "unmerged-only"),
@@ -49,17 +49,6 @@ def die(msg, code=1):
 
 def text(v):
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def ci95(values):
-    vals = [v for v in values if v == v and math.isfinite(v)]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, float("nan")
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return m, T95.get(len(vals) - 1, 1.96) * sd / math.sqrt(len(vals))
 
 
 def fmt(mc, digits=3, bold=False):

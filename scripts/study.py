@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from tinterval import mean_ci
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # ---- the study's design ------------------------------------------------------------------------
@@ -103,18 +105,6 @@ PHASE_SWITCH = [0.25, 0.5, 1.0, 2.0, 3.0]
 PHASE_POLICIES = ["dlora", "unmerged-only", "merged-only", "throughput-aware", "dlora-mixed"]
 PHASE_SEEDS = HELD_SEEDS[:8]
 PHASE_LOAD = 0.85
-
-# t quantiles (two-sided 95%) by degrees of freedom
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-       10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-       18: 2.101, 19: 2.093, 20: 2.086, 24: 2.064, 29: 2.045}
-
-
-def t95(df):
-    if df in T95:
-        return T95[df]
-    return T95[max(k for k in T95 if k <= df)] if df > 1 else float("nan")
-
 
 def die(msg, code=1):
     print(f"study.py: {msg}", file=sys.stderr)
@@ -209,24 +199,11 @@ def log_ratio_stats(pairs):
     n = len(logs)
     if n == 0:
         return {"gm": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0, "sig": False}
-    m = sum(logs) / n
-    if n < 2:
+    m, h = mean_ci(logs)
+    if h != h:
         return {"gm": math.exp(m), "lo": float("nan"), "hi": float("nan"), "n": n, "sig": False}
-    sd = math.sqrt(sum((v - m) ** 2 for v in logs) / (n - 1))
-    h = t95(n - 1) * sd / math.sqrt(n)
     lo, hi = math.exp(m - h), math.exp(m + h)
     return {"gm": math.exp(m), "lo": lo, "hi": hi, "n": n, "sig": hi < 1 or lo > 1}
-
-
-def mean_ci(values):
-    vals = [v for v in values if v == v and math.isfinite(v)]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, float("nan")
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return m, t95(len(vals) - 1) * sd / math.sqrt(len(vals))
 
 
 def pct(st, digits=1):
@@ -602,10 +579,10 @@ def write_page(families, tuned, points, phase, cluster, snapshots, figures, log,
     add("")
     add("## Method")
     add("")
-    add(f"- **Load against capacity.** Each workload runs at fractions of its measured capacity "
-        f"(`workload.load`; `lorasched capacity`: the largest offered rate whose served rate stays within "
-        f"2% of it over the measurement window, under unmerged FCFS, on seeds 1-3), the same rate for "
-        f"every policy of a point. Capacities are in the table below.")
+    add("- **Load against capacity.** Each workload runs at fractions of its measured capacity "
+        "(`workload.load`; `lorasched capacity`: the largest offered rate whose served rate stays within "
+        "2% of it over the measurement window, under unmerged FCFS, on seeds 1-3), the same rate for "
+        "every policy of a point. Capacities are in the table below.")
     add("- **Measurement window.** Headline figures cover the requests arriving in "
         "[60 s, last arrival − 60 s] (`[metrics] warmup_s`, `cooldown_s`); the raw records stay complete.")
     add(f"- **Seeds.** Tuning on the training seeds {TRAIN_SEEDS[0]}-{TRAIN_SEEDS[-1]}; every figure "
