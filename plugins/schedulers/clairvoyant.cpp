@@ -112,13 +112,8 @@ class Clairvoyant : public Scheduler {
     }
 
     // Merged and mixed on the most valuable adapters and on the adapter merged now.
-    merged_candidates_.assign(
-        active_.begin(),
-        active_.begin() + std::min<size_t>(active_.size(), static_cast<size_t>(candidates_)));
+    core_.merge_candidates(active_, candidates_, merged_candidates_);
     const AdapterId w = core_.weights();
-    if (w != kNoAdapter && std::find(merged_candidates_.begin(), merged_candidates_.end(), w) ==
-                               merged_candidates_.end())
-      merged_candidates_.push_back(w);
     for (AdapterId m : merged_candidates_) {
       const auto& own = groups_[static_cast<size_t>(m)];
       if (own.empty()) continue;

@@ -78,13 +78,8 @@ class ThroughputAware : public Scheduler {
     }
 
     // Merged and mixed on the largest queues and on the adapter merged now.
-    merged_candidates_.assign(
-        by_size_.begin(),
-        by_size_.begin() + std::min<size_t>(by_size_.size(), static_cast<size_t>(candidates_)));
+    core_.merge_candidates(by_size_, candidates_, merged_candidates_);
     const AdapterId w = core_.weights();
-    if (w != kNoAdapter && std::find(merged_candidates_.begin(), merged_candidates_.end(), w) ==
-                               merged_candidates_.end())
-      merged_candidates_.push_back(w);
     for (AdapterId m : merged_candidates_) {
       const auto& own = groups_[static_cast<size_t>(m)];
       int32_t starving_others = 0;

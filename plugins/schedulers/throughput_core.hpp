@@ -103,6 +103,15 @@ class ThroughputCore {
     for (size_t i = 0; i < head; ++i)
       if (served_.waited(queued[i], now_) > guard_s_) out.push_back(&queued[i]);
   }
+  // The adapters a plan tries merged (and mixed): the first `k` of `ranked` (the caller's order
+  // of promise), and the adapter merged now if it is not among them, so staying is always tried.
+  void merge_candidates(std::span<const AdapterId> ranked, int32_t k,
+                        std::vector<AdapterId>& out) const {
+    out.assign(ranked.begin(),
+               ranked.begin() + std::min<size_t>(ranked.size(), static_cast<size_t>(k)));
+    if (weights_ != kNoAdapter && std::find(out.begin(), out.end(), weights_) == out.end())
+      out.push_back(weights_);
+  }
   std::span<const AdapterView> adapters() const { return adapters_; }
   ShapeBuilder builder(Mode mode, AdapterId merged) const {
     return ShapeBuilder(mode, merged, adapters_);
