@@ -75,9 +75,7 @@ class DloraCore : public Scheduler {
       fcfs_.push_back(&r);
     }
     const size_t nfcfs = fcfs_.size();
-    fcfs_index_.clear();
-    for (size_t i = 0; i < nfcfs; ++i) fcfs_index_.push_back({fcfs_[i], i});
-    std::sort(fcfs_index_.begin(), fcfs_index_.end());
+    fcfs_indexed_ = false;  // fcfs_position() sorts it when a credit rule first asks
     auto queued = [&](AdapterId m) { return static_cast<size_t>(view.queued_of(m).size()); };
 
     // Credit pass. The artifact re-sorts its credit dict by credit, descending, keeping
@@ -377,7 +375,13 @@ class DloraCore : public Scheduler {
 
   // Position of a request in the FCFS batch, or its size when not in it. Requests are
   // pointers into the view's queue, so membership is identity.
-  size_t fcfs_position(const RequestView* r) const {
+  size_t fcfs_position(const RequestView* r) {
+    if (!fcfs_indexed_) {
+      fcfs_index_.clear();
+      for (size_t i = 0; i < fcfs_.size(); ++i) fcfs_index_.push_back({fcfs_[i], i});
+      std::sort(fcfs_index_.begin(), fcfs_index_.end());
+      fcfs_indexed_ = true;
+    }
     auto it = std::lower_bound(fcfs_index_.begin(), fcfs_index_.end(),
                                std::pair<const RequestView*, size_t>{r, 0});
     return it != fcfs_index_.end() && it->first == r ? it->second : fcfs_.size();
@@ -432,6 +436,7 @@ class DloraCore : public Scheduler {
   // scratch, reused across calls
   std::vector<const RequestView*> fcfs_;  // the FCFS batch: the first B of the queue
   std::vector<std::pair<const RequestView*, size_t>> fcfs_index_;  // fcfs_ by address
+  bool fcfs_indexed_ = false;  // fcfs_index_ holds this call's fcfs_
   std::vector<const RequestView*> scheduled_, batch_, capped_;
   std::vector<int32_t> credit_models_;
   std::vector<AdapterId> kept_;
