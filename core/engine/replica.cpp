@@ -176,6 +176,10 @@ bool Replica::allocate_kv(Request& r, int64_t blocks, double time) {
   if (blocks <= 0) return true;
   if (kv_free() < blocks) return false;
   make_room(blocks, time);
+  if (r.block_table.capacity() == 0)  // the table's whole life in one allocation
+    r.block_table.reserve(static_cast<size_t>(std::max<int64_t>(
+        blocks,
+        api::kv_blocks_for(r.spec.prompt_tokens + r.spec.output_tokens, cfg_.limits.block_size))));
   for (int64_t i = 0; i < blocks; ++i) r.block_table.push_back(pool_.allocate());
   return true;
 }
@@ -291,6 +295,7 @@ std::vector<RequestId> Replica::unfinished_requests() const {
 
 void Replica::finish(Request& r, RequestStatus status, double now) {
   release_kv(r);
+  r.block_table.shrink_to_fit();  // a finished request keeps no memory for its blocks
   dequeue(r);
   r.state = RequestState::finished;
   r.record.status = static_cast<int8_t>(status);
@@ -492,16 +497,17 @@ void Replica::for_each_candidate(const api::IterationPlan& plan, F&& f) {
 // budget and the KV pool (vLLM 0.1.4's _prepare_scheduleroutputs as dLoRA's artifact runs it).
 // Adapters are made resident here, candidate by candidate, not in a phase of their own:
 // whether a request fits depends on the blocks its adapter's load takes from the pool.
-std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
+void Replica::admit(Iteration& it) {
   const api::IterationPlan& plan = it.plan;
-  std::vector<Admitted> batch;
+  std::vector<Admitted>& batch = it.batch;
+  batch.clear();
   const int32_t max_batch = cfg_.limits.max_batch_size;
   const int32_t block_size = cfg_.limits.block_size;
   int64_t prompt_tokens = 0, gen_tokens = 0;
   unpin_all();
   if (api::has_merged_weights(plan.mode)) {
     // The merged adapter's weights are folded in before the batch: it must be resident.
-    if (!ensure_resident(plan.merged_adapter, it)) return batch;
+    if (!ensure_resident(plan.merged_adapter, it)) return;
   }
   for_each_candidate(plan, [&](RequestId id) {
     Request& r = req(id);
@@ -601,7 +607,6 @@ std::vector<Replica::Admitted> Replica::admit(Iteration& it) {
     }
     return true;
   });
-  return batch;
 }
 
 // Not in dLoRA's artifact, which returns an empty schedule here and spins until its policy's
@@ -651,8 +656,8 @@ void Replica::check_thresholds(const api::Thresholds& t) const {
 std::optional<double> Replica::step(double now) {
   inflight_.clear();
   if (!has_queued()) return std::nullopt;
-  Iteration it;
-  it.start = now;
+  Iteration& it = it_;
+  it.reset(now);
   plan_iteration(it);
   // Admission walks the plan's candidates in the queue's order as it was planned: the queue
   // keeps that order until it thaws at the end of the step (requests that ran included).
@@ -669,6 +674,23 @@ std::optional<double> Replica::step(double now) {
   report_iteration(it);
   ++iteration_;
   return it.end();
+}
+
+void Replica::Iteration::reset(double at) {
+  start = at;
+  thresholds = {};
+  plan = {};
+  decision_us = 0;
+  queued = 0;
+  cost = 0;
+  swapped_in = swapped_out = queues_changed = false;
+  batch.clear();
+  merged_adapter = api::kNoAdapter;
+  duration = 0;
+  merged_duration = kNoTime;
+  next_tokens.clear();
+  prefill_tokens = decode_tokens = distinct_adapters = 0;
+  batch_ids.clear();
 }
 
 // Plan: asks the scheduler for a plan on a view of the queue as it is now and checks it with
@@ -704,11 +726,11 @@ void Replica::plan_iteration(Iteration& it) {
 // resident and paying loads and swaps on the way. May preempt, swap, load and evict adapters,
 // finish requests as ignored; every cost it pays is added to it.cost.
 void Replica::admit_batch(Iteration& it) {
-  it.batch = admit(it);
+  admit(it);
   // Nothing fits while requests the plan does not run hold the KV cache (e.g. a merged
   // batch whose waiting requests are blocked by other adapters' ready ones): preempt those
   // so the head of the plan can run, instead of waiting forever.
-  if (it.batch.empty() && relieve(it)) it.batch = admit(it);
+  if (it.batch.empty() && relieve(it)) admit(it);
   unlist(it.plan);
   if (it.swapped_in && it.swapped_out)  // the artifact asserts on this; we record it and go on
     event(it.start, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
@@ -747,13 +769,14 @@ void Replica::switch_weights(Iteration& it) {
 // (costmodel). Marks the batch's requests running and stamps their first scheduling; the
 // iteration's end is known from here, so it is what in_flight() reports.
 void Replica::run_batch(Iteration& it) {
-  ExecBatch exec_batch;
+  ExecBatch& exec_batch = exec_batch_;
   exec_batch.replica = cfg_.id;
   exec_batch.mode = it.plan.mode;
   exec_batch.merged_adapter = it.merged_adapter;
   const bool tokens = executor_->needs_tokens();
-  exec_batch.entries.reserve(it.batch.size());
-  std::vector<AdapterId> distinct;
+  exec_batch.entries.clear();
+  std::vector<AdapterId>& distinct = distinct_;
+  distinct.clear();
   for (const Admitted& a : it.batch) {
     Request& r = req(a.id);
     ExecEntry e;
