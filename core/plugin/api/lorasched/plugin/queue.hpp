@@ -64,14 +64,21 @@ struct RequestView {
 };
 
 // One queued request and its links in the queue's three orders (slots of RequestQueue).
-// Policies reach it only through QueueRange; the links are RequestQueue's business.
+// Policies reach it only through QueueRange; the links are RequestQueue's business. The
+// forward FCFS links, which every walk follows, are kept apart (QueueLinks, by slot) from the
+// rest: a walk's chain of loads then stays in one small array instead of touching a node's
+// second cache line per step, and the requests it reaches are loaded independently.
 struct QueueNode {
   RequestView request;
   int64_t seq = 0;               // place in its state's list (smaller = nearer the front)
-  int32_t next = -1, prev = -1;  // FCFS order, all requests
-  int32_t next_of_adapter = -1, prev_of_adapter = -1;  // FCFS order, its adapter's requests
-  int32_t next_in_state = -1, prev_in_state = -1;      // its state's list
+  int32_t prev = -1;             // FCFS order, all requests
+  int32_t prev_of_adapter = -1;  // FCFS order, its adapter's requests
+  int32_t next_in_state = -1, prev_in_state = -1;  // its state's list
   uint8_t flags = 0;
+};
+struct QueueLinks {
+  int32_t next = -1;             // FCFS order, all requests
+  int32_t next_of_adapter = -1;  // FCFS order, its adapter's requests
 };
 
 // A walk over queued requests from the front, in FCFS order: all of them, or one adapter's.
@@ -85,12 +92,12 @@ class QueueRange {
     using pointer = const RequestView*;
     using reference = const RequestView&;
     iterator() = default;
-    iterator(const QueueNode* nodes, int32_t at, bool of_adapter)
-        : nodes_(nodes), at_(at), of_adapter_(of_adapter) {}
+    iterator(const QueueNode* nodes, const QueueLinks* links, int32_t at, bool of_adapter)
+        : nodes_(nodes), links_(links), at_(at), of_adapter_(of_adapter) {}
     reference operator*() const { return nodes_[at_].request; }
     pointer operator->() const { return &nodes_[at_].request; }
     iterator& operator++() {
-      at_ = of_adapter_ ? nodes_[at_].next_of_adapter : nodes_[at_].next;
+      at_ = of_adapter_ ? links_[at_].next_of_adapter : links_[at_].next;
       return *this;
     }
     iterator operator++(int) {
@@ -103,21 +110,24 @@ class QueueRange {
 
    private:
     const QueueNode* nodes_ = nullptr;
+    const QueueLinks* links_ = nullptr;
     int32_t at_ = -1;
     bool of_adapter_ = false;
   };
 
   QueueRange() = default;
-  QueueRange(const QueueNode* nodes, int32_t head, int32_t size, bool of_adapter)
-      : nodes_(nodes), head_(head), size_(size), of_adapter_(of_adapter) {}
-  iterator begin() const { return {nodes_, head_, of_adapter_}; }
-  iterator end() const { return {nodes_, -1, of_adapter_}; }
+  QueueRange(const QueueNode* nodes, const QueueLinks* links, int32_t head, int32_t size,
+             bool of_adapter)
+      : nodes_(nodes), links_(links), head_(head), size_(size), of_adapter_(of_adapter) {}
+  iterator begin() const { return {nodes_, links_, head_, of_adapter_}; }
+  iterator end() const { return {nodes_, links_, -1, of_adapter_}; }
   int32_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const RequestView& front() const { return nodes_[head_].request; }
 
  private:
   const QueueNode* nodes_ = nullptr;
+  const QueueLinks* links_ = nullptr;
   int32_t head_ = -1;
   int32_t size_ = 0;
   bool of_adapter_ = false;
@@ -147,10 +157,10 @@ class RequestQueue {
   int32_t num_adapters() const { return static_cast<int32_t>(adapter_.size()); }
 
   // ---- reading --------------------------------------------------------------------------
-  QueueRange all() const { return {nodes_.data(), fcfs_.head, fcfs_.size, false}; }
+  QueueRange all() const { return {nodes_.data(), links_.data(), fcfs_.head, fcfs_.size, false}; }
   QueueRange of_adapter(AdapterId a) const {
     const List& l = adapter_[static_cast<size_t>(a)];
-    return {nodes_.data(), l.head, l.size, true};
+    return {nodes_.data(), links_.data(), l.head, l.size, true};
   }
   int32_t size() const { return fcfs_.size; }
   int32_t count(RequestState s) const { return state_[state_index(s)].size; }
@@ -179,9 +189,11 @@ class RequestQueue {
     } else {
       s = static_cast<Slot>(nodes_.size());
       nodes_.emplace_back();
+      links_.emplace_back();
     }
     QueueNode& n = at(s);
     n = QueueNode{};
+    links_[static_cast<size_t>(s)] = QueueLinks{};
     n.request = r;
     n.flags = kLive;
     link_state(s, end);
@@ -227,6 +239,31 @@ class RequestQueue {
   void thaw() {
     frozen_ = false;
     if (pending_.empty()) return;
+    // The erased leave first: taking them out keeps the others in order.
+    size_t kept = 0;
+    for (Slot s : pending_) {
+      if (at(s).flags & kErased) {
+        unlink_ordered(s);
+        release(s);
+      } else {
+        pending_[kept++] = s;
+      }
+    }
+    pending_.resize(kept);
+    // A moved request keeps its arrival, so it nearly always keeps its place (it moves only
+    // among equal arrivals). When each one is in order with its neighbours in both orders,
+    // every adjacent pair is (the others' keys did not change): the lists are sorted already.
+    bool in_order = true;
+    for (Slot s : pending_)
+      if (!in_place(s, false) || !in_place(s, true)) {
+        in_order = false;
+        break;
+      }
+    if (in_order) {
+      for (Slot s : pending_) at(s).flags = static_cast<uint8_t>(at(s).flags & ~kPending);
+      pending_.clear();
+      return;
+    }
     // Places are searched from the nearest request before it that did not move (it and
     // everything the searches pass over are in order).
     hints_.clear();
@@ -241,10 +278,6 @@ class RequestQueue {
       const Slot s = pending_[i];
       QueueNode& n = at(s);
       n.flags = static_cast<uint8_t>(n.flags & ~kPending);
-      if (n.flags & kErased) {
-        release(s);
-        continue;
-      }
       link_ordered(s, hints_[i].first, false, false);
       link_ordered(s, hints_[i].second, true, false);
     }
@@ -269,6 +302,15 @@ class RequestQueue {
     if (a.request.arrival != b.request.arrival) return a.request.arrival < b.request.arrival;
     if (a.request.state != b.request.state) return a.request.state < b.request.state;
     return a.seq < b.seq;
+  }
+
+  // Whether s is in order with its neighbours in the FCFS order of all (of_adapter false) or
+  // of its adapter's requests.
+  bool in_place(Slot s, bool of_adapter) const {
+    const QueueNode& n = at(s);
+    const Slot p = of_adapter ? n.prev_of_adapter : n.prev;
+    const Slot q = next_link(s, of_adapter);
+    return (p == kNone || before(p, s)) && (q == kNone || before(s, q));
   }
 
   void link_state(Slot s, End end) {
@@ -304,8 +346,13 @@ class RequestQueue {
   List& ordered_list(Slot s, bool of_adapter) {
     return of_adapter ? adapter_[static_cast<size_t>(at(s).request.adapter)] : fcfs_;
   }
-  static int32_t& next_link(QueueNode& n, bool of_adapter) {
-    return of_adapter ? n.next_of_adapter : n.next;
+  int32_t& next_link(Slot s, bool of_adapter) {
+    QueueLinks& k = links_[static_cast<size_t>(s)];
+    return of_adapter ? k.next_of_adapter : k.next;
+  }
+  int32_t next_link(Slot s, bool of_adapter) const {
+    const QueueLinks& k = links_[static_cast<size_t>(s)];
+    return of_adapter ? k.next_of_adapter : k.next;
   }
   static int32_t& prev_link(QueueNode& n, bool of_adapter) {
     return of_adapter ? n.prev_of_adapter : n.prev;
@@ -324,16 +371,16 @@ class RequestQueue {
     } else {
       p = hint;
       for (;;) {
-        const Slot q = p == kNone ? l.head : next_link(at(p), of_adapter);
+        const Slot q = p == kNone ? l.head : next_link(p, of_adapter);
         if (q == kNone || before(s, q)) break;
         p = q;
       }
     }
     QueueNode& n = at(s);
-    const Slot q = p == kNone ? l.head : next_link(at(p), of_adapter);
+    const Slot q = p == kNone ? l.head : next_link(p, of_adapter);
     prev_link(n, of_adapter) = p;
-    next_link(n, of_adapter) = q;
-    (p != kNone ? next_link(at(p), of_adapter) : l.head) = s;
+    next_link(s, of_adapter) = q;
+    (p != kNone ? next_link(p, of_adapter) : l.head) = s;
     (q != kNone ? prev_link(at(q), of_adapter) : l.tail) = s;
     ++l.size;
   }
@@ -341,10 +388,10 @@ class RequestQueue {
     for (bool of_adapter : {false, true}) {
       List& l = ordered_list(s, of_adapter);
       QueueNode& n = at(s);
-      const Slot p = prev_link(n, of_adapter), q = next_link(n, of_adapter);
-      (p != kNone ? next_link(at(p), of_adapter) : l.head) = q;
+      const Slot p = prev_link(n, of_adapter), q = next_link(s, of_adapter);
+      (p != kNone ? next_link(p, of_adapter) : l.head) = q;
       (q != kNone ? prev_link(at(q), of_adapter) : l.tail) = p;
-      prev_link(n, of_adapter) = next_link(n, of_adapter) = kNone;
+      prev_link(n, of_adapter) = next_link(s, of_adapter) = kNone;
       --l.size;
     }
   }
@@ -360,6 +407,7 @@ class RequestQueue {
   }
 
   std::vector<QueueNode> nodes_;
+  std::vector<QueueLinks> links_;  // by slot, beside nodes_
   std::vector<Slot> free_;
   List fcfs_;
   std::vector<List> adapter_;

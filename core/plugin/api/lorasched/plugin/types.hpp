@@ -21,7 +21,7 @@ namespace lorasched::api {
 // a QueueRange, queued_of(), ReplicaView::queue) and plan tails (IterationPlan::tail); 4
 // cluster-view indexes (ClusterView::adapter_hosts, least_loaded,
 // ReplicaState::active_adapters).
-inline constexpr int kApiVersion = 4;
+inline constexpr int kApiVersion = 5;
 
 using RequestId = int64_t;
 using AdapterId = int32_t;
