@@ -21,6 +21,12 @@ class RunQueue {
   // The earliest (lowest id on ties).
   int32_t top() const { return heap_.front(); }
   double top_time() const { return time_[static_cast<size_t>(heap_.front())]; }
+  // The earliest after top() as the queue stands (the earlier of the root's children), or -1.
+  int32_t second() const {
+    if (heap_.size() < 2) return -1;
+    if (heap_.size() == 2 || before(heap_[1], heap_[2])) return heap_[1];
+    return heap_[2];
+  }
   bool contains(int32_t r) const { return pos_[static_cast<size_t>(r)] != kAbsent; }
   double time_of(int32_t r) const { return time_[static_cast<size_t>(r)]; }
 

@@ -244,6 +244,10 @@ RunResult Simulation::run(const ProgressFn& progress) {
     const auto r = static_cast<int32_t>(who);
     live_.release(r);  // its previous iteration is over
     const int32_t before = replicas_[who]->unfinished();
+    // The replica due next warms its state while this one steps (at 32 replicas and more,
+    // each finds its own evicted by the others' steps since its last).
+    if (const int32_t due = runnable_.second(); due >= 0)
+      replicas_[static_cast<size_t>(due)]->prefetch();
     auto end = replicas_[who]->step(free_at_[who]);
     stepped(r, free_at_[who], end, before);
     if (end) {

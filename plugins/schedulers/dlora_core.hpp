@@ -1,6 +1,6 @@
 // dLoRA's per-iteration decision (scheduler `dlora`), as a class other schedulers can
 // build on: the rules stay the artifact's, variants change what a queue counts for
-// (queue_size) or what a merged batch may hold (finish_merged). See dlora.cpp.
+// (forecast) or what a merged batch may hold (finish_merged). See dlora.cpp.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +36,7 @@ class DloraCore : public Scheduler {
     credit_left_ = credit_right_ - unit / 2;
     credit_start_ = unit * (n - 1.0);
     credit_.assign(static_cast<size_t>(N_), credit_start_);
+    negative_credits_ = credit_start_ < 0.0 ? N_ : 0;
     sided_.assign(static_cast<size_t>(N_), 0);
     moved_flag_.assign(static_cast<size_t>(N_), 0);
     listed_.assign(static_cast<size_t>(N_), 0);
@@ -63,6 +64,7 @@ class DloraCore : public Scheduler {
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan out;
     if (view.queued.empty()) return out;  // nothing changes while idle
+    forecasts_ = forecasts();
     auto current = threshold_->checked_current();
     if (!current) throw std::runtime_error("its threshold plugin failed: " + current.error());
     const Thresholds th = current.value();
@@ -110,7 +112,7 @@ class DloraCore : public Scheduler {
       // queue wins, ties to the lower adapter id.
       int32_t max_model = kNoAdapter;
       double n_max = 0;
-      if (forecasts()) {
+      if (forecasts_) {
         for (int32_t m = 0; m < N_; ++m) {
           if (credit_[static_cast<size_t>(m)] < 0.0) continue;
           const double len = queue_size(m, queued(m), view);
@@ -122,14 +124,9 @@ class DloraCore : public Scheduler {
       } else {
         // Lengths are queue lengths: only queued adapters can beat length 0, and with none
         // of them a candidate the first candidate by id wins (at length 0).
-        for (int32_t m : queued_adapters(view)) {
-          if (credit_[static_cast<size_t>(m)] < 0.0) continue;
-          const double len = queue_size(m, queued(m), view);
-          if (len > n_max || (len == n_max && max_model != kNoAdapter && m < max_model)) {
-            max_model = m;
-            n_max = len;
-          }
-        }
+        const auto [largest, len] = largest_queued(view);
+        max_model = largest;
+        n_max = static_cast<double>(len);
         if (max_model == kNoAdapter) {
           // Only adapters whose credit moved can be below 0: few steps.
           int32_t m = 0;
@@ -234,19 +231,17 @@ class DloraCore : public Scheduler {
   }
 
   // Variants that take arrivals call this too: it keeps the list of queued adapters short
-  // (queued_adapters()); decisions do not depend on it.
+  // (largest_queued()); decisions do not depend on it.
   void on_arrival(const RequestView& r, double /*now*/) override { list_queued(r.adapter); }
 
  protected:
   // Hooks for variants (dLoRA itself uses the defaults):
-  // The queue length the merge / stay / largest-queue rules compare for adapter m
-  // (`actual` requests queued now). Predictive variants add expected arrivals.
-  virtual double queue_size(AdapterId /*m*/, size_t actual, const ReplicaView& /*view*/) {
-    return static_cast<double>(actual);
-  }
-  // Whether queue_size() may be above 0 for an adapter with nothing queued (a forecast):
-  // then the largest-queue rule looks at every adapter, not only the queued ones.
+  // Whether the merge / stay / largest-queue rules compare queue lengths plus forecast
+  // arrivals (forecast()) instead of queue lengths: then the largest-queue rule looks at
+  // every adapter, not only the queued ones.
   virtual bool forecasts() const { return false; }
+  // Expected arrivals of adapter m that its queue length counts (only when forecasts()).
+  virtual double forecast(AdapterId /*m*/, const ReplicaView& /*view*/) { return 0.0; }
   // Called with a merged plan (A1 / A2) before it is returned.
   virtual void finish_merged(IterationPlan& /*plan*/, const ReplicaView& /*view*/) {}
   // Whether the stay-merged (A1) and merge (A2) rules may run adapter m merged now; when not,
@@ -294,8 +289,12 @@ class DloraCore : public Scheduler {
   // `cost` credit from adapter `from` to the adapter of the i-th request of the FCFS batch.
   void move_credit(AdapterId from, size_t i, double cost) {
     const AdapterId to = fcfs_[i]->adapter;
-    credit_[static_cast<size_t>(from)] -= cost;
-    credit_[static_cast<size_t>(to)] += cost;
+    double& f = credit_[static_cast<size_t>(from)];
+    double& t = credit_[static_cast<size_t>(to)];
+    negative_credits_ -= (f < 0.0) + (t < 0.0);
+    f -= cost;
+    t += cost;
+    negative_credits_ += (f < 0.0) + (t < 0.0);
     for (AdapterId m : {from, to})
       if (!moved_flag_[static_cast<size_t>(m)]) {
         moved_flag_[static_cast<size_t>(m)] = 1;
@@ -342,10 +341,25 @@ class DloraCore : public Scheduler {
     credits_moved_ = false;
   }
 
-  // The adapters with queued requests, in no order. Kept from arrivals (on_arrival) and
-  // pruned here; when their queues do not add up to the whole queue (a request came back
-  // without an arrival this class saw), rebuilt from every adapter.
-  const std::vector<AdapterId>& queued_adapters(const ReplicaView& view) {
+  // The length the merge / stay / largest-queue rules compare for adapter m (`actual`
+  // requests queued now).
+  double queue_size(AdapterId m, size_t actual, const ReplicaView& view) {
+    return forecasts_ ? static_cast<double>(actual) + forecast(m, view)
+                      : static_cast<double>(actual);
+  }
+
+  // The queued adapter with the longest queue among those with credit >= 0 (not below 0:
+  // a NaN credit counts), the lower id on ties, and its length; kNoAdapter when none.
+  // The adapters with queued requests are kept in a list from arrivals (on_arrival) and
+  // pruned here, in the same pass; when their queues do not add up to the whole queue (a
+  // request came back without an arrival this class saw), it is rebuilt from every adapter.
+  std::pair<AdapterId, int32_t> largest_queued(const ReplicaView& view) {
+    // One key per adapter, larger = preferred: its length, then the lower id.
+    auto key = [](AdapterId m, int32_t n) {
+      return (static_cast<int64_t>(n) << 32) | static_cast<int64_t>(INT32_MAX - m);
+    };
+    const bool all = negative_credits_ == 0;
+    int64_t best = -1;
     int64_t total = 0;
     for (size_t i = 0; i < queued_list_.size();) {
       const AdapterId m = queued_list_[i];
@@ -354,18 +368,25 @@ class DloraCore : public Scheduler {
         listed_[static_cast<size_t>(m)] = 0;
         queued_list_[i] = queued_list_.back();
         queued_list_.pop_back();
-      } else {
-        total += n;
-        ++i;
+        continue;
       }
+      total += n;
+      if (all || !(credit_[static_cast<size_t>(m)] < 0.0)) best = std::max(best, key(m, n));
+      ++i;
     }
     if (total != view.queued.size()) {
       for (AdapterId m : queued_list_) listed_[static_cast<size_t>(m)] = 0;
       queued_list_.clear();
+      best = -1;
       for (AdapterId m = 0; m < N_; ++m)
-        if (!view.queued_of(m).empty()) list_queued(m);
+        if (const int32_t n = view.queued_of(m).size(); n > 0) {
+          list_queued(m);
+          if (all || !(credit_[static_cast<size_t>(m)] < 0.0)) best = std::max(best, key(m, n));
+        }
     }
-    return queued_list_;
+    if (best < 0) return {kNoAdapter, 0};
+    return {static_cast<AdapterId>(INT32_MAX - (best & 0xffffffff)),
+            static_cast<int32_t>(best >> 32)};
   }
   void list_queued(AdapterId m) {
     if (m < 0 || m >= N_ || listed_[static_cast<size_t>(m)]) return;
@@ -423,7 +444,9 @@ class DloraCore : public Scheduler {
   std::vector<AdapterId> moved_;        // credit moved since the last sort
   std::vector<AdapterId> joining_;      // scratch of sort_credits
   std::vector<uint8_t> listed_;         // by adapter: in queued_list_
-  std::vector<AdapterId> queued_list_;  // see queued_adapters()
+  std::vector<AdapterId> queued_list_;  // see largest_queued()
+  int32_t negative_credits_ = 0;        // adapters whose credit is below 0 (never, at the
+                                        // artifact's credit unit: then no credit is read)
   std::vector<uint8_t> was_credit_;     // previous_credit_models
   bool merged_ = false;
   int64_t num_iters_ = 0;
@@ -432,6 +455,7 @@ class DloraCore : public Scheduler {
   AdapterId max_model_ = kNoAdapter;
   AdapterId active_single_ = kNoAdapter;  // active list of one adapter (merged), else none
   bool credits_moved_ = true;             // since order_ was last sorted
+  bool forecasts_ = false;                // forecasts(), read once per plan()
   std::vector<int32_t> was_credit_list_;  // the adapters was_credit_ holds
   // scratch, reused across calls
   std::vector<const RequestView*> fcfs_;  // the FCFS batch: the first B of the queue

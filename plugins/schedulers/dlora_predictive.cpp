@@ -69,8 +69,8 @@ class DloraPredictive : public DloraCore {
 
  protected:
   bool forecasts() const override { return true; }
-  double queue_size(AdapterId m, size_t actual, const ReplicaView& view) override {
-    return static_cast<double>(actual) + expected_arrivals(m, view.now);
+  double forecast(AdapterId m, const ReplicaView& view) override {
+    return expected_arrivals(m, view.now);
   }
 
  private:
