@@ -228,7 +228,7 @@ class Replica {
   int64_t iteration_ = 0;
   Iteration it_;                          // the iteration step() forms (reused)
   ExecBatch exec_batch_;                  // run_batch's (reused)
-  std::vector<api::AdapterId> distinct_;  // run_batch's scratch
+  std::vector<api::AdapterId> distinct_;  // the last batch's adapters (run_batch)
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   std::vector<int32_t> inflight_slots_;   // the queue slots of those still queued
   double inflight_end_ = -1;              // its end time

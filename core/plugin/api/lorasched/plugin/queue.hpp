@@ -187,6 +187,11 @@ class RequestQueue {
     __builtin_prefetch(n + sizeof(QueueNode) - 1);
     __builtin_prefetch(links_.data() + s);
   }
+  // The same for adapter a's list ends and size.
+  void prefetch_adapter(AdapterId a) const {
+    __builtin_prefetch(adapter_.data() + a);
+    __builtin_prefetch(adapter_size_.data() + a);
+  }
 
   // ---- writing (the engine, the test kit) -------------------------------------------------
   // Adds a request (r.state waiting, ready or swapped) at the back or front of its state's
