@@ -10,7 +10,8 @@ one-replica point of the same benchmark, simulated seconds per second (loop; wit
 set-up), peak resident memory and that memory over replicas x adapters. Times are CPU time of
 the simulating thread (on a shared machine the wall clock also counts other processes). With --before
 (the same benchmark from another build, run just before on the same machine), the ratio of
-the two builds' loop rates per point. With --docs, the tables go into that file between
+the two builds' loop rates per point. A last table holds issues 16.7's and 21's targets against
+the points measured (met / not met). With --docs, the tables go into that file between
 `<!-- BEGIN bench-simulation -->` and `<!-- END bench-simulation -->`. Bad input: one line on
 stderr, exit status 2.
 """
@@ -93,7 +94,41 @@ def tables(ctx, points, before):
                 b = before.get((family, r))
                 line += f" {b['rate']:,.0f} | {v['rate'] / b['rate']:.2f} |" if b else " - | - |"
             out.append(line)
+    out += ["", targets(points, before)]
     return "\n".join(out)
+
+
+def targets(points, before):
+    """The issues' targets against the points above (those present), one row each."""
+    rows = []
+
+    def row(what, value, ok):
+        rows.append(f"| {what} | {value} | {'met' if ok else 'not met'} |")
+
+    sim32 = points.get(("BM_Simulation", 32))
+    if sim32:
+        per_min = 60 * sim32["rate"] / 1e6
+        row("32 x 128: loop >= 1 M simulated requests per CPU minute (issue 16.7)",
+            f"{per_min:.2f} M", per_min >= 1.0)
+    big, one = points.get(("BM_Scale", 1000)), points.get(("BM_Scale", 1))
+    if big:
+        row("1,000 x 10,000: set-up <= 5 s (issue 21)", f"{big['setup_s']:.2f} s",
+            big["setup_s"] <= 5.0)
+        if one:
+            ratio = big["rate"] / one["rate"]
+            row("1,000 x 10,000: loop >= 50% of the one-replica rate (issue 21)",
+                f"{100 * ratio:.0f}%", ratio >= 0.5)
+        row("1,000 x 10,000: whole run >= 10x faster than simulated time (issue 21)",
+            f"{big['sim/cpu_s_total']:.1f}x", big["sim/cpu_s_total"] >= 10.0)
+    if before:
+        for family, label in (("BM_Scale", "32 x 320"), ("BM_Simulation", "32 x 128")):
+            a, b = points.get((family, 32)), before.get((family, 32))
+            if a and b:
+                row(f"{label}: no slower than the build before (issue 21)",
+                    f"{a['rate'] / b['rate']:.2f}x", a["rate"] >= b["rate"])
+    if not rows:
+        return ""
+    return "\n".join(["**Targets**", "", "| target | measured | |", "|---|---|---|"] + rows)
 
 
 def main(argv):
