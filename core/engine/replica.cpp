@@ -176,10 +176,12 @@ bool Replica::allocate_kv(Request& r, int64_t blocks, double time) {
   if (blocks <= 0) return true;
   if (kv_free() < blocks) return false;
   make_room(blocks, time);
-  if (r.block_table.capacity() == 0)  // the table's whole life in one allocation
-    r.block_table.reserve(static_cast<size_t>(std::max<int64_t>(
-        blocks,
-        api::kv_blocks_for(r.spec.prompt_tokens + r.spec.output_tokens, cfg_.limits.block_size))));
+  if (r.block_table.capacity() == 0) {  // the table's whole life in one allocation
+    const int64_t life = std::min<int64_t>(
+        static_cast<int64_t>(r.spec.prompt_tokens) + r.spec.output_tokens, cfg_.max_model_len + 1);
+    r.block_table.reserve(static_cast<size_t>(
+        std::max<int64_t>(blocks, api::kv_blocks_for(life, cfg_.limits.block_size))));
+  }
   for (int64_t i = 0; i < blocks; ++i) r.block_table.push_back(pool_.allocate());
   return true;
 }
