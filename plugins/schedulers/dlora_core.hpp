@@ -354,12 +354,13 @@ class DloraCore : public Scheduler {
   // pruned here, in the same pass; when their queues do not add up to the whole queue (a
   // request came back without an arrival this class saw), it is rebuilt from every adapter.
   std::pair<AdapterId, int32_t> largest_queued(const ReplicaView& view) {
-    // One key per adapter, larger = preferred: its length, then the lower id.
-    auto key = [](AdapterId m, int32_t n) {
-      return (static_cast<int64_t>(n) << 32) | static_cast<int64_t>(INT32_MAX - m);
-    };
+    // One key per candidate, larger = preferred: its length, then the lower id.
     const bool all = negative_credits_ == 0;
     int64_t best = -1;
+    auto consider = [&](AdapterId m, int32_t n) {
+      if (all || !(credit_[static_cast<size_t>(m)] < 0.0))
+        best = std::max(best, (static_cast<int64_t>(n) << 32) | (INT32_MAX - m));
+    };
     int64_t total = 0;
     for (size_t i = 0; i < queued_list_.size();) {
       const AdapterId m = queued_list_[i];
@@ -371,7 +372,7 @@ class DloraCore : public Scheduler {
         continue;
       }
       total += n;
-      if (all || !(credit_[static_cast<size_t>(m)] < 0.0)) best = std::max(best, key(m, n));
+      consider(m, n);
       ++i;
     }
     if (total != view.queued.size()) {
@@ -381,7 +382,7 @@ class DloraCore : public Scheduler {
       for (AdapterId m = 0; m < N_; ++m)
         if (const int32_t n = view.queued_of(m).size(); n > 0) {
           list_queued(m);
-          if (all || !(credit_[static_cast<size_t>(m)] < 0.0)) best = std::max(best, key(m, n));
+          consider(m, n);
         }
     }
     if (best < 0) return {kNoAdapter, 0};
