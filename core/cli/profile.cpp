@@ -160,7 +160,7 @@ bool same_workload(const StoredRun& a, const StoredRun& b) {
   return true;
 }
 
-double mean_of(const std::vector<IterationRecord>& it, bool with_switch) {
+double mean_of(const RecordVector<IterationRecord>& it, bool with_switch) {
   if (it.empty()) return NAN;
   double s = 0;
   for (const auto& r : it) s += r.duration + (with_switch ? r.switch_time : 0.0);

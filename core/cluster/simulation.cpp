@@ -267,6 +267,7 @@ RunResult Simulation::run(const ProgressFn& progress) {
   }
 
   RunResult out;
+  out.records.requests.reserve(requests_.size());
   for (auto& r : requests_) out.records.requests.push_back(r.record);
   out.records.iterations = std::move(records_.iterations);
   out.records.events = std::move(records_.events);

@@ -180,7 +180,7 @@ H5::Group create_ordered_group(const H5::H5Location& parent, const std::string& 
 }
 
 template <class T>
-void write_table(const H5::Group& group, const std::vector<T>& rows) {
+void write_table(const H5::Group& group, const RecordVector<T>& rows) {
   const char* name = RecordTable<T>::dataset;
   const TableType& type = table_type<T>();
   const hsize_t n = rows.size(), max_n = H5S_UNLIMITED;
@@ -195,7 +195,7 @@ void write_table(const H5::Group& group, const std::vector<T>& rows) {
 
 // Every enum field of every row holds one of its enum's values.
 template <class T>
-void check_enum_ranges(const std::vector<T>& rows) {
+void check_enum_ranges(const RecordVector<T>& rows) {
   RecordTable<T>::for_each([&](const FieldInfo& f, auto member) {
     if (f.enumeration == FieldEnum::none) return;
     const auto count = static_cast<int>(enum_names(f.enumeration).size());
@@ -449,7 +449,7 @@ class Reader {
   }
 
   template <class T>
-  std::vector<T> table(const H5::Group& g, const std::string& group, bool required) const {
+  RecordVector<T> table(const H5::Group& g, const std::string& group, bool required) const {
     const char* name = RecordTable<T>::dataset;
     const TableType& type = table_type<T>();
     if (!g.nameExists(name)) {
@@ -462,7 +462,8 @@ class Reader {
       corrupt(fmt::format("run {}: dataset {} is not a 1-D table", group, name));
     hsize_t n = 0;
     space.getSimpleExtentDims(&n);
-    std::vector<T> rows(n);
+    RecordVector<T> rows;
+    rows.resize(n);
     if (n > 0) ds.read(rows.data(), type.mem);
     return rows;
   }

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/metrics/record_vector.hpp"
+
 namespace lorasched {
 
 inline constexpr double kNoTime = std::numeric_limits<double>::quiet_NaN();
@@ -214,10 +216,10 @@ struct Summary {
 
 // Everything one run produced, in memory, before it is written.
 struct RunRecords {
-  std::vector<RequestRecord> requests;
-  std::vector<IterationRecord> iterations;
-  std::vector<EventRecord> events;
-  std::vector<BatchLogRecord> batches;
+  RecordVector<RequestRecord> requests;
+  RecordVector<IterationRecord> iterations;
+  RecordVector<EventRecord> events;
+  RecordVector<BatchLogRecord> batches;
 };
 
 }  // namespace lorasched

@@ -28,7 +28,8 @@ bool same_value(T a, T b) {
 }
 
 template <class Record>
-void expect_same_rows(const std::vector<Record>& a, const std::vector<Record>& b, Fields which) {
+void expect_same_rows(const RecordVector<Record>& a, const RecordVector<Record>& b,
+                      Fields which) {
   const char* dataset = RecordTable<Record>::dataset;
   ASSERT_EQ(a.size(), b.size()) << dataset << ": row counts differ";
   RecordTable<Record>::for_each([&](const FieldInfo& f, auto member) {

@@ -15,10 +15,10 @@ namespace lorasched {
 namespace {
 
 struct Outcome {
-  std::vector<IterationRecord> iterations;
+  RecordVector<IterationRecord> iterations;
   std::vector<std::vector<int64_t>> batches;  // request ids per iteration, batch order
-  std::vector<RequestRecord> requests;
-  std::vector<EventRecord> events;
+  RecordVector<RequestRecord> requests;
+  RecordVector<EventRecord> events;
 };
 
 std::string temp_path(const std::string& name) {

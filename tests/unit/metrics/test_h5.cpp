@@ -217,10 +217,14 @@ std::vector<Record> every_field_rows(size_t n) {
 
 TEST_F(H5Test, EveryFieldOfTheFieldTablesRoundTrips) {
   RunRecords records;
-  records.requests = every_field_rows<RequestRecord>(9);
-  records.iterations = every_field_rows<IterationRecord>(9);
-  records.events = every_field_rows<EventRecord>(2 * size_t(kNumEventKinds));
-  records.batches = every_field_rows<BatchLogRecord>(9);
+  auto table = [](const auto& rows) {
+    using Row = typename std::decay_t<decltype(rows)>::value_type;
+    return RecordVector<Row>(rows.begin(), rows.end());
+  };
+  records.requests = table(every_field_rows<RequestRecord>(9));
+  records.iterations = table(every_field_rows<IterationRecord>(9));
+  records.events = table(every_field_rows<EventRecord>(2 * size_t(kNumEventKinds)));
+  records.batches = table(every_field_rows<BatchLogRecord>(9));
   Summary summary = every_field_rows<Summary>(3)[1];
   const fs::path path = dir_ / "fields.h5";
   {
