@@ -27,6 +27,16 @@ class RunQueue {
     if (heap_.size() == 2 || before(heap_[1], heap_[2])) return heap_[1];
     return heap_[2];
   }
+  // The earliest after second() (the other root child or a child of second()'s), or -1.
+  int32_t third() const {
+    const size_t n = heap_.size();
+    if (n < 3) return -1;
+    const size_t s = before(heap_[1], heap_[2]) ? 1 : 2;
+    int32_t best = heap_[3 - s];
+    for (size_t c = 2 * s + 1; c <= 2 * s + 2 && c < n; ++c)
+      if (before(heap_[c], best)) best = heap_[c];
+    return best;
+  }
   bool contains(int32_t r) const { return pos_[static_cast<size_t>(r)] != kAbsent; }
   double time_of(int32_t r) const { return time_[static_cast<size_t>(r)]; }
 

@@ -245,9 +245,13 @@ RunResult Simulation::run(const ProgressFn& progress) {
     live_.release(r);  // its previous iteration is over
     const int32_t before = replicas_[who]->unfinished();
     // The replica due next warms its state while this one steps (at 32 replicas and more,
-    // each finds its own evicted by the others' steps since its last).
+    // each finds its own evicted by the others' steps since its last), reading its fields
+    // for the addresses; the one due after it only fetches those fields, one step ahead, so
+    // that those reads hit when its turn to warm comes (1,000 replicas: loop ~1.17x).
     if (const int32_t due = runnable_.second(); due >= 0)
       replicas_[static_cast<size_t>(due)]->prefetch();
+    if (const int32_t later = runnable_.third(); later >= 0)
+      replicas_[static_cast<size_t>(later)]->prefetch_fields();
     auto end = replicas_[who]->step(free_at_[who]);
     stepped(r, free_at_[who], end, before);
     if (end) {

@@ -843,6 +843,11 @@ void Replica::commit_batch(Iteration& it) {
 }
 
 void Replica::prefetch() const {
+  // The plugin and executor objects' first lines (their sizes are theirs to know).
+  for (const void* obj : {static_cast<const void*>(scheduler_.get()),
+                          static_cast<const void*>(threshold_.get()),
+                          static_cast<const void*>(executor_.get())})
+    for (int b = 0; b < 4; ++b) __builtin_prefetch(static_cast<const char*>(obj) + 64 * b);
   for (RequestId id : inflight_) {
     const char* p = reinterpret_cast<const char*>(&requests_[static_cast<size_t>(id)]);
     for (size_t b = 0; b < sizeof(Request); b += 64) __builtin_prefetch(p + b);

@@ -95,6 +95,11 @@ class Replica {
   // after the one it steps, so a cluster's replicas, stepped in turn, find their state warm.
   // Changes nothing.
   void prefetch() const;
+  // Its own fields (the object itself), for the replica due after the next.
+  void prefetch_fields() const {
+    const char* p = reinterpret_cast<const char*>(this);
+    for (size_t b = 0; b < sizeof(Replica); b += 64) __builtin_prefetch(p + b);
+  }
 
   int64_t iterations() const { return iteration_; }
   // Mean (switch + execution) time of the iterations a finished request was in, per
