@@ -32,6 +32,7 @@ namespace {
 
 using namespace lorasched::api;
 using lorasched::plugins::ShapeBuilder;
+using lorasched::plugins::ShapeChoice;
 using lorasched::plugins::ThroughputCore;
 
 // The shared core with its starvation guard off (this policy declares no `guard_s`).
@@ -95,8 +96,7 @@ class Clairvoyant : public Scheduler {
     });
 
     if (core_.stuck()) return fallback();
-    best_ = {};
-    best_here_ = {};
+    choice_.clear();
 
     // Unmerged: the best requests, within the adapter limit.
     {
@@ -131,10 +131,7 @@ class Clairvoyant : public Scheduler {
     }
 
     // Hysteresis: other weights must beat the best plan on the current ones by the margin.
-    const Choice& pick =
-        (best_.weights != w && best_here_.valid && best_.score <= (1 + margin_) * best_here_.score)
-            ? best_here_
-            : best_;
+    const Choice& pick = choice_.pick(w, margin_);
     out.mode = pick.mode;
     out.merged_adapter = pick.weights;
     fill_plan(pick, out);
@@ -145,13 +142,7 @@ class Clairvoyant : public Scheduler {
   void on_arrival(const RequestView& r, double now) override { core_.arrived(r, now); }
 
  private:
-  struct Choice {
-    bool valid = false;
-    Mode mode = Mode::unmerged;
-    AdapterId weights = kNoAdapter;
-    double score = 0;
-    std::vector<const RequestView*> batch;
-  };
+  using Choice = ShapeChoice::Choice;
 
   // Every RequestView handled points into queued_.
   size_t slot(const RequestView& r) const { return static_cast<size_t>(&r - queued_.data()); }
@@ -202,16 +193,7 @@ class Clairvoyant : public Scheduler {
   void consider(Mode mode, AdapterId m, const ShapeBuilder& b) {
     if (batch_.empty()) return;
     const double s = score(b, m, value_of(batch_));
-    auto keep = [&](Choice& c) {
-      if (c.valid && s <= c.score) return;
-      c.valid = true;
-      c.mode = mode;
-      c.weights = m;
-      c.score = s;
-      c.batch = batch_;
-    };
-    keep(best_);
-    if (m == core_.weights()) keep(best_here_);
+    choice_.offer(mode, m, s, batch_, core_.weights());
   }
 
   // After a plan that ran nothing (see ThroughputCore::stuck): unmerged, the requests that need
@@ -267,7 +249,7 @@ class Clairvoyant : public Scheduler {
   std::vector<double> prio_;                           // by position in queued_
   std::vector<uint8_t> taken_;
   std::span<const RequestView> queued_;  // this plan's copy of view.queued (core_.snapshot)
-  Choice best_, best_here_;
+  ShapeChoice choice_;
 };
 
 PluginInfo info() {

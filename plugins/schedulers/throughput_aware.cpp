@@ -24,6 +24,7 @@ namespace {
 
 using namespace lorasched::api;
 using lorasched::plugins::ShapeBuilder;
+using lorasched::plugins::ShapeChoice;
 using lorasched::plugins::ThroughputCore;
 
 class ThroughputAware : public Scheduler {
@@ -52,8 +53,7 @@ class ThroughputAware : public Scheduler {
     core_.find_starving(queued_, starving_);
 
     if (core_.stuck()) return fallback(view);
-    best_ = {};
-    best_here_ = {};
+    choice_.clear();
 
     // Unmerged.
     {
@@ -112,10 +112,7 @@ class ThroughputAware : public Scheduler {
     }
 
     // Hysteresis: other weights must beat the best plan on the current ones by the margin.
-    const Choice& pick =
-        (best_.weights != w && best_here_.valid && best_.score <= (1 + margin_) * best_here_.score)
-            ? best_here_
-            : best_;
+    const Choice& pick = choice_.pick(w, margin_);
     out.mode = pick.mode;
     out.merged_adapter = pick.weights;
     fill_plan(view, pick, out);
@@ -126,27 +123,12 @@ class ThroughputAware : public Scheduler {
   void on_arrival(const RequestView& r, double now) override { core_.arrived(r, now); }
 
  private:
-  struct Choice {
-    bool valid = false;
-    Mode mode = Mode::unmerged;
-    AdapterId weights = kNoAdapter;
-    double score = 0;
-    std::vector<const RequestView*> batch;
-  };
+  using Choice = ShapeChoice::Choice;
 
   void consider(Mode mode, AdapterId m, const ShapeBuilder& b) {
     if (batch_.empty()) return;
     const double score = core_.efficiency(b.shape(), m);
-    auto keep = [&](Choice& c) {
-      if (c.valid && score <= c.score) return;
-      c.valid = true;
-      c.mode = mode;
-      c.weights = m;
-      c.score = score;
-      c.batch = batch_;
-    };
-    keep(best_);
-    if (m == core_.weights()) keep(best_here_);
+    choice_.offer(mode, m, score, batch_, core_.weights());
   }
 
   // After a plan that ran nothing: unmerged, the requests that need the least memory first
@@ -201,7 +183,7 @@ class ThroughputAware : public Scheduler {
   std::vector<const RequestView*> starving_, batch_;
   std::vector<uint8_t> taken_;
   std::span<const RequestView> queued_;  // this plan's copy of view.queued (core_.snapshot)
-  Choice best_, best_here_;
+  ShapeChoice choice_;
 };
 
 PluginInfo info() {

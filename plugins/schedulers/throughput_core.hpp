@@ -46,6 +46,49 @@ inline std::vector<ParamSpec> throughput_params() {
   };
 }
 
+// The best batch shape considered so far, over all weights and on the weights merged now,
+// and the hysteresis between them: other weights must beat the best plan on the current ones
+// by `margin` (a switch is paid now, its gain only later). Shared by throughput-aware and
+// clairvoyant, which score shapes differently.
+class ShapeChoice {
+ public:
+  struct Choice {
+    bool valid = false;
+    Mode mode = Mode::unmerged;
+    AdapterId weights = kNoAdapter;
+    double score = 0;
+    std::vector<const RequestView*> batch;
+  };
+  void clear() {
+    best_ = {};
+    best_here_ = {};
+  }
+  // A shape on weights m (kNoAdapter: unmerged) with `score` over `batch`; `current` are the
+  // weights merged now. A tie keeps the earlier shape.
+  void offer(Mode mode, AdapterId m, double score, const std::vector<const RequestView*>& batch,
+             AdapterId current) {
+    auto keep = [&](Choice& c) {
+      if (c.valid && score <= c.score) return;
+      c.valid = true;
+      c.mode = mode;
+      c.weights = m;
+      c.score = score;
+      c.batch = batch;
+    };
+    keep(best_);
+    if (m == current) keep(best_here_);
+  }
+  const Choice& pick(AdapterId current, double margin) const {
+    return (best_.weights != current && best_here_.valid &&
+            best_.score <= (1 + margin) * best_here_.score)
+               ? best_here_
+               : best_;
+  }
+
+ private:
+  Choice best_, best_here_;
+};
+
 class ThroughputCore {
  public:
   explicit ThroughputCore(const CreateArgs& args)
