@@ -379,5 +379,16 @@ TEST(PluginsCommand, WarnsAboutBrokenLibraries) {
                                                                                    << r.describe();
 }
 
+// A migration policy unit-tested with the test kit sees the link the simulator gives it by
+// default ([cluster] link_gbps: dLoRA's 32 GiB/s), unless the test sets another.
+TEST(Testkit, ClusterBuilderLinkDefaultsToTheSimulatorsAndCanBeSet) {
+  testkit::ClusterBuilder c(2, 3);
+  EXPECT_DOUBLE_EQ(c.view().link_bandwidth, ClusterSection{}.link_gbps * 1e9);
+  EXPECT_DOUBLE_EQ(c.view().link_bandwidth, 34359738368.0);  // 2^35 B/s
+  c.link_bandwidth(1e9).kv_block_bytes(4096);
+  EXPECT_EQ(c.view().link_bandwidth, 1e9);
+  EXPECT_EQ(c.view().kv_block_bytes, 4096);
+}
+
 }  // namespace
 }  // namespace lorasched::test

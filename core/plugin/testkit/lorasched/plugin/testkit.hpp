@@ -228,6 +228,16 @@ class ClusterBuilder {
     now_ = t;
     return *this;
   }
+  // Bytes per second between replicas and host<->device. The default is the simulator's
+  // ([cluster] link_gbps): dLoRA's PCIe constant, 32 GiB/s = 2^35 B/s.
+  ClusterBuilder& link_bandwidth(double bytes_per_second) {
+    link_bandwidth_ = bytes_per_second;
+    return *this;
+  }
+  ClusterBuilder& kv_block_bytes(int64_t bytes) {
+    kv_block_bytes_ = bytes;
+    return *this;
+  }
 
   const api::ClusterView& view() {
     states_.clear();
@@ -244,8 +254,8 @@ class ClusterBuilder {
     view_.replicas = states_;
     view_.adapter_bytes = bytes_;
     view_.adapter_mean_exec_time = exec_;
-    view_.kv_block_bytes = 1 << 20;
-    view_.link_bandwidth = 32e9;
+    view_.kv_block_bytes = kv_block_bytes_;
+    view_.link_bandwidth = link_bandwidth_;
     api::index_cluster_view(view_, states_, index_);
     return view_;
   }
@@ -263,6 +273,8 @@ class ClusterBuilder {
   std::vector<int64_t> bytes_;
   std::vector<double> exec_;
   double now_ = 0;
+  double link_bandwidth_ = 34359738368.0;  // 2^35 B/s
+  int64_t kv_block_bytes_ = 1 << 20;
   api::RequestId next_id_ = 0;
   api::ClusterView view_;
   api::ClusterViewIndex index_;
