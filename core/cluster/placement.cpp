@@ -83,23 +83,36 @@ class Tolerance {
   // list.push_back(t); avail_mem[e] -= size (the artifact's tentative step).
   void add(int32_t e, AdapterId t) {
     const auto ue = static_cast<size_t>(e);
-    detach(t);
+    auto& h = hosts_[static_cast<size_t>(t)];
+    // An explicit adapter stays explicit with one host more: only e's set gains it (a detach
+    // and attach would take it out of every host's set and put it back).
+    const bool stays = !lazy_kind(t) && !h.empty();
+    if (!stays) detach(t);
     s_.lists[ue].push_back(t);
     s_.avail_mem[ue] -= static_cast<double>(bytes_[static_cast<size_t>(t)]);
-    auto& h = hosts_[static_cast<size_t>(t)];
     h.insert(std::upper_bound(h.begin(), h.end(), e), e);
-    attach(t);
+    if (stays)
+      explicit_on_[ue].insert(t);  // replica_changed(ue) below refreshes its value
+    else
+      attach(t);
     replica_changed(ue);
   }
   // list.pop_back(); avail_mem[e] += size (its undo).
   void undo_add(int32_t e, AdapterId t) {
     const auto ue = static_cast<size_t>(e);
-    detach(t);
+    auto& h = hosts_[static_cast<size_t>(t)];
+    // Likewise when it keeps at least two hosts (so it stays explicit).
+    const bool stays = !lazy_kind(t) && h.size() > 2;
+    if (!stays) detach(t);
     s_.lists[ue].pop_back();
     s_.avail_mem[ue] += static_cast<double>(bytes_[static_cast<size_t>(t)]);
-    auto& h = hosts_[static_cast<size_t>(t)];
     h.erase(std::lower_bound(h.begin(), h.end(), e));
-    attach(t);
+    if (stays) {
+      explicit_on_[ue].erase(t);
+      refresh_adapter(t);
+    } else {
+      attach(t);
+    }
     replica_changed(ue);
   }
   // Adds without keeping the burst tolerance (the initial top-up, after the greedy).
