@@ -45,8 +45,12 @@ class MinTree {
 //   their largest expected value (smallest when avail[e] < 0): one value per replica, from a
 //   multiset of those adapters' expected values ("lazy" adapters);
 // - every other adapter (unplaced, hosted on several replicas, or expected <= 0 or not
-//   finite) keeps its own value, its sum recomputed over its replicas in ascending order as
-//   the artifact adds them, whenever one of them changes ("explicit" adapters).
+//   finite) keeps its own value from the sum of its replicas' memory ("explicit" adapters).
+//   When every memory value is a whole number of bytes and no sum can reach 2^53, each sum is
+//   exact whatever the order, so it is kept as a running total, changed by what each replica
+//   gains or loses (an adapter on hundreds of replicas costs one addition per change, not a
+//   pass over its replicas). Otherwise it is recomputed over its replicas in ascending order
+//   as the artifact adds them, whenever one of them changes.
 class Tolerance {
  public:
   Tolerance(PlacementState& s, const std::vector<double>& expected,
@@ -57,8 +61,18 @@ class Tolerance {
         hosts_(expected.size()),
         single_(s.lists.size()),
         explicit_on_(s.lists.size()),
+        total_(expected.size(), 0.0),
         adapters_(expected.size()),
         replicas_(s.lists.size()) {
+    // Exact sums: whole bytes everywhere, and a replica's memory never moves further from 0
+    // than its start plus every adapter's bytes (it hosts each adapter at most once).
+    double largest = 0, bytes = 0;
+    for (double a : s_.avail_mem) {
+      exact_ = exact_ && std::isfinite(a) && a == std::trunc(a);
+      largest = std::max(largest, std::fabs(a));
+    }
+    for (int64_t b : bytes_) bytes += std::fabs(static_cast<double>(b));
+    exact_ = exact_ && (largest + bytes) * static_cast<double>(s_.lists.size() + 1) < 0x1p53;
     for (size_t e = 0; e < s_.lists.size(); ++e)
       for (AdapterId a : s_.lists[e]) {
         if (a < 0 || static_cast<size_t>(a) >= expected_.size()) continue;
@@ -89,12 +103,14 @@ class Tolerance {
     const bool stays = !lazy_kind(t) && !h.empty();
     if (!stays) detach(t);
     s_.lists[ue].push_back(t);
-    s_.avail_mem[ue] -= static_cast<double>(bytes_[static_cast<size_t>(t)]);
     h.insert(std::upper_bound(h.begin(), h.end(), e), e);
-    if (stays)
+    if (stays) {
+      // t's total gains e (as it is now), then e's change reaches it with the others'.
+      total_[static_cast<size_t>(t)] += s_.avail_mem[ue];
       explicit_on_[ue].insert(t);  // replica_changed(ue) below refreshes its value
-    else
-      attach(t);
+    }
+    change_memory(ue, -static_cast<double>(bytes_[static_cast<size_t>(t)]));
+    if (!stays) attach(t);
     replica_changed(ue);
   }
   // list.pop_back(); avail_mem[e] += size (its undo).
@@ -105,17 +121,19 @@ class Tolerance {
     const bool stays = !lazy_kind(t) && h.size() > 2;
     if (!stays) detach(t);
     s_.lists[ue].pop_back();
-    s_.avail_mem[ue] += static_cast<double>(bytes_[static_cast<size_t>(t)]);
+    change_memory(ue, static_cast<double>(bytes_[static_cast<size_t>(t)]));
     h.erase(std::lower_bound(h.begin(), h.end(), e));
     if (stays) {
       explicit_on_[ue].erase(t);
+      total_[static_cast<size_t>(t)] -= s_.avail_mem[ue];  // what add() gave it
       refresh_adapter(t);
     } else {
       attach(t);
     }
     replica_changed(ue);
   }
-  // Adds without keeping the burst tolerance (the initial top-up, after the greedy).
+  // Adds without keeping the burst tolerance (the initial top-up, after the greedy; min_bt()
+  // is not read after it).
   void add_untracked(int32_t e, AdapterId t) {
     const auto ue = static_cast<size_t>(e);
     s_.lists[ue].push_back(t);
@@ -140,6 +158,7 @@ class Tolerance {
       return;
     }
     for (int32_t e : hosts_[ut]) explicit_on_[static_cast<size_t>(e)].insert(t);
+    total_[ut] = sum_of_hosts(ut);
     refresh_adapter(t);
   }
   // Takes adapter t out of them (before its replicas change).
@@ -154,11 +173,22 @@ class Tolerance {
     for (int32_t e : hosts_[ut]) explicit_on_[static_cast<size_t>(e)].erase(t);
     adapters_.set(ut, kInf);
   }
+  // The artifact's sum: over t's replicas in ascending order.
+  double sum_of_hosts(size_t t) const {
+    double total = 0;
+    for (int32_t e : hosts_[t]) total += s_.avail_mem[static_cast<size_t>(e)];
+    return total;
+  }
+  // avail_mem[e] += delta, and the running totals of the explicit adapters e hosts with it.
+  void change_memory(size_t e, double delta) {
+    s_.avail_mem[e] += delta;
+    if (exact_)
+      for (AdapterId a : explicit_on_[e]) total_[static_cast<size_t>(a)] += delta;
+  }
   void refresh_adapter(AdapterId t) {
     const auto ut = static_cast<size_t>(t);
-    double total = 0;
-    for (int32_t e : hosts_[ut]) total += s_.avail_mem[static_cast<size_t>(e)];
-    adapters_.set(ut, skip_nan(total / expected_[ut]));
+    if (!exact_) total_[ut] = sum_of_hosts(ut);
+    adapters_.set(ut, skip_nan(total_[ut] / expected_[ut]));
   }
   void refresh_replica(size_t e) {
     const auto& m = single_[e];
@@ -180,6 +210,8 @@ class Tolerance {
   std::vector<std::vector<int32_t>> hosts_;       // adapter -> replicas hosting it, ascending
   std::vector<std::multiset<double>> single_;     // replica -> expected of its lazy adapters
   std::vector<std::set<AdapterId>> explicit_on_;  // replica -> explicit adapters it hosts
+  bool exact_ = true;                             // sums kept as running totals
+  std::vector<double> total_;                     // explicit adapter -> its replicas' memory
   MinTree adapters_;                              // explicit adapters' values
   MinTree replicas_;                              // per replica: its lazy adapters' minimum
 };

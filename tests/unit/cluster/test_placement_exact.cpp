@@ -322,6 +322,43 @@ TEST(PlacementExact, RepeatedRefillsMatchTheReference) {
   }
 }
 
+TEST(PlacementExact, FewAdaptersOnManyReplicasMatchTheReference) {
+  // Each adapter ends up on many replicas, so the sums over an adapter's replicas are long:
+  // kept as running totals when every memory value is whole bytes and small enough for exact
+  // sums (1e12), recomputed in the artifact's order when sums could round (3e15 and 1e17
+  // bytes: whole numbers, but past 2^53 once added up), both against the reference.
+  Rng rng(13, 5);
+  for (int i = 0; i < 120; ++i) {
+    const auto G = static_cast<int32_t>(rng.uniform_int(16, 96));
+    const auto N = static_cast<int32_t>(rng.uniform_int(1, 8));
+    Case c;
+    c.bytes = random_bytes(rng, N);
+    const int64_t mk = rng.uniform_int(0, 2);
+    const double memory = mk == 0 ? 1e12 : mk == 1 ? 3e15 : 1e17;
+    c.s.lists.assign(static_cast<size_t>(G), {});
+    c.s.avail_mem.assign(static_cast<size_t>(G), memory);
+    c.expected.assign(static_cast<size_t>(N), (1.0 + 1e-7) / N);
+    c.current.assign(static_cast<size_t>(N), 0);
+    if (rng.uniform() < 0.5) {
+      c.is_init = true;
+      c.top_up = rng.uniform_int(0, 1) ? TopUp::one_adapter : TopUp::round_robin;
+      c.replicated = static_cast<api::AdapterId>(rng.uniform_int(0, N - 1));
+    } else {
+      // A refill: skewed arrival counts, one adapter per replica already, two free slots.
+      for (auto& x : c.expected) x += static_cast<double>(rng.uniform_int(0, 50));
+      c.capacity.assign(static_cast<size_t>(G), 3);
+      for (int32_t e = 0; e < G; ++e) {
+        const auto a = static_cast<api::AdapterId>(e % N);
+        c.s.lists[static_cast<size_t>(e)].push_back(a);
+        c.s.avail_mem[static_cast<size_t>(e)] -=
+            static_cast<double>(c.bytes[static_cast<size_t>(a)]);
+        ++c.current[static_cast<size_t>(a)];
+      }
+    }
+    expect_same(c, "few-adapter case " + std::to_string(i));
+  }
+}
+
 TEST(PlacementExact, OddInputsMatchTheReference) {
   // Counts inconsistent with the lists, expected values with ties and huge magnitudes,
   // adapters listed twice: the general path, still the reference's result.
