@@ -272,7 +272,7 @@ RunResult Simulation::run(const ProgressFn& progress) {
 
   RunResult out;
   out.records.requests.reserve(requests_.size());
-  for (auto& r : requests_) out.records.requests.push_back(r.record);
+  for (const auto& r : requests_) out.records.requests.push_back(r.result());
   out.records.iterations = std::move(records_.iterations);
   out.records.events = std::move(records_.events);
   out.records.batches = std::move(records_.batches);

@@ -303,13 +303,14 @@ void Replica::finish(Request& r, RequestStatus status, double now) {
   r.record.status = static_cast<int8_t>(status);
   r.record.finish = now;
   r.record.output_tokens = r.generated;
+  r.record.exec_time = r.exec_time;
   --unfinished_;
   --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
   --view_adapters_[static_cast<size_t>(r.spec.adapter)].unfinished;
   if (status == RequestStatus::finished || status == RequestStatus::length_capped) {
     auto& [n, sum] = exec_time_[static_cast<size_t>(r.spec.adapter)];
     ++n;
-    sum += r.record.exec_time;
+    sum += r.exec_time;
   }
 }
 
@@ -799,7 +800,8 @@ void Replica::run_batch(Iteration& it) {
       distinct.push_back(e.adapter);
     exec_batch.entries.push_back(e);
     r.state = RequestState::running;
-    if (std::isnan(r.record.first_scheduled)) {
+    if (!r.scheduled) {
+      r.scheduled = true;
       r.record.first_scheduled = it.start;
       r.record.queueing_delay = it.start - r.spec.arrival;
     }
@@ -825,8 +827,11 @@ void Replica::commit_batch(Iteration& it) {
     it.batch_ids.push_back(r.spec.id);
     r.generated += 1;
     if (tokens) r.tokens.push_back(it.next_tokens[i]);
-    if (std::isnan(r.record.first_token)) r.record.first_token = end;
-    r.record.exec_time += end - it.start;
+    if (!r.has_token) {
+      r.has_token = true;
+      r.record.first_token = end;
+    }
+    r.exec_time += end - it.start;
     if (r.context_tokens() > cfg_.max_model_len) {
       finish(r, RequestStatus::length_capped, end);
     } else if (r.generated >= r.spec.output_tokens) {
@@ -850,7 +855,7 @@ void Replica::prefetch() const {
     for (int b = 0; b < 4; ++b) __builtin_prefetch(static_cast<const char*>(obj) + 64 * b);
   for (RequestId id : inflight_) {
     const char* p = reinterpret_cast<const char*>(&requests_[static_cast<size_t>(id)]);
-    for (size_t b = 0; b < sizeof(Request); b += 64) __builtin_prefetch(p + b);
+    for (size_t b = 0; b < Request::kHotBytes; b += 64) __builtin_prefetch(p + b);
   }
   for (int32_t slot : inflight_slots_) queue_.prefetch(slot);
   // The last batch's adapters (run_batch's distinct_): what admission and the queue read of

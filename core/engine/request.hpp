@@ -1,6 +1,7 @@
 // A request's runtime state inside the engine.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -10,18 +11,41 @@
 
 namespace lorasched {
 
-struct Request {
+// Laid out by use. The first cache line holds what an iteration reads and writes of every
+// request it plans, admits or commits; the second its KV block table and token ids; the
+// record, written when something happens for the first or the last time, comes after. With
+// hundreds of replicas taking turns, a replica's requests are out of cache when its step
+// comes, and each line a request spreads over is a miss (docs/performance.md).
+struct alignas(64) Request {
+  // ---- first line
   RequestSpec spec;
   api::RequestState state = api::RequestState::waiting;
-  int32_t generated = 0;             // output tokens produced so far
+  bool scheduled = false;    // record.first_scheduled is set
+  bool has_token = false;    // record.first_token is set
+  int32_t generated = 0;     // output tokens produced so far
+  int32_t queue_slot = -1;   // its node in its replica's queue, -1 when in none
+  int32_t host_blocks = 0;   // KV blocks held in host memory while swapped
+  double exec_time = 0;      // (switch + execution) of its iterations so far: record.exec_time
+  // ---- second line
   std::vector<int32_t> block_table;  // device KV blocks (in position order)
-  int32_t host_blocks = 0;           // KV blocks held in host memory while swapped
   std::vector<int32_t> tokens;       // prompt + generated token ids (real executors only)
-  int32_t queue_slot = -1;           // its node in its replica's queue, -1 when in none
-  RequestRecord record;
+  // ---- cold
+  RequestRecord record;  // its exec_time is set from exec_time when it finishes (result())
+
+  // What a step reads of a request: the lines a replica prefetches for it.
+  static constexpr size_t kHotBytes = 128;
 
   int32_t context_tokens() const { return spec.prompt_tokens + generated; }
   bool done() const { return state == api::RequestState::finished; }
+  // Its record as the results hold it, also while unfinished.
+  RequestRecord result() const {
+    RequestRecord out = record;
+    out.exec_time = exec_time;
+    return out;
+  }
 };
+static_assert(offsetof(Request, exec_time) + sizeof(double) <= 64, "the first line overflows");
+static_assert(offsetof(Request, tokens) + sizeof(std::vector<int32_t>) <= Request::kHotBytes,
+              "the second line overflows");
 
 }  // namespace lorasched
