@@ -20,12 +20,12 @@ struct alignas(64) Request {
   // ---- first line
   RequestSpec spec;
   api::RequestState state = api::RequestState::waiting;
-  bool scheduled = false;    // record.first_scheduled is set
-  bool has_token = false;    // record.first_token is set
-  int32_t generated = 0;     // output tokens produced so far
-  int32_t queue_slot = -1;   // its node in its replica's queue, -1 when in none
-  int32_t host_blocks = 0;   // KV blocks held in host memory while swapped
-  double exec_time = 0;      // (switch + execution) of its iterations so far: record.exec_time
+  bool scheduled = false;   // record.first_scheduled is set
+  bool has_token = false;   // record.first_token is set
+  int32_t generated = 0;    // output tokens produced so far
+  int32_t queue_slot = -1;  // its node in its replica's queue, -1 when in none
+  int32_t host_blocks = 0;  // KV blocks held in host memory while swapped
+  double exec_time = 0;     // (switch + execution) of its iterations so far: record.exec_time
   // ---- second line
   std::vector<int32_t> block_table;  // device KV blocks (in position order)
   std::vector<int32_t> tokens;       // prompt + generated token ids (real executors only)
