@@ -214,6 +214,23 @@ std::vector<int64_t> random_bytes(Rng& rng, int32_t N) {
   return bytes;
 }
 
+// G empty replicas with `memory` each, the artifact's uniform expected distribution.
+void empty_cluster(Case& c, int32_t G, double memory) {
+  const size_t N = c.bytes.size();
+  c.s.lists.assign(static_cast<size_t>(G), {});
+  c.s.avail_mem.assign(static_cast<size_t>(G), memory);
+  c.expected.assign(N, (1.0 + 1e-7) / static_cast<double>(N));
+  c.current.assign(N, 0);
+}
+
+// The initial call, with either top-up and a random replicated adapter.
+void initial_call(Case& c, Rng& rng) {
+  c.is_init = true;
+  c.top_up = rng.uniform_int(0, 1) ? TopUp::one_adapter : TopUp::round_robin;
+  c.replicated =
+      static_cast<api::AdapterId>(rng.uniform_int(0, static_cast<int64_t>(c.bytes.size()) - 1));
+}
+
 TEST(PlacementExact, InitialPlacementsMatchTheReference) {
   Rng rng(2024, 1);
   for (int i = 0; i < 400; ++i) {
@@ -227,13 +244,8 @@ TEST(PlacementExact, InitialPlacementsMatchTheReference) {
     const double memory = mk == 0   ? 1e12
                           : mk == 1 ? static_cast<double>(largest * rng.uniform_int(1, 6))
                                     : static_cast<double>(largest / 2);
-    c.s.lists.assign(static_cast<size_t>(G), {});
-    c.s.avail_mem.assign(static_cast<size_t>(G), memory);
-    c.expected.assign(static_cast<size_t>(N), (1.0 + 1e-7) / N);
-    c.current.assign(static_cast<size_t>(N), 0);
-    c.is_init = true;
-    c.top_up = rng.uniform_int(0, 1) ? TopUp::one_adapter : TopUp::round_robin;
-    c.replicated = static_cast<api::AdapterId>(rng.uniform_int(0, N - 1));
+    empty_cluster(c, G, memory);
+    initial_call(c, rng);
     expect_same(c, "initial case " + std::to_string(i));
   }
 }
@@ -334,15 +346,9 @@ TEST(PlacementExact, FewAdaptersOnManyReplicasMatchTheReference) {
     Case c;
     c.bytes = random_bytes(rng, N);
     const int64_t mk = rng.uniform_int(0, 2);
-    const double memory = mk == 0 ? 1e12 : mk == 1 ? 3e15 : 1e17;
-    c.s.lists.assign(static_cast<size_t>(G), {});
-    c.s.avail_mem.assign(static_cast<size_t>(G), memory);
-    c.expected.assign(static_cast<size_t>(N), (1.0 + 1e-7) / N);
-    c.current.assign(static_cast<size_t>(N), 0);
+    empty_cluster(c, G, mk == 0 ? 1e12 : mk == 1 ? 3e15 : 1e17);
     if (rng.uniform() < 0.5) {
-      c.is_init = true;
-      c.top_up = rng.uniform_int(0, 1) ? TopUp::one_adapter : TopUp::round_robin;
-      c.replicated = static_cast<api::AdapterId>(rng.uniform_int(0, N - 1));
+      initial_call(c, rng);
     } else {
       // A refill: skewed arrival counts, one adapter per replica already, two free slots.
       for (auto& x : c.expected) x += static_cast<double>(rng.uniform_int(0, 50));
