@@ -303,7 +303,6 @@ void Replica::finish(Request& r, RequestStatus status, double now) {
   r.record.status = static_cast<int8_t>(status);
   r.record.finish = now;
   r.record.output_tokens = r.generated;
-  r.record.exec_time = r.exec_time;
   --unfinished_;
   --unfinished_per_adapter_[static_cast<size_t>(r.spec.adapter)];
   --view_adapters_[static_cast<size_t>(r.spec.adapter)].unfinished;

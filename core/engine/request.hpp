@@ -30,7 +30,7 @@ struct alignas(64) Request {
   std::vector<int32_t> block_table;  // device KV blocks (in position order)
   std::vector<int32_t> tokens;       // prompt + generated token ids (real executors only)
   // ---- cold
-  RequestRecord record;  // its exec_time is set from exec_time when it finishes (result())
+  RequestRecord record;  // but exec_time: result() gives the record with it
 
   // What a step reads of a request: the lines a replica prefetches for it.
   static constexpr size_t kHotBytes = 128;
