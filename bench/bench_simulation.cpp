@@ -5,6 +5,7 @@
 // BM_Simulation: 128 adapters, 1, 8 and 32 replicas (docs/costmodel.md, "Speed").
 // BM_Scale: 10 adapters per replica, 32 to 1,000 replicas with 40 requests per replica, and
 // one replica with 4,000 (issue 21; docs/performance.md, "Simulation speed and cluster scale").
+// BM_OneReplica: one replica with BM_Scale's per-replica workload (40 requests), 400 runs.
 // BM_Fleet: 1,000 replicas with 10,000, 1,000, 100 and 10 adapters in the fleet (what the
 // layout of per-adapter state costs there; dLoRA's placement with each adapter on many
 // replicas).
@@ -178,6 +179,19 @@ BENCHMARK(BM_Scale)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(1);
+
+// One replica with BM_Scale's per-replica workload (10 adapters, 40 requests), run 400 times
+// (each run the same): BM_Scale's one-replica point runs 4,000 requests, a long history whose
+// batches are larger (the tables' iterations per request and batch size), so its rate per
+// request is not what one replica of a 40-requests-per-replica point costs alone; this is.
+void BM_OneReplica(benchmark::State& st) { run(st, 1, 10, static_cast<int>(st.range(0))); }
+
+BENCHMARK(BM_OneReplica)
+    ->ArgNames({"requests_per_replica"})
+    ->Args({40})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(400);
 
 // BM_Scale's 1,000 replicas with 10,000, 1,000, 100 and 10 adapters in the fleet (40 requests
 // per replica), all on a trimmed heap. Each replica still serves a handful of adapters; what
