@@ -30,7 +30,9 @@ Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
             static_cast<int64_t>(cfg.watermark * static_cast<double>(cfg.pool_blocks)),
             cfg.host_blocks),
       unfinished_per_adapter_(adapters.size(), 0),
-      exec_time_(adapters.size(), {0, 0.0}) {
+      exec_time_(adapters.size(), {0, 0.0}),
+      slot_(adapters.size()),
+      tail_seen_(adapters.size(), 0) {
   queue_.set_num_adapters(static_cast<int32_t>(adapters.size()));
   view_adapters_.resize(adapters.size());
   for (size_t a = 0; a < adapters.size(); ++a)
@@ -69,21 +71,6 @@ void Replica::enqueue(Request& r) {
       queue_.push(view_of(r, static_cast<int32_t>(r.block_table.size()) + r.host_blocks));
   if (listed_.size() < static_cast<size_t>(queue_.slots()))
     listed_.resize(static_cast<size_t>(queue_.slots()), 0);
-  grow_slots();  // push gives a new adapter its index
-}
-
-int32_t Replica::index(AdapterId a) {
-  const int32_t i = queue_.index(a);
-  grow_slots();
-  return i;
-}
-
-void Replica::grow_slots() {
-  const auto n = static_cast<size_t>(queue_.indexed());
-  if (slot_.size() < n) {
-    slot_.resize(n);
-    tail_seen_.resize(n, 0);
-  }
 }
 
 void Replica::requeue(Request& r, RequestState to, api::RequestQueue::End end) {
@@ -109,7 +96,7 @@ int64_t Replica::kv_free() const {
 #ifndef NDEBUG
   int64_t walked = 0;
   for (const auto& [a, res] : resident_)
-    if (evictable(queue_.index_of(a))) walked += static_cast<int64_t>(res.blocks.size());
+    if (evictable(a)) walked += static_cast<int64_t>(res.blocks.size());
   LORASCHED_CHECK(walked == evictable_blocks_, "evictable blocks {} but counted {}", walked,
                   evictable_blocks_);
 #endif
@@ -117,55 +104,51 @@ int64_t Replica::kv_free() const {
 }
 
 void Replica::add_resident(AdapterId a, Residency res) {
-  const int32_t x = index(a);
-  const auto i = static_cast<size_t>(x);
-  if (slot_[i].resident && evictable(x)) evictable_blocks_ -= slot_[i].blocks;
+  const auto i = static_cast<size_t>(a);
+  if (slot_[i].resident && evictable(a)) evictable_blocks_ -= slot_[i].blocks;
   slot_[i].blocks = static_cast<int64_t>(res.blocks.size());
-  if (evictable(x)) evictable_blocks_ += slot_[i].blocks;
+  if (evictable(a)) evictable_blocks_ += slot_[i].blocks;
   slot_[i].last_used = res.last_used;
   resident_[a] = std::move(res);
   slot_[i].resident = 1;
-  view_adapters_[static_cast<size_t>(a)].resident = true;
+  view_adapters_[i].resident = true;
 }
 
 void Replica::erase_resident(AdapterId a) {
-  const int32_t x = queue_.index_of(a);
-  if (x < 0 || !slot_[static_cast<size_t>(x)].resident) return;
-  const auto i = static_cast<size_t>(x);
-  if (evictable(x)) evictable_blocks_ -= slot_[i].blocks;
+  const auto i = static_cast<size_t>(a);
+  if (!slot_[i].resident) return;
+  if (evictable(a)) evictable_blocks_ -= slot_[i].blocks;
   resident_.erase(a);
   slot_[i].resident = 0;
-  view_adapters_[static_cast<size_t>(a)].resident = false;
+  view_adapters_[i].resident = false;
   slot_[i].blocks = 0;
 }
 
-// slot_[i].blocks is 0 for adapters that are not resident, so no residency test is needed.
-void Replica::pin(int32_t x) {
-  const auto i = static_cast<size_t>(x);
+// slot_[a].blocks is 0 for adapters that are not resident, so no residency test is needed.
+void Replica::pin(AdapterId a) {
+  const auto i = static_cast<size_t>(a);
   if (slot_[i].pinned) return;
-  if (evictable(x)) evictable_blocks_ -= slot_[i].blocks;
+  if (evictable(a)) evictable_blocks_ -= slot_[i].blocks;
   slot_[i].pinned = 1;
-  pinned_list_.push_back(x);
+  pinned_list_.push_back(a);
 }
 
 void Replica::unpin_all() {
-  for (int32_t x : pinned_list_) {
-    slot_[static_cast<size_t>(x)].pinned = 0;
-    if (evictable(x)) evictable_blocks_ += slot_[static_cast<size_t>(x)].blocks;
+  for (AdapterId a : pinned_list_) {
+    slot_[static_cast<size_t>(a)].pinned = 0;
+    if (evictable(a)) evictable_blocks_ += slot_[static_cast<size_t>(a)].blocks;
   }
   pinned_list_.clear();
 }
 
 void Replica::set_merged(AdapterId a) {
-  if (a == merged_) return;
-  const int32_t x = a == api::kNoAdapter ? -1 : index(a);
-  auto blocks = [&](int32_t y) -> int64_t {
-    if (y < 0 || slot_[static_cast<size_t>(y)].pinned) return 0;
-    return slot_[static_cast<size_t>(y)].blocks;
+  auto blocks = [&](AdapterId x) -> int64_t {
+    if (x == api::kNoAdapter || slot_[static_cast<size_t>(x)].pinned) return 0;
+    return slot_[static_cast<size_t>(x)].blocks;
   };
-  evictable_blocks_ += blocks(merged_index_) - blocks(x);
+  if (a == merged_) return;
+  evictable_blocks_ += blocks(merged_) - blocks(a);
   merged_ = a;
-  merged_index_ = x;
 }
 
 // Frees pool blocks until `blocks` are free by evicting the least recently used adapters
@@ -174,13 +157,12 @@ void Replica::make_room(int64_t blocks, double time) {
   while (pool_.free() < blocks) {
     AdapterId victim = api::kNoAdapter;
     int64_t oldest = INT64_MAX;
-    for (const auto& [a, res] : resident_) {
-      const AdapterSlot& slot = slot_[static_cast<size_t>(queue_.index_of(a))];
-      if (a != merged_ && !slot.pinned && slot.last_used < oldest) {
-        oldest = slot.last_used;
+    for (const auto& [a, res] : resident_)
+      if (a != merged_ && !slot_[static_cast<size_t>(a)].pinned &&
+          slot_[static_cast<size_t>(a)].last_used < oldest) {
+        oldest = slot_[static_cast<size_t>(a)].last_used;
         victim = a;
       }
-    }
     LORASCHED_CHECK(victim != api::kNoAdapter, "no adapter to evict for {} blocks", blocks);
     pool_.release_adapter(resident_[victim].blocks);
     erase_resident(victim);
@@ -230,10 +212,10 @@ bool Replica::preload(AdapterId adapter) {
 // Makes `adapter` resident for the batch being formed, evicting idle adapters (LRU) when
 // the pool needs room. The load is a real copy (cpu) or a predicted transfer (costmodel),
 // paid before the batch runs.
-bool Replica::ensure_resident(AdapterId adapter, int32_t x, Iteration& it) {
-  if (slot_[static_cast<size_t>(x)].resident) {            // flags, not resident_'s tree: this runs
-    slot_[static_cast<size_t>(x)].last_used = iteration_;  // once per candidate
-    pin(x);
+bool Replica::ensure_resident(AdapterId adapter, Iteration& it) {
+  if (resident(adapter)) {  // flags, not resident_'s tree: this runs once per candidate
+    slot_[static_cast<size_t>(adapter)].last_used = iteration_;
+    pin(adapter);
     return true;
   }
   const int64_t bytes = adapters_[static_cast<size_t>(adapter)].bytes;
@@ -252,7 +234,7 @@ bool Replica::ensure_resident(AdapterId adapter, int32_t x, Iteration& it) {
   it.cost += load.seconds;
   res.last_used = iteration_;
   add_resident(adapter, std::move(res));
-  pin(x);
+  pin(adapter);
   return true;
 }
 
@@ -407,11 +389,6 @@ void Replica::check_view(const api::ReplicaView& view) const {
   for (const api::RequestView& v : view.queued) {
     const Request& r = *want[i];
     LORASCHED_CHECK(v.id == r.spec.id, "FCFS order differs from a stable sort at {}", i);
-    LORASCHED_CHECK(v.adapter_index >= 0 && v.adapter_index < queue_.indexed() &&
-                        queue_.adapter_at(v.adapter_index) == v.adapter &&
-                        static_cast<size_t>(v.adapter_index) < slot_.size(),
-                    "request {} has adapter index {} for adapter {}", v.id, v.adapter_index,
-                    v.adapter);
     LORASCHED_CHECK(v.adapter == r.spec.adapter && v.arrival == r.spec.arrival &&
                         v.prompt_tokens == r.spec.prompt_tokens &&
                         v.output_tokens == r.spec.output_tokens && v.generated == r.generated &&
@@ -459,11 +436,11 @@ bool Replica::plan_valid(const api::IterationPlan& plan) {
     return false;
   bool ok = true;
   size_t distinct = 0;
-  auto count_adapter = [&](AdapterId a, int32_t x) {
+  auto count_adapter = [&](AdapterId a) {
     if (plan.mode == Mode::mixed && a == plan.merged_adapter) return;
-    if (!slot_[static_cast<size_t>(x)].mark) {
-      slot_[static_cast<size_t>(x)].mark = 1;
-      marked_adapters_.push_back(x);
+    if (!slot_[static_cast<size_t>(a)].mark) {
+      slot_[static_cast<size_t>(a)].mark = 1;
+      marked_adapters_.push_back(a);
       ++distinct;
     }
   };
@@ -478,15 +455,15 @@ bool Replica::plan_valid(const api::IterationPlan& plan) {
     }
     listed_[static_cast<size_t>(req(id).queue_slot)] = 1;
     ++listed;
-    const api::RequestView& v = queue_.node(req(id).queue_slot).request;
-    if (plan.mode == Mode::merged && v.adapter != plan.merged_adapter) {
+    const AdapterId a = req(id).spec.adapter;
+    if (plan.mode == Mode::merged && a != plan.merged_adapter) {
       ok = false;
       break;
     }
-    count_adapter(v.adapter, v.adapter_index);
+    count_adapter(a);
   }
-  if (ok && plan.tail == Tail::adapter) count_adapter(plan.tail_adapter, index(plan.tail_adapter));
-  for (int32_t x : marked_adapters_) slot_[static_cast<size_t>(x)].mark = 0;
+  if (plan.tail == Tail::adapter) count_adapter(plan.tail_adapter);
+  for (AdapterId a : marked_adapters_) slot_[static_cast<size_t>(a)].mark = 0;
   const int32_t cap = cfg_.limits.max_adapters_per_batch;
   if (ok && plan.mode != Mode::merged && cap > 0 && static_cast<int32_t>(distinct) > cap)
     ok = false;
@@ -509,10 +486,7 @@ void Replica::for_each_candidate(const api::IterationPlan& plan, F&& f) {
     if (!f(id)) return;
   if (plan.tail == api::Tail::none) return;
   api::PlanTail tail(queue_, plan, cfg_.limits.max_adapters_per_batch, tail_seen_);
-  for (RequestId id : plan.requests) {  // (one that left, ignored, has no node: look it up)
-    const Request& r = req(id);
-    tail.listed(r.spec.adapter, r.queue_slot >= 0 ? adapter_index(r) : index(r.spec.adapter));
-  }
+  for (RequestId id : plan.requests) tail.listed(req(id).spec.adapter);
   auto is_listed = [&](RequestId id) {  // a request that left (ignored) has no slot
     const int32_t slot = req(id).queue_slot;
     return slot >= 0 && listed_[static_cast<size_t>(slot)] != 0;
@@ -535,7 +509,7 @@ void Replica::admit(Iteration& it) {
   unpin_all();
   if (api::has_merged_weights(plan.mode)) {
     // The merged adapter's weights are folded in before the batch: it must be resident.
-    if (!ensure_resident(plan.merged_adapter, index(plan.merged_adapter), it)) return;
+    if (!ensure_resident(plan.merged_adapter, it)) return;
   }
   for_each_candidate(plan, [&](RequestId id) {
     Request& r = req(id);
@@ -561,7 +535,7 @@ void Replica::admit(Iteration& it) {
         // found: then it cannot run this iteration and goes back to `ready`.
         const int64_t need = api::kv_blocks_for(r.context_tokens(), block_size) -
                              static_cast<int64_t>(r.block_table.size());
-        if (!ensure_resident(r.spec.adapter, adapter_index(r), it) || kv_free() < need) {
+        if (!ensure_resident(r.spec.adapter, it) || kv_free() < need) {
           requeue(r, RequestState::ready);
           return true;
         }
@@ -577,7 +551,7 @@ void Replica::admit(Iteration& it) {
         if (static_cast<int32_t>(batch.size()) >= max_batch) {
           return false;  // the batch holds max_batch: admission ends
         }
-        if (!ensure_resident(r.spec.adapter, adapter_index(r), it)) return true;
+        if (!ensure_resident(r.spec.adapter, it)) return true;
         if (kv_free() - (r.host_blocks + 1) < pool_.watermark())
           return true;  // the adapter took blocks
         queue_.move(r.queue_slot, RequestState::running);
@@ -619,7 +593,7 @@ void Replica::admit(Iteration& it) {
         if (static_cast<int32_t>(batch.size()) >= max_batch) {
           return false;  // the batch holds max_batch: admission ends
         }
-        if (!ensure_resident(r.spec.adapter, adapter_index(r), it)) return true;
+        if (!ensure_resident(r.spec.adapter, it)) return true;
         if (kv_free() - need < pool_.watermark()) return true;  // the adapter took blocks
         queue_.move(r.queue_slot, RequestState::running);
         LORASCHED_CHECK(allocate_kv(r, need, it.start + it.cost),
@@ -805,7 +779,6 @@ void Replica::run_batch(Iteration& it) {
   exec_batch.entries.clear();
   std::vector<AdapterId>& distinct = distinct_;
   distinct.clear();
-  distinct_index_.clear();
   for (const Admitted& a : it.batch) {
     Request& r = req(a.id);
     ExecEntry e;
@@ -822,10 +795,8 @@ void Replica::run_batch(Iteration& it) {
       e.tokens = std::span<const int32_t>(r.tokens).subspan(r.tokens.size() - a.new_tokens);
     }
     (a.prefill ? it.prefill_tokens : it.decode_tokens) += a.new_tokens;
-    if (std::find(distinct.begin(), distinct.end(), e.adapter) == distinct.end()) {
+    if (std::find(distinct.begin(), distinct.end(), e.adapter) == distinct.end())
       distinct.push_back(e.adapter);
-      distinct_index_.push_back(adapter_index(r));
-    }
     exec_batch.entries.push_back(e);
     r.state = RequestState::running;
     if (!r.scheduled) {
@@ -877,9 +848,9 @@ void Replica::commit_batch(Iteration& it) {
 
 void Replica::prefetch() const {
   // The plugin and executor objects' first lines (their sizes are theirs to know).
-  for (const void* obj :
-       {static_cast<const void*>(scheduler_.get()), static_cast<const void*>(threshold_.get()),
-        static_cast<const void*>(executor_.get())})
+  for (const void* obj : {static_cast<const void*>(scheduler_.get()),
+                          static_cast<const void*>(threshold_.get()),
+                          static_cast<const void*>(executor_.get())})
     for (int b = 0; b < 4; ++b) __builtin_prefetch(static_cast<const char*>(obj) + 64 * b);
   for (RequestId id : inflight_) {
     const char* p = reinterpret_cast<const char*>(&requests_[static_cast<size_t>(id)]);
@@ -887,12 +858,11 @@ void Replica::prefetch() const {
   }
   for (int32_t slot : inflight_slots_) queue_.prefetch(slot);
   // The last batch's adapters (run_batch's distinct_): what admission and the queue read of
-  // them. The executor's adapter table is the fleet's (a row a miss); the slots and the
-  // queue's entries are by adapter index, packed.
-  for (AdapterId a : distinct_) __builtin_prefetch(&adapters_[static_cast<size_t>(a)]);
-  for (int32_t x : distinct_index_) {
-    __builtin_prefetch(&slot_[static_cast<size_t>(x)]);
-    queue_.prefetch_index(x);
+  // them; with thousands of adapters per replica these are scattered, one miss each.
+  for (AdapterId a : distinct_) {
+    __builtin_prefetch(&slot_[static_cast<size_t>(a)]);
+    __builtin_prefetch(&adapters_[static_cast<size_t>(a)]);
+    queue_.prefetch_adapter(a);
   }
 }
 

@@ -50,8 +50,8 @@ class Replica {
   // initial placement). Returns false when it does not fit.
   bool preload(api::AdapterId adapter);
   bool resident(api::AdapterId adapter) const {
-    const int32_t x = queue_.index_of(adapter);
-    return x >= 0 && slot_[static_cast<size_t>(x)].resident;
+    return adapter >= 0 && static_cast<size_t>(adapter) < slot_.size() &&
+           slot_[static_cast<size_t>(adapter)].resident;
   }
 
   // A request joins the waiting queue (arrival, dispatch or migration) at `now`.
@@ -157,8 +157,7 @@ class Replica {
   void admit(Iteration& it);
   void preempt(api::RequestId id, Iteration& it);
   bool relieve(Iteration& it);
-  // `x` is the adapter's index (index(), adapter_index()).
-  bool ensure_resident(api::AdapterId adapter, int32_t x, Iteration& it);
+  bool ensure_resident(api::AdapterId adapter, Iteration& it);
   int64_t kv_free() const;
   void make_room(int64_t blocks, double time);
   bool allocate_kv(Request& r, int64_t blocks, double time);
@@ -210,10 +209,9 @@ class Replica {
   // that are neither merged nor pinned, which kv_free() adds to the pool's free blocks
   // (it used to walk resident_ on every admission check: the simulator's hot spot).
   std::map<api::AdapterId, Residency> resident_;
-  std::vector<int32_t> pinned_list_;  // adapter indexes
-  // What an iteration reads and writes of one adapter, together, by the adapter's index on
-  // this replica (the queue's: dense in the order the replica met them, so a replica of a
-  // large fleet keeps the slots of the few adapters it serves in a few lines).
+  std::vector<api::AdapterId> pinned_list_;
+  // What an iteration reads and writes of one adapter, together (by adapter id): with
+  // thousands of adapters per replica these arrays are cold, and one slot is one miss.
   struct AdapterSlot {
     int64_t blocks = 0;      // pool blocks while resident (0 when not)
     int64_t last_used = -1;  // iteration that last used it, while resident
@@ -221,31 +219,21 @@ class Replica {
     uint8_t pinned = 0;      // the batch being formed needs it
     uint8_t mark = 0;        // scratch of plan_valid, zero between uses
   };
-  std::vector<AdapterSlot> slot_;  // by adapter index
+  std::vector<AdapterSlot> slot_;
   api::AdapterId merged_ = api::kNoAdapter;
-  int32_t merged_index_ = -1;  // its index
   int64_t evictable_blocks_ = 0;
   void add_resident(api::AdapterId a, Residency res);
   void erase_resident(api::AdapterId a);
-  void pin(int32_t x);
+  void pin(api::AdapterId a);
   void unpin_all();
   void set_merged(api::AdapterId a);
-  bool evictable(int32_t x) const {
-    return x != merged_index_ && !slot_[static_cast<size_t>(x)].pinned;
-  }
-  // Adapter a's index (the queue's), given one on first sight; slot_ and tail_seen_ grow with
-  // the indexes.
-  int32_t index(api::AdapterId a);
-  void grow_slots();
-  // The index of a queued request's adapter (from its queue node, which a step reads anyway).
-  int32_t adapter_index(const Request& r) const {
-    return queue_.node(r.queue_slot).request.adapter_index;
+  bool evictable(api::AdapterId a) const {
+    return a != merged_ && !slot_[static_cast<size_t>(a)].pinned;
   }
   int64_t iteration_ = 0;
   Iteration it_;                          // the iteration step() forms (reused)
   ExecBatch exec_batch_;                  // run_batch's (reused)
   std::vector<api::AdapterId> distinct_;  // the last batch's adapters (run_batch)
-  std::vector<int32_t> distinct_index_;   // and their indexes
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   std::vector<int32_t> inflight_slots_;   // the queue slots of those still queued
   double inflight_end_ = -1;              // its end time
@@ -258,9 +246,9 @@ class Replica {
 
   std::vector<api::AdapterView> view_adapters_;  // kept current: resident, unfinished
   // scratch, all zero between uses
-  std::vector<uint8_t> listed_;           // by queue slot: listed in the plan being admitted
-  std::vector<uint8_t> tail_seen_;        // by adapter index, for api::PlanTail
-  std::vector<int32_t> marked_adapters_;  // adapter indexes
+  std::vector<uint8_t> listed_;     // by queue slot: listed in the plan being admitted
+  std::vector<uint8_t> tail_seen_;  // by adapter, for api::PlanTail
+  std::vector<api::AdapterId> marked_adapters_;
 };
 
 }  // namespace lorasched

@@ -35,18 +35,26 @@ class DloraCore : public Scheduler {
     credit_right_ = unit * n;
     credit_left_ = credit_right_ - unit / 2;
     credit_start_ = unit * (n - 1.0);
-    // Adapters the replica has not met keep the start credit, which is below credit_left_
-    // for a positive unit (the parameter's range): the credit walk stops at them (kRest).
-    if (!(unit > 0.0)) throw std::invalid_argument("credit_unit must be positive");
+    credit_.assign(static_cast<size_t>(N_), credit_start_);
     negative_credits_ = credit_start_ < 0.0 ? N_ : 0;
-    order_.push_back(kRest);
+    sided_.assign(static_cast<size_t>(N_), 0);
+    moved_flag_.assign(static_cast<size_t>(N_), 0);
+    listed_.assign(static_cast<size_t>(N_), 0);
+    if (credit_start_ < credit_left_) {
+      order_.push_back(kRest);
+    } else {  // (not for a positive unit) every adapter is ordered explicitly, as the artifact
+      order_.resize(static_cast<size_t>(N_));
+      for (int32_t m = 0; m < N_; ++m) order_[static_cast<size_t>(m)] = m;
+      std::fill(sided_.begin(), sided_.end(), 1);
+    }
     const double speed_rate = merge_time_ / unmerge_time_;
     credit_cost_ = 1.0 / B_;
     batch_credit_cost_ = 1.0 / (speed_rate * B_);
+    was_credit_.assign(static_cast<size_t>(N_), 0);
     flag_.assign(static_cast<size_t>(B_), 0);
     // The worker starts unmerged with several adapters resident (len(active) > 1), or with
-    // the single adapter as its active list when N == 1 (its index is 0: it is the only one).
-    active_single_ = N_ == 1 ? 0 : kNone;
+    // the single adapter as its active list when N == 1.
+    active_single_ = N_ == 1 ? 0 : kNoAdapter;
   }
 
   // O(A + B log B) per call, A the adapters with queued requests or whose credit ever moved
@@ -56,15 +64,13 @@ class DloraCore : public Scheduler {
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan out;
     if (view.queued.empty()) return out;  // nothing changes while idle
-    index_adapters(view);
     forecasts_ = forecasts();
     auto current = threshold_->checked_current();
     if (!current) throw std::runtime_error("its threshold plugin failed: " + current.error());
     const Thresholds th = current.value();
 
     // scheduled_by_fcfs: the first B of the queue; the per-adapter queues (model_req_mapping)
-    // are view.queued_at(x), in the same order. Adapters are handled by their index on the
-    // replica (x), ties broken by their id (id_[x]), as the artifact breaks them.
+    // are view.queued_of(m), in the same order.
     fcfs_.clear();
     for (const RequestView& r : view.queued) {
       if (fcfs_.size() == static_cast<size_t>(B_)) break;
@@ -72,9 +78,7 @@ class DloraCore : public Scheduler {
     }
     const size_t nfcfs = fcfs_.size();
     fcfs_indexed_ = false;  // fcfs_position() sorts it when a credit rule first asks
-    auto queued = [&](int32_t x) {
-      return x == kNone ? size_t{0} : static_cast<size_t>(view.queued_at(x).size());
-    };
+    auto queued = [&](AdapterId m) { return static_cast<size_t>(view.queued_of(m).size()); };
 
     // Credit pass. The artifact re-sorts its credit dict by credit, descending, keeping
     // the previous order among equals; insertion sort is stable and O(A) when sorted, and
@@ -88,7 +92,7 @@ class DloraCore : public Scheduler {
       const double c = key(m);
       if (c < credit_left_) break;  // at kRest at the latest
       if (c >= credit_right_ || (was_credit_[static_cast<size_t>(m)] && c >= credit_left_)) {
-        const QueueRange q = view.queued_at(m);
+        const QueueRange q = view.queued_of(m);
         const int32_t num = std::min<int32_t>(num_to_schedule, q.size());
         auto it = q.begin();
         for (int32_t k = 0; k < num; ++k, ++it) scheduled.push_back(&*it);
@@ -105,23 +109,15 @@ class DloraCore : public Scheduler {
     bool whole_queue = false;  // A1: the batch is the whole queue of active_single_ (a tail)
     if (num_to_schedule == B_) {
       // Batch-or-FCFS: candidates are adapters with credit >= credit_base (0); the largest
-      // queue wins, ties to the lower adapter id. The winner is max_id, its index max_model
-      // (kNone when the replica has not met it: then its queue is empty).
-      AdapterId max_id = kNoAdapter;
-      int32_t max_model = kNone;
+      // queue wins, ties to the lower adapter id.
+      int32_t max_model = kNoAdapter;
       double n_max = 0;
-      // The credit of the adapter with index x (kNone: not met, the start credit).
-      auto credit_of = [&](int32_t x) {
-        return x == kNone ? credit_start_ : credit_[static_cast<size_t>(x)];
-      };
       if (forecasts_) {
-        for (AdapterId m = 0; m < N_; ++m) {
-          const int32_t x = view.index_of(m);
-          if (credit_of(x) < 0.0) continue;
-          const double len = queue_size(m, queued(x), view);
-          if (max_id == kNoAdapter || len > n_max) {
-            max_id = m;
-            max_model = x;
+        for (int32_t m = 0; m < N_; ++m) {
+          if (credit_[static_cast<size_t>(m)] < 0.0) continue;
+          const double len = queue_size(m, queued(m), view);
+          if (max_model == kNoAdapter || len > n_max) {
+            max_model = m;
             n_max = len;
           }
         }
@@ -130,37 +126,35 @@ class DloraCore : public Scheduler {
         // of them a candidate the first candidate by id wins (at length 0).
         const auto [largest, len] = largest_queued(view);
         max_model = largest;
-        max_id = largest == kNone ? kNoAdapter : id_[static_cast<size_t>(largest)];
         n_max = static_cast<double>(len);
-        if (max_id == kNoAdapter) {
+        if (max_model == kNoAdapter) {
           // Only adapters whose credit moved can be below 0: few steps.
-          AdapterId m = 0;
-          while (m < N_ && credit_of(view.index_of(m)) < 0.0) ++m;
+          int32_t m = 0;
+          while (m < N_ && credit_[static_cast<size_t>(m)] < 0.0) ++m;
           if (m < N_) {
-            max_id = m;
-            max_model = view.index_of(m);
-            n_max = queue_size(m, queued(max_model), view);
+            max_model = m;
+            n_max = queue_size(m, queued(m), view);
           }
         }
       }
       const double fcfs_len = static_cast<double>(nfcfs);
       size_t by_batch = 0;  // requests in the merged batch, actual or counterfactual
-      if (max_id == kNoAdapter) {
+      if (max_model == kNoAdapter) {
         // Every credit below zero: the artifact would fail here (empty candidate list);
         // run the FCFS batch.
         scheduled.assign(fcfs_.begin(), fcfs_.end());
-      } else if (active_single_ != kNone && credit_[static_cast<size_t>(active_single_)] >= 0.0 &&
-                 may_merge(id_[static_cast<size_t>(active_single_)], view) &&
-                 queued(active_single_) > 0 &&
-                 queue_size(id_[static_cast<size_t>(active_single_)], queued(active_single_),
-                            view) >= th.beta * fcfs_len) {
+      } else if (active_single_ != kNoAdapter &&
+                 credit_[static_cast<size_t>(active_single_)] >= 0.0 &&
+                 may_merge(active_single_, view) && queued(active_single_) > 0 &&
+                 queue_size(active_single_, queued(active_single_), view) >= th.beta * fcfs_len) {
         // A1: stay merged (all of its queue; admission stops at B).
         to_merge = true;
         whole_queue = true;
         ++num_iters_;
         by_batch = queued(active_single_);
         adjust_credit_whole_queue(active_single_, by_batch, batch_credit_cost_);
-      } else if (n_max >= th.alpha * fcfs_len && queued(max_model) > 0 && may_merge(max_id, view)) {
+      } else if (n_max >= th.alpha * fcfs_len && queued(max_model) > 0 &&
+                 may_merge(max_model, view)) {
         // (An empty queue can only win through a variant's forecast; the artifact would fail
         // on its empty batch.)
         // A2: enter or switch merged mode on the largest queue.
@@ -168,7 +162,7 @@ class DloraCore : public Scheduler {
         to_merge = true;
         merged_ = true;
         num_iters_ = 1;
-        const QueueRange q = view.queued_at(max_model);
+        const QueueRange q = view.queued_of(max_model);
         auto it = q.begin();
         for (int32_t k = 0; k < std::min(q.size(), B_); ++k, ++it) scheduled.push_back(&*it);
         by_batch = scheduled.size();
@@ -176,14 +170,14 @@ class DloraCore : public Scheduler {
         adjust_credit(scheduled, batch_credit_cost_);
       } else {
         // A3: unmerged FCFS; remember what a merged batch would have held.
-        if (max_model_ != max_id) {
+        if (max_model_ != max_model) {
           ++virtual_switch_cnt_;
-          max_model_ = max_id;
+          max_model_ = max_model;
         }
         by_batch = std::min(queued(max_model), static_cast<size_t>(B_));
         scheduled.insert(scheduled.end(), fcfs_.begin(), fcfs_.end());
       }
-      if (max_id != kNoAdapter) {
+      if (max_model != kNoAdapter) {
         merge_batch_cnt_ += static_cast<double>(std::min(by_batch, static_cast<size_t>(B_)));
         unmerge_batch_cnt_ += static_cast<double>(std::min(nfcfs, static_cast<size_t>(B_)));
       }
@@ -219,15 +213,15 @@ class DloraCore : public Scheduler {
         capped_.push_back(r);
       }
       scheduled.swap(capped_);
-      active_single_ = kNone;  // active = all resident adapters (capacity >= 2)
+      active_single_ = kNoAdapter;  // active = all resident adapters (capacity >= 2)
       out.mode = Mode::unmerged;
     } else {
       out.mode = Mode::merged;
-      out.merged_adapter = id_[static_cast<size_t>(active_single_)];
+      out.merged_adapter = active_single_;
     }
     if (whole_queue) {
       out.tail = Tail::adapter;
-      out.tail_adapter = out.merged_adapter;
+      out.tail_adapter = active_single_;
     } else {
       out.requests.reserve(scheduled.size());
       for (const RequestView* r : scheduled) out.requests.push_back(r->id);
@@ -238,11 +232,7 @@ class DloraCore : public Scheduler {
 
   // Variants that take arrivals call this too: it keeps the list of queued adapters short
   // (largest_queued()); decisions do not depend on it.
-  void on_arrival(const RequestView& r, double /*now*/) override {
-    if (r.adapter_index < 0) return;
-    grow(static_cast<size_t>(r.adapter_index) + 1);
-    list_queued(r.adapter_index);
-  }
+  void on_arrival(const RequestView& r, double /*now*/) override { list_queued(r.adapter); }
 
  protected:
   // Hooks for variants (dLoRA itself uses the defaults):
@@ -273,41 +263,39 @@ class DloraCore : public Scheduler {
       if (fcfs_position(r) == nfcfs) batch_.push_back(r);
     if (nfcfs == batch_.size()) {
       for (size_t i = 0; i < nfcfs; ++i)
-        if (fcfs_position(batch_[i]) == nfcfs) move_credit(batch_[i]->adapter_index, i, cost);
+        if (fcfs_position(batch_[i]) == nfcfs) move_credit(batch_[i]->adapter, i, cost);
     } else if (!batch_.empty()) {
       mark(batch_, true);
       for (size_t i = 0; i < nfcfs; ++i)
-        if (!flag_[i]) move_credit(batch_[0]->adapter_index, i, cost / 2);
+        if (!flag_[i]) move_credit(batch_[0]->adapter, i, cost / 2);
       mark(batch_, false);
     }
   }
 
-  // The same for a batch of the whole queue of the adapter with index m (`size` requests,
-  // FCFS order) without listing it: its FCFS members are the requests of m among the first B,
-  // and come first.
-  void adjust_credit_whole_queue(int32_t m, size_t size, double cost) {
+  // The same for a batch of adapter m's whole queue (`size` requests, FCFS order) without
+  // listing it: its FCFS members are the requests of m among the first B, and come first.
+  void adjust_credit_whole_queue(AdapterId m, size_t size, double cost) {
     const size_t nfcfs = fcfs_.size();
     if (nfcfs == size) {
       size_t in_fcfs = 0;
-      for (const RequestView* r : fcfs_) in_fcfs += r->adapter_index == m;
+      for (const RequestView* r : fcfs_) in_fcfs += r->adapter == m;
       for (size_t i = in_fcfs; i < nfcfs; ++i) move_credit(m, i, cost);
     } else if (size > 0) {
       for (size_t i = 0; i < nfcfs; ++i)
-        if (fcfs_[i]->adapter_index != m) move_credit(m, i, cost / 2);
+        if (fcfs_[i]->adapter != m) move_credit(m, i, cost / 2);
     }
   }
 
-  // `cost` credit from the adapter with index `from` to the adapter of the i-th request of
-  // the FCFS batch.
-  void move_credit(int32_t from, size_t i, double cost) {
-    const int32_t to = fcfs_[i]->adapter_index;
+  // `cost` credit from adapter `from` to the adapter of the i-th request of the FCFS batch.
+  void move_credit(AdapterId from, size_t i, double cost) {
+    const AdapterId to = fcfs_[i]->adapter;
     double& f = credit_[static_cast<size_t>(from)];
     double& t = credit_[static_cast<size_t>(to)];
     negative_credits_ -= (f < 0.0) + (t < 0.0);
     f -= cost;
     t += cost;
     negative_credits_ += (f < 0.0) + (t < 0.0);
-    for (int32_t m : {from, to})
+    for (AdapterId m : {from, to})
       if (!moved_flag_[static_cast<size_t>(m)]) {
         moved_flag_[static_cast<size_t>(m)] = 1;
         moved_.push_back(m);
@@ -315,20 +303,19 @@ class DloraCore : public Scheduler {
     credits_moved_ = true;
   }
 
-  // The artifact's credit dict holds all N adapters; order_ holds (the indexes of) those
-  // whose credit has left its start (credit_start_) at some sort, and kRest for all the
-  // others. Those others all have the start credit, so a stable sort never reorders them
-  // among themselves: in the full order they stay together, by id, where kRest is. An
-  // adapter whose credit left the start since the last sort joins order_ from there (by id),
-  // and one stable sort of order_ then orders what it holds as the full sort would. The
-  // start is below credit_left_, so the credit walk stops at kRest and never needs the
-  // others.
+  // The artifact's credit dict holds all N adapters; order_ holds those whose credit has
+  // left its start (credit_start_) at some sort, and kRest for all the others. Those others
+  // all have the start credit, so a stable sort never reorders them among themselves: in
+  // the full order they stay together, by id, where kRest is. An adapter whose credit left
+  // the start since the last sort joins order_ from there (by id), and one stable sort of
+  // order_ then orders what it holds as the full sort would. The start is below
+  // credit_left_, so the credit walk stops at kRest and never needs the others.
   double key(int32_t m) const {
     return m == kRest ? credit_start_ : credit_[static_cast<size_t>(m)];
   }
   void sort_credits() {
     joining_.clear();
-    for (int32_t m : moved_) {
+    for (AdapterId m : moved_) {
       moved_flag_[static_cast<size_t>(m)] = 0;
       if (!sided_[static_cast<size_t>(m)] && credit_[static_cast<size_t>(m)] != credit_start_) {
         sided_[static_cast<size_t>(m)] = 1;
@@ -337,9 +324,7 @@ class DloraCore : public Scheduler {
     }
     moved_.clear();
     if (!joining_.empty()) {
-      std::sort(joining_.begin(), joining_.end(), [&](int32_t x, int32_t y) {
-        return id_[static_cast<size_t>(x)] < id_[static_cast<size_t>(y)];
-      });
+      std::sort(joining_.begin(), joining_.end());
       order_.insert(std::find(order_.begin(), order_.end(), kRest), joining_.begin(),
                     joining_.end());
     }
@@ -356,7 +341,7 @@ class DloraCore : public Scheduler {
     credits_moved_ = false;
   }
 
-  // The length the merge / stay / largest-queue rules compare for adapter m (by id; `actual`
+  // The length the merge / stay / largest-queue rules compare for adapter m (`actual`
   // requests queued now).
   double queue_size(AdapterId m, size_t actual, const ReplicaView& view) {
     return forecasts_ ? static_cast<double>(actual) + forecast(m, view)
@@ -364,30 +349,22 @@ class DloraCore : public Scheduler {
   }
 
   // The queued adapter with the longest queue among those with credit >= 0 (not below 0:
-  // a NaN credit counts), the lower id on ties: its index and its length; kNone when none.
+  // a NaN credit counts), the lower id on ties, and its length; kNoAdapter when none.
   // The adapters with queued requests are kept in a list from arrivals (on_arrival) and
   // pruned here, in the same pass; when their queues do not add up to the whole queue (a
-  // request came back without an arrival this class saw), it is rebuilt from every adapter
-  // the replica has met.
-  std::pair<int32_t, int32_t> largest_queued(const ReplicaView& view) {
+  // request came back without an arrival this class saw), it is rebuilt from every adapter.
+  std::pair<AdapterId, int32_t> largest_queued(const ReplicaView& view) {
     // One key per candidate, larger = preferred: its length, then the lower id.
     const bool all = negative_credits_ == 0;
     int64_t best = -1;
-    int32_t best_index = kNone;
-    auto consider = [&](int32_t m, int32_t n) {
-      if (all || !(credit_[static_cast<size_t>(m)] < 0.0)) {
-        const int64_t key =
-            (static_cast<int64_t>(n) << 32) | (INT32_MAX - id_[static_cast<size_t>(m)]);
-        if (key > best) {
-          best = key;
-          best_index = m;
-        }
-      }
+    auto consider = [&](AdapterId m, int32_t n) {
+      if (all || !(credit_[static_cast<size_t>(m)] < 0.0))
+        best = std::max(best, (static_cast<int64_t>(n) << 32) | (INT32_MAX - m));
     };
     int64_t total = 0;
     for (size_t i = 0; i < queued_list_.size();) {
-      const int32_t m = queued_list_[i];  // (an index from on_arrival the view lacks: dropped)
-      const int32_t n = m < view.indexed_adapters() ? view.queued_at(m).size() : 0;
+      const AdapterId m = queued_list_[i];
+      const int32_t n = view.queued_of(m).size();
       if (n == 0) {
         listed_[static_cast<size_t>(m)] = 0;
         queued_list_[i] = queued_list_.back();
@@ -399,40 +376,23 @@ class DloraCore : public Scheduler {
       ++i;
     }
     if (total != view.queued.size()) {
-      for (int32_t m : queued_list_) listed_[static_cast<size_t>(m)] = 0;
+      for (AdapterId m : queued_list_) listed_[static_cast<size_t>(m)] = 0;
       queued_list_.clear();
       best = -1;
-      best_index = kNone;
-      for (int32_t m = 0; m < view.indexed_adapters(); ++m)
-        if (const int32_t n = view.queued_at(m).size(); n > 0) {
+      for (AdapterId m = 0; m < N_; ++m)
+        if (const int32_t n = view.queued_of(m).size(); n > 0) {
           list_queued(m);
           consider(m, n);
         }
     }
-    if (best < 0) return {kNone, 0};
-    return {best_index, static_cast<int32_t>(best >> 32)};
+    if (best < 0) return {kNoAdapter, 0};
+    return {static_cast<AdapterId>(INT32_MAX - (best & 0xffffffff)),
+            static_cast<int32_t>(best >> 32)};
   }
-  void list_queued(int32_t m) {
-    if (listed_[static_cast<size_t>(m)]) return;
+  void list_queued(AdapterId m) {
+    if (m < 0 || m >= N_ || listed_[static_cast<size_t>(m)]) return;
     listed_[static_cast<size_t>(m)] = 1;
     queued_list_.push_back(m);
-  }
-
-  // The per-adapter arrays cover n indexes (an adapter met since keeps the start credit).
-  void grow(size_t n) {
-    if (credit_.size() >= n) return;
-    credit_.resize(n, credit_start_);
-    sided_.resize(n, 0);
-    moved_flag_.resize(n, 0);
-    listed_.resize(n, 0);
-    was_credit_.resize(n, 0);
-    id_.resize(n, kNoAdapter);
-  }
-  // Every index the replica has given, with its adapter's id (once per plan: new ones only).
-  void index_adapters(const ReplicaView& view) {
-    const auto n = static_cast<size_t>(view.indexed_adapters());
-    grow(n);
-    for (; named_ < n; ++named_) id_[named_] = view.adapter_at(static_cast<int32_t>(named_));
   }
 
   // Position of a request in the FCFS batch, or its size when not in it. Requests are
@@ -472,38 +432,32 @@ class DloraCore : public Scheduler {
     max_model_ = kNoAdapter;
   }
 
-  static constexpr int32_t kNone = -1;  // no adapter index
   int32_t N_, B_, capacity_;
   Threshold* threshold_;
   double merge_time_, unmerge_time_;
   double credit_right_ = 0, credit_left_ = 0, credit_cost_ = 0, batch_credit_cost_ = 0;
   static constexpr int32_t kRest = -1;  // in order_: the adapters whose credit never moved
   double credit_start_ = 0;
-  // Per adapter, by its index on the replica (RequestView::adapter_index), grown as the
-  // replica meets adapters (grow): a replica of a large fleet meets few, and their entries
-  // share cache lines. Lists below hold indexes too.
-  std::vector<AdapterId> id_;  // the adapter's id
-  size_t named_ = 0;           // id_ is filled up to here
   std::vector<double> credit_;
-  std::vector<int32_t> order_;        // the credit dict's order (see sort_credits)
-  std::vector<uint8_t> sided_;        // in order_
-  std::vector<uint8_t> moved_flag_;   // in moved_
-  std::vector<int32_t> moved_;        // credit moved since the last sort
-  std::vector<int32_t> joining_;      // scratch of sort_credits
-  std::vector<uint8_t> listed_;       // in queued_list_
-  std::vector<int32_t> queued_list_;  // see largest_queued()
-  int32_t negative_credits_ = 0;      // adapters whose credit is below 0 (never, at the
-                                      // artifact's credit unit: then no credit is read)
-  std::vector<uint8_t> was_credit_;   // previous_credit_models
+  std::vector<int32_t> order_;          // the credit dict's order (see sort_credits)
+  std::vector<uint8_t> sided_;          // by adapter: in order_
+  std::vector<uint8_t> moved_flag_;     // by adapter: in moved_
+  std::vector<AdapterId> moved_;        // credit moved since the last sort
+  std::vector<AdapterId> joining_;      // scratch of sort_credits
+  std::vector<uint8_t> listed_;         // by adapter: in queued_list_
+  std::vector<AdapterId> queued_list_;  // see largest_queued()
+  int32_t negative_credits_ = 0;        // adapters whose credit is below 0 (never, at the
+                                        // artifact's credit unit: then no credit is read)
+  std::vector<uint8_t> was_credit_;     // previous_credit_models
   bool merged_ = false;
   int64_t num_iters_ = 0;
   double merge_batch_cnt_ = 0, unmerge_batch_cnt_ = 0;
   int64_t virtual_switch_cnt_ = 0;
-  AdapterId max_model_ = kNoAdapter;  // (an id)
-  int32_t active_single_ = kNone;     // index of the active list's one adapter (merged), or none
-  bool credits_moved_ = true;         // since order_ was last sorted
-  bool forecasts_ = false;            // forecasts(), read once per plan()
-  std::vector<int32_t> was_credit_list_;  // the adapter indexes was_credit_ holds
+  AdapterId max_model_ = kNoAdapter;
+  AdapterId active_single_ = kNoAdapter;  // active list of one adapter (merged), else none
+  bool credits_moved_ = true;             // since order_ was last sorted
+  bool forecasts_ = false;                // forecasts(), read once per plan()
+  std::vector<int32_t> was_credit_list_;  // the adapters was_credit_ holds
   // scratch, reused across calls
   std::vector<const RequestView*> fcfs_;  // the FCFS batch: the first B of the queue
   std::vector<std::pair<const RequestView*, size_t>> fcfs_index_;  // fcfs_ by address

@@ -83,7 +83,6 @@ std::pair<int, int> replay(const Case& c) {
       r.id = next++;
       r.adapter = a;
       r.arrival = t;
-      r.adapter_index = b.view().index_of(a);
       if (rng() % 2) {
         EXPECT_TRUE(current->checked_on_arrival(r, t));
       }

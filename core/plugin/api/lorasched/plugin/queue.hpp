@@ -60,13 +60,6 @@ struct RequestView {
   int32_t generated = 0;      // tokens generated so far
   RequestState state = RequestState::waiting;
   int32_t kv_blocks = 0;  // KV blocks it holds (device or host when swapped)
-  // Its adapter's index on this replica (RequestQueue::index_of): the replica numbers the
-  // adapters it meets 0, 1, 2, ... in the order it first meets them, and keeps the numbers for
-  // the run. Arrays a policy keeps per adapter can be indexed by it instead of by `adapter`:
-  // a replica of a large fleet meets a few of the fleet's adapters, so its entries then share
-  // cache lines. The queue sets it (push); ties between adapters are still broken by
-  // `adapter` (ReplicaView::adapter_at maps an index back).
-  int32_t adapter_index = 0;
   int32_t context_tokens() const { return prompt_tokens + generated; }
 };
 
@@ -160,46 +153,17 @@ class RequestQueue {
 
   RequestQueue() = default;
   explicit RequestQueue(int32_t num_adapters) { set_num_adapters(num_adapters); }
-  // The fleet's adapters are 0 .. n-1.
-  void set_num_adapters(int32_t n) { index_.resize(static_cast<size_t>(n), -1); }
-  int32_t num_adapters() const { return static_cast<int32_t>(index_.size()); }
-
-  // ---- adapter indexes --------------------------------------------------------------------
-  // The replica's dense numbering of the adapters it has met (RequestView::adapter_index):
-  // adapter a's index, -1 when it has none yet.
-  int32_t index_of(AdapterId a) const {
-    return a >= 0 && static_cast<size_t>(a) < index_.size() ? index_[static_cast<size_t>(a)] : -1;
+  void set_num_adapters(int32_t n) {
+    adapter_.resize(static_cast<size_t>(n));
+    adapter_size_.resize(static_cast<size_t>(n));
   }
-  // The adapter with index i (0 <= i < indexed()).
-  AdapterId adapter_at(int32_t i) const { return ids_[static_cast<size_t>(i)]; }
-  // How many adapters have an index: indexes are 0 .. indexed()-1.
-  int32_t indexed() const { return static_cast<int32_t>(ids_.size()); }
-  // Adapter a's index, given the next one the first time (push does it for a request's
-  // adapter; the engine also for the adapters it hosts). a must be one of the fleet's.
-  int32_t index(AdapterId a) {
-    int32_t& i = index_[static_cast<size_t>(a)];
-    if (i < 0) {
-      i = static_cast<int32_t>(ids_.size());
-      ids_.push_back(a);
-      adapter_.emplace_back();
-      adapter_size_.push_back(0);
-    }
-    return i;
-  }
+  int32_t num_adapters() const { return static_cast<int32_t>(adapter_.size()); }
 
   // ---- reading --------------------------------------------------------------------------
   QueueRange all() const { return {nodes_.data(), links_.data(), fcfs_.head, fcfs_.size, false}; }
-  // Adapter a's queued requests (one lookup of its index first: a policy that reads many
-  // adapters' queues per decision should keep their indexes and use of_index).
   QueueRange of_adapter(AdapterId a) const {
-    const int32_t i = index_of(a);
-    if (i < 0) return {nodes_.data(), links_.data(), kNone, 0, true};
-    return of_index(i);
-  }
-  // The queued requests of the adapter with index i (0 <= i < indexed()).
-  QueueRange of_index(int32_t i) const {
-    return {nodes_.data(), links_.data(), adapter_[static_cast<size_t>(i)].head,
-            adapter_size_[static_cast<size_t>(i)], true};
+    return {nodes_.data(), links_.data(), adapter_[static_cast<size_t>(a)].head,
+            adapter_size_[static_cast<size_t>(a)], true};
   }
   int32_t size() const { return fcfs_.size; }
   int32_t count(RequestState s) const { return state_[state_index(s)].size; }
@@ -223,18 +187,16 @@ class RequestQueue {
     __builtin_prefetch(n + sizeof(QueueNode) - 1);
     __builtin_prefetch(links_.data() + s);
   }
-  // The same for the list ends and size of the adapter with index i.
-  void prefetch_index(int32_t i) const {
-    __builtin_prefetch(adapter_.data() + i);
-    __builtin_prefetch(adapter_size_.data() + i);
+  // The same for adapter a's list ends and size.
+  void prefetch_adapter(AdapterId a) const {
+    __builtin_prefetch(adapter_.data() + a);
+    __builtin_prefetch(adapter_size_.data() + a);
   }
 
   // ---- writing (the engine, the test kit) -------------------------------------------------
   // Adds a request (r.state waiting, ready or swapped) at the back or front of its state's
-  // list and at its FCFS place, found from the back (new arrivals: one step), and sets its
-  // adapter_index. Not while frozen.
+  // list and at its FCFS place, found from the back (new arrivals: one step). Not while frozen.
   Slot push(const RequestView& r, End end = End::back) {
-    const int32_t adapter_index = index(r.adapter);
     Slot s;
     if (!free_.empty()) {
       s = free_.back();
@@ -248,7 +210,6 @@ class RequestQueue {
     n = QueueNode{};
     links_[static_cast<size_t>(s)] = QueueLinks{};
     n.request = r;
-    n.request.adapter_index = adapter_index;
     n.flags = kLive;
     link_state(s, end);
     link_ordered(s, kNone, false, true);
@@ -285,8 +246,8 @@ class RequestQueue {
     release(s);
   }
 
-  // The request's data, to keep it current (generated, kv_blocks). Its id, adapter, adapter
-  // index and arrival never change; its state changes only through move().
+  // The request's data, to keep it current (generated, kv_blocks). Its id, adapter and
+  // arrival never change; its state changes only through move().
   RequestView& request(Slot s) { return at(s).request; }
 
   void freeze() { frozen_ = true; }
@@ -400,11 +361,10 @@ class RequestQueue {
 
   // The FCFS list of all requests (of_adapter false) or of the node's adapter (true).
   Ends& ordered_list(Slot s, bool of_adapter) {
-    return of_adapter ? adapter_[static_cast<size_t>(at(s).request.adapter_index)] : fcfs_;
+    return of_adapter ? adapter_[static_cast<size_t>(at(s).request.adapter)] : fcfs_;
   }
   int32_t& ordered_size(Slot s, bool of_adapter) {
-    return of_adapter ? adapter_size_[static_cast<size_t>(at(s).request.adapter_index)]
-                      : fcfs_.size;
+    return of_adapter ? adapter_size_[static_cast<size_t>(at(s).request.adapter)] : fcfs_.size;
   }
   int32_t& next_link(Slot s, bool of_adapter) {
     QueueLinks& k = links_[static_cast<size_t>(s)];
@@ -470,13 +430,11 @@ class RequestQueue {
   std::vector<QueueLinks> links_;  // by slot, beside nodes_
   std::vector<Slot> free_;
   List fcfs_;
-  // Per adapter index: the ends of its FCFS list, and apart from them its size, which policies
-  // read for many adapters per decision (a few cache lines for all of them: indexes are dense).
+  // Per adapter: the ends of its FCFS list, and apart from them its size, which policies read
+  // for many adapters per decision (a few cache lines for all of them).
   std::vector<Ends> adapter_;
   std::vector<int32_t> adapter_size_;
-  std::vector<int32_t> index_;  // by adapter id: its index, -1 without one
-  std::vector<AdapterId> ids_;  // by index: the adapter
-  List state_[3];               // waiting, ready, swapped
+  List state_[3];  // waiting, ready, swapped
   int64_t back_seq_ = 0, front_seq_ = 0;
   bool frozen_ = false;
   std::vector<Slot> pending_;  // moved or erased while frozen, in that order

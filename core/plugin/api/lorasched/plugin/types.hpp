@@ -20,10 +20,8 @@ namespace lorasched::api {
 // History: 1 first release; 2 added Mode::mixed; 3 the incremental queue (ReplicaView::queued
 // a QueueRange, queued_of(), ReplicaView::queue) and plan tails (IterationPlan::tail); 4
 // cluster-view indexes (ClusterView::adapter_hosts, least_loaded,
-// ReplicaState::active_adapters); 5 the queue's forward links in their own array; 6 per-replica
-// adapter indexes (RequestView::adapter_index, ReplicaView::queued_at / indexed_adapters /
-// adapter_at / index_of, RequestQueue::index / of_index, PlanTail::listed taking the index).
-inline constexpr int kApiVersion = 6;
+// ReplicaState::active_adapters).
+inline constexpr int kApiVersion = 5;
 
 using RequestId = int64_t;
 using AdapterId = int32_t;

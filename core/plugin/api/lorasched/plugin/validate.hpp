@@ -81,9 +81,9 @@ inline Status validate_plan(const ReplicaView& view, const IterationPlan& plan) 
 }
 
 // The walk of a valid plan's tail over a replica's queue: the requests it adds after the
-// listed ones, in order, as far as the caller asks. Tell it the listed requests' adapters
-// first (listed()); `seen` is scratch of one byte per adapter index (RequestView::adapter_index: at
-// least the queue's indexed()), all zero, and is left all zero again.
+// listed ones, in order, as far as the caller asks. Tell it the adapters of the listed
+// requests first (listed()); `seen` is scratch of one byte per adapter, all zero, and is left
+// all zero again.
 class PlanTail {
  public:
   using Slot = RequestQueue::Slot;
@@ -98,13 +98,12 @@ class PlanTail {
   PlanTail(const PlanTail&) = delete;
   PlanTail& operator=(const PlanTail&) = delete;
   ~PlanTail() {
-    for (int32_t i : seen_list_) seen_[static_cast<size_t>(i)] = 0;
+    for (AdapterId a : seen_list_) seen_[static_cast<size_t>(a)] = 0;
   }
 
-  // A listed request's adapter and its index (RequestView::adapter_index), for the adapter
-  // limit of an FCFS tail.
-  void listed(AdapterId a, int32_t index) {
-    if (plan_.tail == Tail::fcfs || plan_.tail == Tail::fcfs_until_limit) see(a, index);
+  // A listed request's adapter, for the adapter limit of an FCFS tail.
+  void listed(AdapterId a) {
+    if (plan_.tail == Tail::fcfs || plan_.tail == Tail::fcfs_until_limit) see(a);
   }
 
   // The next request of the tail that `is_listed` (a function of its id) does not reject,
@@ -118,24 +117,24 @@ class PlanTail {
       if (is_listed(r.id)) continue;
       if (plan_.tail == Tail::adapter) return &r;
       if (plan_.mode == Mode::mixed && r.adapter == plan_.merged_adapter) return &r;
-      if (seen_[static_cast<size_t>(r.adapter_index)]) return &r;
+      if (seen_[static_cast<size_t>(r.adapter)]) return &r;
       if (limit_ > 0 && static_cast<int32_t>(seen_list_.size()) >= limit_) {
         if (plan_.tail == Tail::fcfs_until_limit) at_ = end;
         continue;
       }
-      see(r.adapter, r.adapter_index);
+      see(r.adapter);
       return &r;
     }
     return nullptr;
   }
 
  private:
-  void see(AdapterId a, int32_t index) {
+  void see(AdapterId a) {
     if (plan_.mode == Mode::mixed && a == plan_.merged_adapter) return;
-    auto& s = seen_[static_cast<size_t>(index)];
+    auto& s = seen_[static_cast<size_t>(a)];
     if (!s) {
       s = 1;
-      seen_list_.push_back(index);
+      seen_list_.push_back(a);
     }
   }
 
@@ -143,7 +142,7 @@ class PlanTail {
   const IterationPlan& plan_;
   int32_t limit_;
   std::vector<uint8_t>& seen_;
-  std::vector<int32_t> seen_list_;  // adapter indexes
+  std::vector<AdapterId> seen_list_;
   QueueRange::iterator at_;
 };
 
@@ -152,14 +151,11 @@ class PlanTail {
 inline std::vector<RequestId> plan_candidates(const ReplicaView& view, const IterationPlan& plan) {
   std::vector<RequestId> out(plan.requests);
   std::unordered_set<RequestId> listed(plan.requests.begin(), plan.requests.end());
-  std::unordered_map<RequestId, const RequestView*> queued;
-  for (const auto& r : view.queued) queued.emplace(r.id, &r);
-  std::vector<uint8_t> seen(static_cast<size_t>(view.queue->indexed()), 0);
+  std::unordered_map<RequestId, AdapterId> adapter;
+  for (const auto& r : view.queued) adapter.emplace(r.id, r.adapter);
+  std::vector<uint8_t> seen(static_cast<size_t>(view.num_adapters), 0);
   PlanTail tail(*view.queue, plan, view.limits.max_adapters_per_batch, seen);
-  for (RequestId id : plan.requests) {
-    const RequestView& r = *queued.at(id);
-    tail.listed(r.adapter, r.adapter_index);
-  }
+  for (RequestId id : plan.requests) tail.listed(adapter.at(id));
   while (const RequestView* r = tail.next([&](RequestId id) { return listed.count(id) != 0; }))
     out.push_back(r->id);
   return out;

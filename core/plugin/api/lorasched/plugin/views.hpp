@@ -50,14 +50,6 @@ struct ReplicaView {
   QueueRange queued;
   // Adapter a's queued requests, in the same order; `.size()` is their number.
   QueueRange queued_of(AdapterId a) const { return queue->of_adapter(a); }
-  // The same by the replica's adapter index (RequestView::adapter_index): arrays a policy
-  // keeps per adapter index are dense, so the entries of the adapters it reads share lines.
-  // Indexes are 0 .. indexed_adapters()-1; adapter_at(i) is the adapter with index i,
-  // index_of(a) adapter a's index (-1: the replica has not met it; its queue is empty).
-  QueueRange queued_at(int32_t index) const { return queue->of_index(index); }
-  int32_t indexed_adapters() const { return queue->indexed(); }
-  AdapterId adapter_at(int32_t index) const { return queue->adapter_at(index); }
-  int32_t index_of(AdapterId a) const { return queue->index_of(a); }
   std::span<const AdapterView> adapters;  // indexed by adapter id
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_free = 0;
