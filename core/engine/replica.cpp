@@ -857,6 +857,7 @@ void Replica::prefetch() const {
     for (size_t b = 0; b < Request::kHotBytes; b += 64) __builtin_prefetch(p + b);
   }
   for (int32_t slot : inflight_slots_) queue_.prefetch(slot);
+  pool_.prefetch();
   // The last batch's adapters (run_batch's distinct_): what admission and the queue read of
   // them; with thousands of adapters per replica these are scattered, one miss each.
   for (AdapterId a : distinct_) {

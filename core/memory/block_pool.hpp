@@ -31,6 +31,12 @@ class BlockPool {
     return (bytes + block_bytes_ - 1) / block_bytes_;
   }
 
+  // Asks the CPU to fetch the free list's end, which the next allocate() reads (a replica's
+  // step reads it when a request crosses a block; in a large cluster it is out of cache).
+  void prefetch() const {
+    if (!free_list_.empty()) __builtin_prefetch(free_list_.data() + free_list_.size() - 1);
+  }
+
   int64_t host_free() const { return host_total_ - host_used_; }
   bool host_allocate(int64_t n);
   void host_release(int64_t n);
