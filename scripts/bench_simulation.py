@@ -4,7 +4,8 @@
 usage: bench_simulation --benchmark_out=AFTER.json
        scripts/bench_simulation.py AFTER.json [--before BEFORE.json] [--docs docs/performance.md]
 
-Per point (BM_Simulation: 128 adapters; BM_Scale: 10 adapters per replica; BM_Fleet: 1,000
+Per point (BM_Simulation: 128 adapters; BM_Scale: 10 adapters per replica; BM_OneReplica: one
+replica with BM_Scale's per-replica workload, against BM_Scale's one replica; BM_Fleet: 1,000
 replicas with 10,000, 1,000, 100 or 10 adapters in the fleet, on a trimmed heap, against
 BM_Scale's one replica): set-up time, simulated requests per second of the event loop (and
 its range over the repetitions) and per minute, that rate against the one-replica point of the same
