@@ -49,6 +49,8 @@ class LiveView {
   void hold(int32_t r, double end, std::span<const std::pair<api::AdapterId, int64_t>> finished);
   // Releases replica r's held requests now (it starts its next iteration).
   void release(int32_t r);
+  // Starts fetching what release(r) reads first (the event loop, for the replica due next).
+  void prefetch(int32_t r) const { __builtin_prefetch(&held_[static_cast<size_t>(r)]); }
   // Sets replica r's counts from the engine's (plus what it holds): for changes the calls
   // above did not see (requests the engine finished without running them). O(adapters).
   void resync(int32_t r, const std::vector<int32_t>& engine_counts);

@@ -27,7 +27,8 @@ Simulation::Simulation(const Experiment& e, PluginRegistry& registry, bool dry_r
 Simulation::Simulation(const Experiment& e, SimulationParts parts)
     : e_(e),
       shape_(parts.shape),
-      adapters_(*parts.adapters.infos),
+      adapter_table_(parts.adapters.infos),
+      adapters_(*adapter_table_),
       pool_blocks_(parts.pool.blocks),
       block_bytes_(parts.pool.block_bytes),
       link_bandwidth_(e.cluster.link_gbps * 1e9),
@@ -121,6 +122,7 @@ void Simulation::make_replicas(const SimulationParts& parts, const api::ReplicaL
   migration_enabled_ = !parts.plugins->migration_is_none() && e_.cluster.replicas > 1;
   preload(hosted);
   ready_at_.assign(replicas_.size(), 0.0);
+  for (const auto& rep : replicas_) plugin_objects_.push_back(rep->plugin_objects());
 
   // The cluster view the dispatcher and the migration policy see (live_view.hpp).
   const auto R = static_cast<int32_t>(replicas_.size());
@@ -244,14 +246,20 @@ RunResult Simulation::run(const ProgressFn& progress) {
     const auto r = static_cast<int32_t>(who);
     live_.release(r);  // its previous iteration is over
     const int32_t before = replicas_[who]->unfinished();
-    // The replica due next warms its state while this one steps (at 32 replicas and more,
-    // each finds its own evicted by the others' steps since its last), reading its fields
-    // for the addresses; the one due after it only fetches those fields, one step ahead, so
-    // that those reads hit when its turn to warm comes (1,000 replicas: loop ~1.17x).
-    if (const int32_t due = runnable_.second(); due >= 0)
+    // The replica due next warms its state while this one steps (each
+    // finds its own evicted by the others' steps since its last), reading its fields for the
+    // addresses; the one due after it only fetches those fields and its plugin objects' first
+    // lines (from plugin_objects_), one step ahead, so that those reads hit when its turn to
+    // warm comes.
+    if (const int32_t due = runnable_.second(); due >= 0) {
       replicas_[static_cast<size_t>(due)]->prefetch();
-    if (const int32_t later = runnable_.third(); later >= 0)
+      live_.prefetch(due);
+    }
+    if (const int32_t later = runnable_.third(); later >= 0) {
       replicas_[static_cast<size_t>(later)]->prefetch_fields();
+      for (const void* obj : plugin_objects_[static_cast<size_t>(later)])
+        for (int b = 0; b < 4; ++b) __builtin_prefetch(static_cast<const char*>(obj) + 64 * b);
+    }
     auto end = replicas_[who]->step(free_at_[who]);
     stepped(r, free_at_[who], end, before);
     if (end) {

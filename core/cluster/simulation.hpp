@@ -3,6 +3,7 @@
 // arrivals, iterations, migration ticks) and returns everything it recorded.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -93,7 +94,10 @@ class Simulation {
 
   const Experiment& e_;
   ModelShape shape_;
-  std::vector<AdapterInfo> adapters_;
+  // The run's adapter table, shared with the executors (one copy: a step's row is one line
+  // whether the engine or the cost model reads it).
+  std::shared_ptr<const std::vector<AdapterInfo>> adapter_table_;
+  const std::vector<AdapterInfo>& adapters_;
   std::vector<Request> requests_;
   RunRecords records_;
   std::vector<std::unique_ptr<Replica>> replicas_;
@@ -125,6 +129,9 @@ class Simulation {
   std::vector<uint8_t> stalled_, queued_;
   int32_t num_queued_ = 0;
   RunQueue runnable_;
+  // Per replica, its plugin and executor objects (Replica::plugin_objects()), so that the
+  // loop can fetch them two events ahead without reading the replica's fields.
+  std::vector<std::array<const void*, 3>> plugin_objects_;
   // cluster state (core/cluster/cluster.cpp)
   std::vector<int32_t> adapter_slots_;   // per replica: adapters placed initially
   std::vector<double> placement_avail_;  // the placement greedy's memory per replica

@@ -664,10 +664,16 @@ std::optional<double> Replica::step(double now) {
   // Admission walks the plan's candidates in the queue's order as it was planned: the queue
   // keeps that order until it thaws at the end of the step (requests that ran included).
   queue_.freeze();
+  // At the end of the step the queue thaws, and the plan's memory goes back while it is in
+  // cache (the next replica's plan reuses it), not at this replica's next step.
   struct Thaw {
     api::RequestQueue& q;
-    ~Thaw() { q.thaw(); }
-  } thaw{queue_};
+    api::IterationPlan& plan;
+    ~Thaw() {
+      q.thaw();
+      plan = {};
+    }
+  } thaw{queue_, it.plan};
   admit_batch(it);
   if (it.batch.empty()) return idle_until(it);
   switch_weights(it);
@@ -847,17 +853,18 @@ void Replica::commit_batch(Iteration& it) {
 }
 
 void Replica::prefetch() const {
-  // The plugin and executor objects' first lines (their sizes are theirs to know).
-  for (const void* obj : {static_cast<const void*>(scheduler_.get()),
-                          static_cast<const void*>(threshold_.get()),
-                          static_cast<const void*>(executor_.get())})
-    for (int b = 0; b < 4; ++b) __builtin_prefetch(static_cast<const char*>(obj) + 64 * b);
+  // (The event loop fetched the plugin and executor objects' first lines an event ago:
+  // plugin_objects().)
   for (RequestId id : inflight_) {
     const char* p = reinterpret_cast<const char*>(&requests_[static_cast<size_t>(id)]);
     for (size_t b = 0; b < Request::kHotBytes; b += 64) __builtin_prefetch(p + b);
   }
-  for (int32_t slot : inflight_slots_) queue_.prefetch(slot);
+  for (int32_t slot : inflight_slots_) {
+    queue_.prefetch(slot);
+    __builtin_prefetch(listed_.data() + slot);  // the plan check's mark
+  }
   pool_.prefetch();
+  if (pinned_list_.capacity() > 0) __builtin_prefetch(pinned_list_.data());
   // The last batch's adapters (run_batch's distinct_): what admission and the queue read of
   // them; with thousands of adapters per replica these are scattered, one miss each.
   for (AdapterId a : distinct_) {

@@ -4,6 +4,7 @@
 // (vLLM 0.1.4 _prepare_scheduleroutputs) does, applies it and records what happened.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -99,6 +100,11 @@ class Replica {
   void prefetch_fields() const {
     const char* p = reinterpret_cast<const char*>(this);
     for (size_t b = 0; b < sizeof(Replica); b += 64) __builtin_prefetch(p + b);
+  }
+  // Its scheduler, threshold and executor objects, whose first lines the event loop fetches
+  // with the fields (from a copy of these addresses: reading them here would miss).
+  std::array<const void*, 3> plugin_objects() const {
+    return {scheduler_.get(), threshold_.get(), executor_.get()};
   }
 
   int64_t iterations() const { return iteration_; }

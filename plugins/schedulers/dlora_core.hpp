@@ -435,20 +435,27 @@ class DloraCore : public Scheduler {
   int32_t N_, B_, capacity_;
   Threshold* threshold_;
   double merge_time_, unmerge_time_;
+  // What plan() reads on every call, in the object's first four cache lines: a simulation of
+  // many replicas fetches those ahead of the replica's step (Simulation::run).
+  std::vector<int32_t> order_;            // the credit dict's order (see sort_credits)
+  std::vector<AdapterId> queued_list_;    // see largest_queued()
+  std::vector<const RequestView*> fcfs_;  // scratch: the FCFS batch, the first B of the queue
+  std::vector<const RequestView*> scheduled_, capped_;  // scratch
+  std::vector<int32_t> was_credit_list_;  // the adapters was_credit_ holds
+  std::vector<int32_t> credit_models_;    // scratch
+  std::vector<AdapterId> kept_;           // scratch
+  std::vector<uint8_t> was_credit_;       // previous_credit_models
   double credit_right_ = 0, credit_left_ = 0, credit_cost_ = 0, batch_credit_cost_ = 0;
   static constexpr int32_t kRest = -1;  // in order_: the adapters whose credit never moved
   double credit_start_ = 0;
   std::vector<double> credit_;
-  std::vector<int32_t> order_;          // the credit dict's order (see sort_credits)
   std::vector<uint8_t> sided_;          // by adapter: in order_
   std::vector<uint8_t> moved_flag_;     // by adapter: in moved_
   std::vector<AdapterId> moved_;        // credit moved since the last sort
   std::vector<AdapterId> joining_;      // scratch of sort_credits
   std::vector<uint8_t> listed_;         // by adapter: in queued_list_
-  std::vector<AdapterId> queued_list_;  // see largest_queued()
   int32_t negative_credits_ = 0;        // adapters whose credit is below 0 (never, at the
                                         // artifact's credit unit: then no credit is read)
-  std::vector<uint8_t> was_credit_;     // previous_credit_models
   bool merged_ = false;
   int64_t num_iters_ = 0;
   double merge_batch_cnt_ = 0, unmerge_batch_cnt_ = 0;
@@ -457,14 +464,10 @@ class DloraCore : public Scheduler {
   AdapterId active_single_ = kNoAdapter;  // active list of one adapter (merged), else none
   bool credits_moved_ = true;             // since order_ was last sorted
   bool forecasts_ = false;                // forecasts(), read once per plan()
-  std::vector<int32_t> was_credit_list_;  // the adapters was_credit_ holds
   // scratch, reused across calls
-  std::vector<const RequestView*> fcfs_;  // the FCFS batch: the first B of the queue
   std::vector<std::pair<const RequestView*, size_t>> fcfs_index_;  // fcfs_ by address
   bool fcfs_indexed_ = false;  // fcfs_index_ holds this call's fcfs_
-  std::vector<const RequestView*> scheduled_, batch_, capped_;
-  std::vector<int32_t> credit_models_;
-  std::vector<AdapterId> kept_;
+  std::vector<const RequestView*> batch_;  // adjust_credit's
   std::vector<uint8_t> flag_;  // per FCFS batch position, cleared after each use
 };
 
