@@ -19,8 +19,9 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // From this many replicas the event loop warms the state of the replicas due next (run()).
 // Below it their state stays in cache between their steps and the warm-up is only extra
-// work: without it, 32 x 128 and 32 x 320 ran 3.5% and 4% faster (bench_simulation, 6
-// alternating rounds each); from 256 replicas on it pays (docs/performance.md).
+// work: without it, 32 x 128 and 32 x 320 ran 3.5% and 4% faster; from 256 replicas on it
+// pays: with it, 256 x 2,560 ran 8% faster and 1,000 x 10,000 1.6x (bench_simulation, 6
+// alternating rounds each; docs/performance.md).
 constexpr size_t kWarmUpReplicas = 64;
 
 }  // namespace
