@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/common/error.hpp"
+#include "core/common/prefetch.hpp"
 #include "core/common/rng.hpp"
 
 namespace lorasched {
@@ -266,7 +267,7 @@ RunResult Simulation::run(const ProgressFn& progress) {
     if (const int32_t later = warm_up ? runnable_.third() : -1; later >= 0) {
       replicas_[static_cast<size_t>(later)]->prefetch_fields();
       for (const void* obj : plugin_objects_[static_cast<size_t>(later)])
-        for (int b = 0; b < 4; ++b) __builtin_prefetch(static_cast<const char*>(obj) + 64 * b);
+        prefetch_bytes(obj, 4 * kCacheLine);
     }
     auto end = replicas_[who]->step(free_at_[who]);
     stepped(r, free_at_[who], end, before);

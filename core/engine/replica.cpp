@@ -855,10 +855,8 @@ void Replica::commit_batch(Iteration& it) {
 void Replica::prefetch() const {
   // (The event loop fetched the plugin and executor objects' first lines an event ago:
   // plugin_objects().)
-  for (RequestId id : inflight_) {
-    const char* p = reinterpret_cast<const char*>(&requests_[static_cast<size_t>(id)]);
-    for (size_t b = 0; b < Request::kHotBytes; b += 64) __builtin_prefetch(p + b);
-  }
+  for (RequestId id : inflight_)
+    prefetch_bytes(&requests_[static_cast<size_t>(id)], Request::kHotBytes);
   for (int32_t slot : inflight_slots_) {
     queue_.prefetch(slot);
     __builtin_prefetch(listed_.data() + slot);  // the plan check's mark

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/adapters/adapter.hpp"
+#include "core/common/prefetch.hpp"
 #include "core/engine/request.hpp"
 #include "core/exec/executor.hpp"
 #include "core/memory/block_pool.hpp"
@@ -98,8 +99,7 @@ class Replica {
   void prefetch() const;
   // Its own fields (the object itself), for the replica due after the next.
   void prefetch_fields() const {
-    const char* p = reinterpret_cast<const char*>(this);
-    for (size_t b = 0; b < sizeof(Replica); b += 64) __builtin_prefetch(p + b);
+    prefetch_bytes(this, sizeof(Replica));
   }
   // Its scheduler, threshold and executor objects, whose first lines the event loop fetches
   // with the fields (from a copy of these addresses: reading them here would miss).
