@@ -666,14 +666,14 @@ std::optional<double> Replica::step(double now) {
   queue_.freeze();
   // At the end of the step the queue thaws, and the plan's memory goes back while it is in
   // cache (the next replica's plan reuses it), not at this replica's next step.
-  struct Thaw {
+  struct StepEnd {
     api::RequestQueue& q;
     api::IterationPlan& plan;
-    ~Thaw() {
+    ~StepEnd() {
       q.thaw();
       plan = {};
     }
-  } thaw{queue_, it.plan};
+  } step_end{queue_, it.plan};
   admit_batch(it);
   if (it.batch.empty()) return idle_until(it);
   switch_weights(it);
