@@ -36,7 +36,7 @@ struct ReplicaConfig {
   SwitchMethod switch_method = SwitchMethod::fused;  // [engine] switch
 };
 
-class Replica {
+class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields)
  public:
   Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
           std::unique_ptr<Executor> executor, PluginInstance<api::Scheduler> scheduler,
