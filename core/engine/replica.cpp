@@ -658,7 +658,7 @@ void Replica::check_thresholds(const api::Thresholds& t) const {
 std::optional<double> Replica::step(double now) {
   inflight_.clear();
   if (!has_queued()) return std::nullopt;
-  Iteration& it = it_;
+  Iteration& it = scratch().it;
   it.reset(now);
   plan_iteration(it);
   // Admission walks the plan's candidates in the queue's order as it was planned: the queue
@@ -682,6 +682,18 @@ std::optional<double> Replica::step(double now) {
   report_iteration(it);
   ++iteration_;
   return it.end();
+}
+
+// A step's scratch is dead between steps, so all replicas stepped on a thread share one:
+// it stays in cache. Each replica's own Iteration and ExecBatch (vectors of their own) were
+// out of cache at every step of a large cluster, where replicas take turns: at 1,000
+// replicas those writes were about 13 lines from beyond a 1 MiB cache per iteration
+// (docs/performance.md). Per thread, not per process: concurrent simulations (a sweep's
+// workers) each keep their own; and fetched at each step, never held by a replica, since a
+// replica may be stepped on another thread than the one that built it.
+Replica::Scratch& Replica::scratch() {
+  static thread_local Scratch s;
+  return s;
 }
 
 void Replica::Iteration::reset(double at) {
@@ -777,7 +789,7 @@ void Replica::switch_weights(Iteration& it) {
 // (costmodel). Marks the batch's requests running and stamps their first scheduling; the
 // iteration's end is known from here, so it is what in_flight() reports.
 void Replica::run_batch(Iteration& it) {
-  ExecBatch& exec_batch = exec_batch_;
+  ExecBatch& exec_batch = scratch().exec_batch;
   exec_batch.replica = cfg_.id;
   exec_batch.mode = it.plan.mode;
   exec_batch.merged_adapter = it.merged_adapter;

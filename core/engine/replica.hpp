@@ -98,9 +98,7 @@ class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields
   // Changes nothing.
   void prefetch() const;
   // Its own fields (the object itself), for the replica due after the next.
-  void prefetch_fields() const {
-    prefetch_bytes(this, sizeof(Replica));
-  }
+  void prefetch_fields() const { prefetch_bytes(this, sizeof(Replica)); }
   // Its scheduler, threshold and executor objects, whose first lines the event loop fetches
   // with the fields (from a copy of these addresses: reading them here would miss).
   std::array<const void*, 3> plugin_objects() const {
@@ -237,8 +235,13 @@ class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields
     return a != merged_ && !slot_[static_cast<size_t>(a)].pinned;
   }
   int64_t iteration_ = 0;
-  Iteration it_;                          // the iteration step() forms (reused)
-  ExecBatch exec_batch_;                  // run_batch's (reused)
+  // The iteration step() forms and run_batch's batch: scratch, reset at each step and dead
+  // after it, so one pair per thread serves every replica (replica.cpp says why).
+  struct Scratch {
+    Iteration it;
+    ExecBatch exec_batch;
+  };
+  static Scratch& scratch();
   std::vector<api::AdapterId> distinct_;  // the last batch's adapters (run_batch)
   std::vector<api::RequestId> inflight_;  // batch of the last iteration
   std::vector<int32_t> inflight_slots_;   // the queue slots of those still queued
