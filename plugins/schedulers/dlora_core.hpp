@@ -51,7 +51,6 @@ class DloraCore : public Scheduler {
     credit_cost_ = 1.0 / B_;
     batch_credit_cost_ = 1.0 / (speed_rate * B_);
     was_credit_.assign(static_cast<size_t>(N_), 0);
-    flag_.assign(static_cast<size_t>(B_), 0);
     // The worker starts unmerged with several adapters resident (len(active) > 1), or with
     // the single adapter as its active list when N == 1.
     active_single_ = N_ == 1 ? 0 : kNoAdapter;
@@ -64,6 +63,8 @@ class DloraCore : public Scheduler {
   IterationPlan plan(const ReplicaView& view) override {
     IterationPlan out;
     if (view.queued.empty()) return out;  // nothing changes while idle
+    s_ = &scratch();
+    if (s_->flag.size() < static_cast<size_t>(B_)) s_->flag.resize(static_cast<size_t>(B_), 0);
     forecasts_ = forecasts();
     auto current = threshold_->checked_current();
     if (!current) throw std::runtime_error("its threshold plugin failed: " + current.error());
@@ -71,12 +72,12 @@ class DloraCore : public Scheduler {
 
     // scheduled_by_fcfs: the first B of the queue; the per-adapter queues (model_req_mapping)
     // are view.queued_of(m), in the same order.
-    fcfs_.clear();
+    s_->fcfs.clear();
     for (const RequestView& r : view.queued) {
-      if (fcfs_.size() == static_cast<size_t>(B_)) break;
-      fcfs_.push_back(&r);
+      if (s_->fcfs.size() == static_cast<size_t>(B_)) break;
+      s_->fcfs.push_back(&r);
     }
-    const size_t nfcfs = fcfs_.size();
+    const size_t nfcfs = s_->fcfs.size();
     fcfs_indexed_ = false;  // fcfs_position() sorts it when a credit rule first asks
     auto queued = [&](AdapterId m) { return static_cast<size_t>(view.queued_of(m).size()); };
 
@@ -84,10 +85,10 @@ class DloraCore : public Scheduler {
     // the previous order among equals; insertion sort is stable and O(A) when sorted, and
     // needless when no credit moved since the last sort.
     if (credits_moved_) sort_credits();
-    std::vector<const RequestView*>& scheduled = scheduled_;
+    std::vector<const RequestView*>& scheduled = s_->scheduled;
     scheduled.clear();
     int32_t num_to_schedule = B_;
-    credit_models_.clear();
+    s_->credit_models.clear();
     for (int32_t m : order_) {
       const double c = key(m);
       if (c < credit_left_) break;  // at kRest at the latest
@@ -96,14 +97,14 @@ class DloraCore : public Scheduler {
         const int32_t num = std::min<int32_t>(num_to_schedule, q.size());
         auto it = q.begin();
         for (int32_t k = 0; k < num; ++k, ++it) scheduled.push_back(&*it);
-        credit_models_.push_back(m);
+        s_->credit_models.push_back(m);
         num_to_schedule -= num;
         if (num_to_schedule == 0) break;
       }
     }
     for (int32_t m : was_credit_list_) was_credit_[static_cast<size_t>(m)] = 0;
-    for (int32_t m : credit_models_) was_credit_[static_cast<size_t>(m)] = 1;
-    was_credit_list_.swap(credit_models_);
+    for (int32_t m : s_->credit_models) was_credit_[static_cast<size_t>(m)] = 1;
+    was_credit_list_.assign(s_->credit_models.begin(), s_->credit_models.end());
 
     bool to_merge = false;
     bool whole_queue = false;  // A1: the batch is the whole queue of active_single_ (a tail)
@@ -142,7 +143,7 @@ class DloraCore : public Scheduler {
       if (max_model == kNoAdapter) {
         // Every credit below zero: the artifact would fail here (empty candidate list);
         // run the FCFS batch.
-        scheduled.assign(fcfs_.begin(), fcfs_.end());
+        scheduled.assign(s_->fcfs.begin(), s_->fcfs.end());
       } else if (active_single_ != kNoAdapter &&
                  credit_[static_cast<size_t>(active_single_)] >= 0.0 &&
                  may_merge(active_single_, view) && queued(active_single_) > 0 &&
@@ -175,7 +176,7 @@ class DloraCore : public Scheduler {
           max_model_ = max_model;
         }
         by_batch = std::min(queued(max_model), static_cast<size_t>(B_));
-        scheduled.insert(scheduled.end(), fcfs_.begin(), fcfs_.end());
+        scheduled.insert(scheduled.end(), s_->fcfs.begin(), s_->fcfs.end());
       }
       if (max_model != kNoAdapter) {
         merge_batch_cnt_ += static_cast<double>(std::min(by_batch, static_cast<size_t>(B_)));
@@ -186,8 +187,8 @@ class DloraCore : public Scheduler {
     } else {
       mark(scheduled, true);
       for (size_t i = 0; i < nfcfs && num_to_schedule > 0; ++i)
-        if (!flag_[i]) {
-          scheduled.push_back(fcfs_[i]);
+        if (!s_->flag[i]) {
+          scheduled.push_back(s_->fcfs[i]);
           --num_to_schedule;
         }
       mark(scheduled, false);
@@ -203,16 +204,16 @@ class DloraCore : public Scheduler {
         ++num_iters_;
       }
       // At most gpu_capacity adapters; requests of further adapters are skipped.
-      kept_.clear();
-      capped_.clear();
+      s_->kept.clear();
+      s_->capped.clear();
       for (const RequestView* r : scheduled) {
-        if (std::find(kept_.begin(), kept_.end(), r->adapter) == kept_.end()) {
-          if (static_cast<int32_t>(kept_.size()) >= capacity_) continue;
-          kept_.push_back(r->adapter);
+        if (std::find(s_->kept.begin(), s_->kept.end(), r->adapter) == s_->kept.end()) {
+          if (static_cast<int32_t>(s_->kept.size()) >= capacity_) continue;
+          s_->kept.push_back(r->adapter);
         }
-        capped_.push_back(r);
+        s_->capped.push_back(r);
       }
-      scheduled.swap(capped_);
+      scheduled.swap(s_->capped);
       active_single_ = kNoAdapter;  // active = all resident adapters (capacity >= 2)
       out.mode = Mode::unmerged;
     } else {
@@ -254,41 +255,41 @@ class DloraCore : public Scheduler {
  private:
   // _adjust_credit (L237-253): zero-sum transfers when the batch differs from FCFS.
   void adjust_credit(const std::vector<const RequestView*>& batch_in, double cost) {
-    const size_t nfcfs = fcfs_.size();
+    const size_t nfcfs = s_->fcfs.size();
     // The batch sorted so that members of the FCFS batch come first (stable).
-    batch_.clear();
+    s_->batch.clear();
     for (const RequestView* r : batch_in)
-      if (fcfs_position(r) < nfcfs) batch_.push_back(r);
+      if (fcfs_position(r) < nfcfs) s_->batch.push_back(r);
     for (const RequestView* r : batch_in)
-      if (fcfs_position(r) == nfcfs) batch_.push_back(r);
-    if (nfcfs == batch_.size()) {
+      if (fcfs_position(r) == nfcfs) s_->batch.push_back(r);
+    if (nfcfs == s_->batch.size()) {
       for (size_t i = 0; i < nfcfs; ++i)
-        if (fcfs_position(batch_[i]) == nfcfs) move_credit(batch_[i]->adapter, i, cost);
-    } else if (!batch_.empty()) {
-      mark(batch_, true);
+        if (fcfs_position(s_->batch[i]) == nfcfs) move_credit(s_->batch[i]->adapter, i, cost);
+    } else if (!s_->batch.empty()) {
+      mark(s_->batch, true);
       for (size_t i = 0; i < nfcfs; ++i)
-        if (!flag_[i]) move_credit(batch_[0]->adapter, i, cost / 2);
-      mark(batch_, false);
+        if (!s_->flag[i]) move_credit(s_->batch[0]->adapter, i, cost / 2);
+      mark(s_->batch, false);
     }
   }
 
   // The same for a batch of adapter m's whole queue (`size` requests, FCFS order) without
   // listing it: its FCFS members are the requests of m among the first B, and come first.
   void adjust_credit_whole_queue(AdapterId m, size_t size, double cost) {
-    const size_t nfcfs = fcfs_.size();
+    const size_t nfcfs = s_->fcfs.size();
     if (nfcfs == size) {
       size_t in_fcfs = 0;
-      for (const RequestView* r : fcfs_) in_fcfs += r->adapter == m;
+      for (const RequestView* r : s_->fcfs) in_fcfs += r->adapter == m;
       for (size_t i = in_fcfs; i < nfcfs; ++i) move_credit(m, i, cost);
     } else if (size > 0) {
       for (size_t i = 0; i < nfcfs; ++i)
-        if (fcfs_[i]->adapter != m) move_credit(m, i, cost / 2);
+        if (s_->fcfs[i]->adapter != m) move_credit(m, i, cost / 2);
     }
   }
 
   // `cost` credit from adapter `from` to the adapter of the i-th request of the FCFS batch.
   void move_credit(AdapterId from, size_t i, double cost) {
-    const AdapterId to = fcfs_[i]->adapter;
+    const AdapterId to = s_->fcfs[i]->adapter;
     double& f = credit_[static_cast<size_t>(from)];
     double& t = credit_[static_cast<size_t>(to)];
     negative_credits_ -= (f < 0.0) + (t < 0.0);
@@ -314,19 +315,19 @@ class DloraCore : public Scheduler {
     return m == kRest ? credit_start_ : credit_[static_cast<size_t>(m)];
   }
   void sort_credits() {
-    joining_.clear();
+    s_->joining.clear();
     for (AdapterId m : moved_) {
       moved_flag_[static_cast<size_t>(m)] = 0;
       if (!sided_[static_cast<size_t>(m)] && credit_[static_cast<size_t>(m)] != credit_start_) {
         sided_[static_cast<size_t>(m)] = 1;
-        joining_.push_back(m);
+        s_->joining.push_back(m);
       }
     }
     moved_.clear();
-    if (!joining_.empty()) {
-      std::sort(joining_.begin(), joining_.end());
-      order_.insert(std::find(order_.begin(), order_.end(), kRest), joining_.begin(),
-                    joining_.end());
+    if (!s_->joining.empty()) {
+      std::sort(s_->joining.begin(), s_->joining.end());
+      order_.insert(std::find(order_.begin(), order_.end(), kRest), s_->joining.begin(),
+                    s_->joining.end());
     }
     for (size_t i = 1; i < order_.size(); ++i) {
       const int32_t m = order_[i];
@@ -399,18 +400,18 @@ class DloraCore : public Scheduler {
   // pointers into the view's queue, so membership is identity.
   size_t fcfs_position(const RequestView* r) {
     if (!fcfs_indexed_) {
-      fcfs_index_.clear();
-      for (size_t i = 0; i < fcfs_.size(); ++i) fcfs_index_.push_back({fcfs_[i], i});
-      std::sort(fcfs_index_.begin(), fcfs_index_.end());
+      s_->fcfs_index.clear();
+      for (size_t i = 0; i < s_->fcfs.size(); ++i) s_->fcfs_index.push_back({s_->fcfs[i], i});
+      std::sort(s_->fcfs_index.begin(), s_->fcfs_index.end());
       fcfs_indexed_ = true;
     }
-    auto it = std::lower_bound(fcfs_index_.begin(), fcfs_index_.end(),
+    auto it = std::lower_bound(s_->fcfs_index.begin(), s_->fcfs_index.end(),
                                std::pair<const RequestView*, size_t>{r, 0});
-    return it != fcfs_index_.end() && it->first == r ? it->second : fcfs_.size();
+    return it != s_->fcfs_index.end() && it->first == r ? it->second : s_->fcfs.size();
   }
   void mark(const std::vector<const RequestView*>& rs, bool on) {
     for (const RequestView* r : rs)
-      if (const size_t i = fcfs_position(r); i < fcfs_.size()) flag_[i] = on;
+      if (const size_t i = fcfs_position(r); i < s_->fcfs.size()) s_->flag[i] = on;
   }
 
   // _adjust_merge_threshold (L255-287): the period that just ended goes to the threshold
@@ -432,6 +433,27 @@ class DloraCore : public Scheduler {
     max_model_ = kNoAdapter;
   }
 
+  // The scratch of one plan() call, dead between calls: all instances on a thread share one,
+  // which stays in cache. With one scheduler per replica, each instance's own vectors were out
+  // of cache at every plan of a large cluster, where replicas take turns (at 1,000 replicas
+  // about 7 lines from beyond a 1 MiB cache per iteration: docs/performance.md). plan() looks
+  // it up on each call, so an instance may plan on any thread.
+  struct Scratch {
+    std::vector<const RequestView*> fcfs;  // the FCFS batch, the first B of the queue
+    std::vector<const RequestView*> scheduled, capped;
+    std::vector<int32_t> credit_models;
+    std::vector<AdapterId> kept;
+    std::vector<AdapterId> joining;                                 // sort_credits'
+    std::vector<std::pair<const RequestView*, size_t>> fcfs_index;  // fcfs by address
+    std::vector<const RequestView*> batch;                          // adjust_credit's
+    std::vector<uint8_t> flag;  // per FCFS batch position, all zero between uses
+  };
+  static Scratch& scratch() {
+    static thread_local Scratch s;
+    return s;
+  }
+  Scratch* s_ = nullptr;  // this plan() call's
+
   int32_t N_, B_, capacity_;
   Threshold* threshold_;
   double merge_time_, unmerge_time_;
@@ -439,23 +461,18 @@ class DloraCore : public Scheduler {
   // many replicas fetches those ahead of the replica's step (Simulation::run).
   std::vector<int32_t> order_;            // the credit dict's order (see sort_credits)
   std::vector<AdapterId> queued_list_;    // see largest_queued()
-  std::vector<const RequestView*> fcfs_;  // scratch: the FCFS batch, the first B of the queue
-  std::vector<const RequestView*> scheduled_, capped_;  // scratch
   std::vector<int32_t> was_credit_list_;  // the adapters was_credit_ holds
-  std::vector<int32_t> credit_models_;    // scratch
-  std::vector<AdapterId> kept_;           // scratch
   std::vector<uint8_t> was_credit_;       // previous_credit_models
   double credit_right_ = 0, credit_left_ = 0, credit_cost_ = 0, batch_credit_cost_ = 0;
   static constexpr int32_t kRest = -1;  // in order_: the adapters whose credit never moved
   double credit_start_ = 0;
   std::vector<double> credit_;
-  std::vector<uint8_t> sided_;          // by adapter: in order_
-  std::vector<uint8_t> moved_flag_;     // by adapter: in moved_
-  std::vector<AdapterId> moved_;        // credit moved since the last sort
-  std::vector<AdapterId> joining_;      // scratch of sort_credits
-  std::vector<uint8_t> listed_;         // by adapter: in queued_list_
-  int32_t negative_credits_ = 0;        // adapters whose credit is below 0 (never, at the
-                                        // artifact's credit unit: then no credit is read)
+  std::vector<uint8_t> sided_;       // by adapter: in order_
+  std::vector<uint8_t> moved_flag_;  // by adapter: in moved_
+  std::vector<AdapterId> moved_;     // credit moved since the last sort
+  std::vector<uint8_t> listed_;      // by adapter: in queued_list_
+  int32_t negative_credits_ = 0;     // adapters whose credit is below 0 (never, at the
+                                     // artifact's credit unit: then no credit is read)
   bool merged_ = false;
   int64_t num_iters_ = 0;
   double merge_batch_cnt_ = 0, unmerge_batch_cnt_ = 0;
@@ -464,11 +481,7 @@ class DloraCore : public Scheduler {
   AdapterId active_single_ = kNoAdapter;  // active list of one adapter (merged), else none
   bool credits_moved_ = true;             // since order_ was last sorted
   bool forecasts_ = false;                // forecasts(), read once per plan()
-  // scratch, reused across calls
-  std::vector<std::pair<const RequestView*, size_t>> fcfs_index_;  // fcfs_ by address
-  bool fcfs_indexed_ = false;  // fcfs_index_ holds this call's fcfs_
-  std::vector<const RequestView*> batch_;  // adjust_credit's
-  std::vector<uint8_t> flag_;  // per FCFS batch position, cleared after each use
+  bool fcfs_indexed_ = false;             // s_->fcfs_index holds this call's s_->fcfs
 };
 
 // dLoRA's parameters (every dLoRA-based scheduler declares them).
