@@ -31,8 +31,7 @@ Replica::Replica(ReplicaConfig cfg, const std::vector<AdapterInfo>& adapters,
             cfg.host_blocks),
       unfinished_per_adapter_(adapters.size(), 0),
       exec_time_(adapters.size(), {0, 0.0}),
-      slot_(adapters.size()),
-      tail_seen_(adapters.size(), 0) {
+      slot_(adapters.size()) {
   queue_.set_num_adapters(static_cast<int32_t>(adapters.size()));
   view_adapters_.resize(adapters.size());
   for (size_t a = 0; a < adapters.size(); ++a)
@@ -69,8 +68,6 @@ void Replica::enqueue(Request& r) {
   // Queued requests count the blocks they hold anywhere (device or host).
   r.queue_slot =
       queue_.push(view_of(r, static_cast<int32_t>(r.block_table.size()) + r.host_blocks));
-  if (listed_.size() < static_cast<size_t>(queue_.slots()))
-    listed_.resize(static_cast<size_t>(queue_.slots()), 0);
 }
 
 void Replica::requeue(Request& r, RequestState to, api::RequestQueue::End end) {
@@ -85,7 +82,11 @@ void Replica::requeue(Request& r, RequestState to, api::RequestQueue::End end) {
 void Replica::dequeue(Request& r) {
   LORASCHED_CHECK(queue_.holds(r.queue_slot, r.spec.id), "request {} not in replica {}'s queue",
                   r.spec.id, cfg_.id);
-  listed_[static_cast<size_t>(r.queue_slot)] = 0;
+  // A request that leaves during a step (finished, ignored) takes its plan-check mark with it;
+  // between steps all marks are zero, and the slot may lie beyond what any step has used.
+  if (std::vector<uint8_t>& listed = scratch().it.listed;
+      static_cast<size_t>(r.queue_slot) < listed.size())
+    listed[static_cast<size_t>(r.queue_slot)] = 0;
   queue_.erase(r.queue_slot);
   r.queue_slot = -1;
 }
@@ -417,7 +418,8 @@ void Replica::check_view(const api::ReplicaView& view) const {
 
 // api::validate_plan's rules with flags instead of hash sets, in O(plan) (validate_plan walks
 // the queue); the engine calls api::validate_plan for the message when this says no.
-bool Replica::plan_valid(const api::IterationPlan& plan) {
+bool Replica::plan_valid(Iteration& it) {
+  const api::IterationPlan& plan = it.plan;
   const auto n = static_cast<AdapterId>(adapters_.size());
   if (plan.mode != Mode::unmerged && plan.mode != Mode::merged && plan.mode != Mode::mixed)
     return false;  // a value outside the enum (admit() would read adapters_[-1])
@@ -434,26 +436,31 @@ bool Replica::plan_valid(const api::IterationPlan& plan) {
   if (plan.mode == Mode::merged && plan.tail != Tail::none &&
       (plan.tail != Tail::adapter || plan.tail_adapter != plan.merged_adapter))
     return false;
+  std::vector<uint8_t>& marks = it.listed;
+  std::vector<AdapterId>& marked = it.marked_adapters;
+  if (marks.size() < static_cast<size_t>(queue_.slots()))
+    marks.resize(static_cast<size_t>(queue_.slots()), 0);
+  if (it.tail_seen.size() < static_cast<size_t>(n)) it.tail_seen.resize(static_cast<size_t>(n), 0);
   bool ok = true;
   size_t distinct = 0;
   auto count_adapter = [&](AdapterId a) {
     if (plan.mode == Mode::mixed && a == plan.merged_adapter) return;
     if (!slot_[static_cast<size_t>(a)].mark) {
       slot_[static_cast<size_t>(a)].mark = 1;
-      marked_adapters_.push_back(a);
+      marked.push_back(a);
       ++distinct;
     }
   };
-  marked_adapters_.clear();
+  marked.clear();
   size_t listed = 0;
   for (RequestId id : plan.requests) {
     // Queued here (the slot it names holds it: slots are per replica) and not listed yet.
     if (id < 0 || static_cast<size_t>(id) >= requests_.size() ||
-        !queue_.holds(req(id).queue_slot, id) || listed_[static_cast<size_t>(req(id).queue_slot)]) {
+        !queue_.holds(req(id).queue_slot, id) || marks[static_cast<size_t>(req(id).queue_slot)]) {
       ok = false;
       break;
     }
-    listed_[static_cast<size_t>(req(id).queue_slot)] = 1;
+    marks[static_cast<size_t>(req(id).queue_slot)] = 1;
     ++listed;
     const AdapterId a = req(id).spec.adapter;
     if (plan.mode == Mode::merged && a != plan.merged_adapter) {
@@ -463,33 +470,35 @@ bool Replica::plan_valid(const api::IterationPlan& plan) {
     count_adapter(a);
   }
   if (plan.tail == Tail::adapter) count_adapter(plan.tail_adapter);
-  for (AdapterId a : marked_adapters_) slot_[static_cast<size_t>(a)].mark = 0;
+  for (AdapterId a : marked) slot_[static_cast<size_t>(a)].mark = 0;
   const int32_t cap = cfg_.limits.max_adapters_per_batch;
   if (ok && plan.mode != Mode::merged && cap > 0 && static_cast<int32_t>(distinct) > cap)
     ok = false;
   if (!ok) {
     for (size_t i = 0; i < listed; ++i)
-      listed_[static_cast<size_t>(req(plan.requests[i]).queue_slot)] = 0;
+      marks[static_cast<size_t>(req(plan.requests[i]).queue_slot)] = 0;
   }
   return ok;
 }
 
 // Clears the marks of plan_valid (dequeue() cleared those of requests that left).
-void Replica::unlist(const api::IterationPlan& plan) {
-  for (RequestId id : plan.requests)
-    if (req(id).queue_slot >= 0) listed_[static_cast<size_t>(req(id).queue_slot)] = 0;
+void Replica::unlist(Iteration& it) {
+  std::vector<uint8_t>& listed = it.listed;
+  for (RequestId id : it.plan.requests)
+    if (req(id).queue_slot >= 0) listed[static_cast<size_t>(req(id).queue_slot)] = 0;
 }
 
 template <class F>
-void Replica::for_each_candidate(const api::IterationPlan& plan, F&& f) {
+void Replica::for_each_candidate(Iteration& it, F&& f) {
+  const api::IterationPlan& plan = it.plan;
   for (RequestId id : plan.requests)
     if (!f(id)) return;
   if (plan.tail == api::Tail::none) return;
-  api::PlanTail tail(queue_, plan, cfg_.limits.max_adapters_per_batch, tail_seen_);
+  api::PlanTail tail(queue_, plan, cfg_.limits.max_adapters_per_batch, it.tail_seen);
   for (RequestId id : plan.requests) tail.listed(req(id).spec.adapter);
   auto is_listed = [&](RequestId id) {  // a request that left (ignored) has no slot
     const int32_t slot = req(id).queue_slot;
-    return slot >= 0 && listed_[static_cast<size_t>(slot)] != 0;
+    return slot >= 0 && it.listed[static_cast<size_t>(slot)] != 0;
   };
   while (const api::RequestView* r = tail.next(is_listed))
     if (!f(r->id)) return;
@@ -511,7 +520,7 @@ void Replica::admit(Iteration& it) {
     // The merged adapter's weights are folded in before the batch: it must be resident.
     if (!ensure_resident(plan.merged_adapter, it)) return;
   }
-  for_each_candidate(plan, [&](RequestId id) {
+  for_each_candidate(it, [&](RequestId id) {
     Request& r = req(id);
     switch (r.state) {
       case RequestState::ready: {
@@ -619,7 +628,7 @@ void Replica::admit(Iteration& it) {
 bool Replica::relieve(Iteration& it) {
   const int32_t block_size = cfg_.limits.block_size;
   bool relieved = false;
-  for_each_candidate(it.plan, [&](RequestId id) {
+  for_each_candidate(it, [&](RequestId id) {
     const Request& r = req(id);
     if (r.state != RequestState::waiting && r.state != RequestState::swapped) return true;
     int64_t need = r.state == RequestState::waiting
@@ -729,7 +738,7 @@ void Replica::plan_iteration(Iteration& it) {
   auto planned = scheduler_->checked_plan(view);
   if (!planned) throw PluginError(scheduler_.describe() + " failed to plan: " + planned.error());
   it.plan = std::move(planned.value());
-  if (!plan_valid(it.plan)) {
+  if (!plan_valid(it)) {
     auto st = api::validate_plan(view, it.plan);
     LORASCHED_CHECK(!st, "plan_valid refused a plan validate_plan accepts");
     throw PluginError(scheduler_.describe() + " returned an invalid plan: " + st.message());
@@ -746,12 +755,19 @@ void Replica::plan_iteration(Iteration& it) {
 // resident and paying loads and swaps on the way. May preempt, swap, load and evict adapters,
 // finish requests as ignored; every cost it pays is added to it.cost.
 void Replica::admit_batch(Iteration& it) {
-  admit(it);
-  // Nothing fits while requests the plan does not run hold the KV cache (e.g. a merged
-  // batch whose waiting requests are blocked by other adapters' ready ones): preempt those
-  // so the head of the plan can run, instead of waiting forever.
-  if (it.batch.empty() && relieve(it)) admit(it);
-  unlist(it.plan);
+  try {
+    admit(it);
+    // Nothing fits while requests the plan does not run hold the KV cache (e.g. a merged
+    // batch whose waiting requests are blocked by other adapters' ready ones): preempt those
+    // so the head of the plan can run, instead of waiting forever.
+    if (it.batch.empty() && relieve(it)) admit(it);
+  } catch (...) {
+    // The marks are shared by the replicas stepped on this thread (scratch()): a step that
+    // fails (an executor's load or swap) leaves them all zero for the next.
+    std::fill(it.listed.begin(), it.listed.end(), uint8_t{0});
+    throw;
+  }
+  unlist(it);
   if (it.swapped_in && it.swapped_out)  // the artifact asserts on this; we record it and go on
     event(it.start, EventKind::warning, api::kNoAdapter, -1, 0, 0, /*value=*/2.0);
 }
@@ -869,10 +885,7 @@ void Replica::prefetch() const {
   // plugin_objects().)
   for (RequestId id : inflight_)
     prefetch_bytes(&requests_[static_cast<size_t>(id)], Request::kHotBytes);
-  for (int32_t slot : inflight_slots_) {
-    queue_.prefetch(slot);
-    __builtin_prefetch(listed_.data() + slot);  // the plan check's mark
-  }
+  for (int32_t slot : inflight_slots_) queue_.prefetch(slot);
   pool_.prefetch();
   if (pinned_list_.capacity() > 0) __builtin_prefetch(pinned_list_.data());
   // The last batch's adapters (run_batch's distinct_): what admission and the queue read of

@@ -137,6 +137,12 @@ class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields
     int32_t decode_tokens = 0;
     int32_t distinct_adapters = 0;
     std::vector<api::RequestId> batch_ids;  // batch's requests, for the record and the plugins
+    // The plan check's marks, kept all zero between steps (reset() leaves them): by queue slot,
+    // the requests the plan lists; by adapter, the plan tail's (api::PlanTail); the adapters
+    // plan_valid marked in their AdapterSlot.
+    std::vector<uint8_t> listed;
+    std::vector<uint8_t> tail_seen;
+    std::vector<api::AdapterId> marked_adapters;
     double end() const { return start + cost + duration; }
     // A fresh iteration starting at `start` that keeps its vectors' memory (step() reuses one
     // Iteration: an allocation per vector per iteration was a tenth of a simulation's time).
@@ -186,7 +192,7 @@ class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields
   // The plan's candidates in admission order, `requests` then its tail, until `f` (taking a
   // RequestId) returns false.
   template <class F>
-  void for_each_candidate(const api::IterationPlan& plan, F&& f);
+  void for_each_candidate(Iteration& it, F&& f);
 
   ReplicaConfig cfg_;
   const std::vector<AdapterInfo>& adapters_;
@@ -236,7 +242,8 @@ class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields
   }
   int64_t iteration_ = 0;
   // The iteration step() forms and run_batch's batch: scratch, reset at each step and dead
-  // after it, so one pair per thread serves every replica (replica.cpp says why).
+  // after it (the plan check's marks all zero), so one pair per thread serves every replica
+  // (replica.cpp says why).
   struct Scratch {
     Iteration it;
     ExecBatch exec_batch;
@@ -247,17 +254,13 @@ class alignas(64) Replica {  // its fields in whole cache lines (prefetch_fields
   std::vector<int32_t> inflight_slots_;   // the queue slots of those still queued
   double inflight_end_ = -1;              // its end time
 
-  // api::validate_plan's rules in O(plan); marks the listed requests in listed_ (cleared by
-  // unlist(), also when it says no).
-  bool plan_valid(const api::IterationPlan& plan);
-  void unlist(const api::IterationPlan& plan);
+  // api::validate_plan's rules for it.plan in O(plan); marks the listed requests in
+  // it.listed (cleared by unlist(), also when it says no).
+  bool plan_valid(Iteration& it);
+  void unlist(Iteration& it);
   void check_thresholds(const api::Thresholds& t) const;
 
   std::vector<api::AdapterView> view_adapters_;  // kept current: resident, unfinished
-  // scratch, all zero between uses
-  std::vector<uint8_t> listed_;     // by queue slot: listed in the plan being admitted
-  std::vector<uint8_t> tail_seen_;  // by adapter, for api::PlanTail
-  std::vector<api::AdapterId> marked_adapters_;
 };
 
 }  // namespace lorasched

@@ -6,6 +6,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/engine/replica.hpp"
@@ -44,6 +47,36 @@ PluginInstance<T> local_plugin(const char* name, T* obj) {
 
 constexpr int64_t kBlockBytes = 1000;
 
+// The cost model, except that loading an adapter throws: a device fault in the middle of a
+// step, after the plan was checked, while admission forms the batch.
+class FailingLoad : public Executor {
+ public:
+  explicit FailingLoad(std::unique_ptr<Executor> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  std::string device() const override { return inner_->device(); }
+  bool needs_tokens() const override { return inner_->needs_tokens(); }
+  IterationResult run(const ExecBatch& b) override { return inner_->run(b); }
+  std::vector<CostStep> switch_weights(api::AdapterId from, api::AdapterId to,
+                                       SwitchMethod method) override {
+    return inner_->switch_weights(from, to, method);
+  }
+  CostStep load_adapter(api::AdapterId) override { throw std::runtime_error("device lost"); }
+  void evict_adapter(api::AdapterId a) override { inner_->evict_adapter(a); }
+  CostStep swap_out(api::RequestId r, std::span<const int32_t> b) override {
+    return inner_->swap_out(r, b);
+  }
+  CostStep swap_in(api::RequestId r, std::span<const int32_t> b) override {
+    return inner_->swap_in(r, b);
+  }
+  KvData export_kv(std::span<const int32_t> b) override { return inner_->export_kv(b); }
+  void import_kv(std::span<const int32_t> b, const KvData& kv) override {
+    inner_->import_kv(b, kv);
+  }
+
+ private:
+  std::unique_ptr<Executor> inner_;
+};
+
 struct Fixture {
   std::vector<AdapterInfo> adapters;
   std::vector<Request> requests;
@@ -53,7 +86,7 @@ struct Fixture {
 
   // Adapters of the given sizes in pool blocks; a unified pool of `pool_blocks`, watermark 0,
   // swap preemption, blocks of 16 tokens.
-  Fixture(std::vector<int64_t> adapter_blocks, int64_t pool_blocks) {
+  Fixture(std::vector<int64_t> adapter_blocks, int64_t pool_blocks, bool failing_load = false) {
     for (size_t a = 0; a < adapter_blocks.size(); ++a) {
       AdapterInfo info;
       info.id = static_cast<int32_t>(a);
@@ -68,6 +101,8 @@ struct Fixture {
         std::shared_ptr<const CostModel>(make_cost_model("dlora-artifact", ModelShape{})),
         adapters);
     executor->set_block_bytes(kBlockBytes);
+    std::unique_ptr<Executor> exec = std::move(executor);
+    if (failing_load) exec = std::make_unique<FailingLoad>(std::move(exec));
     ReplicaConfig rc;
     rc.watermark = 0;
     rc.swap_preemption = true;
@@ -78,7 +113,7 @@ struct Fixture {
     rc.limits.max_adapters_per_batch = 0;
     requests.reserve(16);  // the replica keeps a reference to the vector, not to elements
     replica = std::make_unique<Replica>(
-        rc, adapters, std::move(executor), local_plugin<api::Scheduler>("scripted", scheduler),
+        rc, adapters, std::move(exec), local_plugin<api::Scheduler>("scripted", scheduler),
         local_plugin<api::Threshold>("fixed", new api::GuardedThreshold<Fixed>(args)), requests,
         records);
   }
@@ -158,6 +193,26 @@ TEST(ReplicaStep, NothingChangedWaitsForTheNextEvent) {
   EXPECT_EQ(f.replica->step(0.0), std::nullopt);
   EXPECT_EQ(f.replica->step(0.0), std::nullopt);
   EXPECT_TRUE(f.records.iterations.empty());
+}
+
+TEST(ReplicaStep, AStepThatThrowsLeavesTheNextReplicaAPlanItCanRun) {
+  // The plan check marks the requests it lists in memory that every replica stepped on this
+  // thread shares, and admission clears the marks at its end. A step that throws after the
+  // check (here the executor, loading the plan's adapter) must clear them too: else the next
+  // replica to list a request in the same queue slot (its first request: slot 0) would be told that
+  // its plan lists that request twice.
+  {
+    Fixture failing({1}, 8, /*failing_load=*/true);
+    const auto r = failing.request(0, 16, 10, 0.0);
+    failing.scheduler->script = [&](const ReplicaView&) { return plan(Mode::unmerged, -1, {r}); };
+    EXPECT_THROW(failing.replica->step(0.0), std::runtime_error);
+  }
+  Fixture next({1}, 8);
+  const auto r = next.request(0, 16, 10, 0.0);
+  next.scheduler->script = [&](const ReplicaView&) { return plan(Mode::unmerged, -1, {r}); };
+  // An unmerged iteration under the `dlora-artifact` timing: 27 ms, after a free load.
+  EXPECT_EQ(next.replica->step(0.0), std::optional<double>(0.027));
+  EXPECT_EQ(next.records.iterations.size(), 1u);
 }
 
 }  // namespace
