@@ -697,7 +697,8 @@ std::optional<double> Replica::step(double now) {
 // it stays in cache. Each replica's own Iteration and ExecBatch (vectors of their own) were
 // out of cache at every step of a large cluster, where replicas take turns: at 1,000
 // replicas they cost about 13 lines from beyond a 1 MiB cache per iteration, most of them
-// write misses (docs/performance.md). Per thread, not per process: concurrent simulations
+// write misses, and the plan check's marks (now in the Iteration) 3.6 more
+// (docs/performance.md). Per thread, not per process: concurrent simulations
 // (a sweep's workers) each keep their own; and fetched at each step, never held by a
 // replica, since a replica may be stepped on another thread than the one that built it.
 Replica::Scratch& Replica::scratch() {
