@@ -436,7 +436,7 @@ class DloraCore : public Scheduler {
   // The scratch of one plan() call, dead between calls: all instances on a thread share one,
   // which stays in cache. With one scheduler per replica, each instance's own vectors were out
   // of cache at every plan of a large cluster, where replicas take turns (at 1,000 replicas
-  // about 7 lines from beyond a 1 MiB cache per iteration: docs/performance.md). plan() looks
+  // about 8 lines from beyond a 1 MiB cache per iteration: docs/performance.md). plan() looks
   // it up on each call, so an instance may plan on any thread.
   struct Scratch {
     std::vector<const RequestView*> fcfs;  // the FCFS batch, the first B of the queue
