@@ -16,7 +16,8 @@ namespace {
 TEST(RunQueue, FirstThreeMatchAnOrderedSetThroughRandomMovesAndErases) {
   for (uint32_t seed = 1; seed <= 20; ++seed) {
     std::mt19937 rng(seed);
-    const int32_t R = 1 + static_cast<int32_t>(rng() % 40);
+    // Up to 40 replicas (six levels of the binary heap) on odd seeds, 300 (nine) on even ones.
+    const int32_t R = 1 + static_cast<int32_t>(rng() % (seed % 2 ? 40 : 300));
     RunQueue q;
     q.reset(static_cast<size_t>(R));
     std::set<std::pair<double, int32_t>> ref;
