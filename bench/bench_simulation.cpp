@@ -16,7 +16,8 @@
 // simulated per CPU second of the loop) and sim/cpu_s_total (with the set-up); on a shared
 // machine the CPU figures are the ones to compare. queued/iteration, batch/iteration and
 // adapters/iteration (mean queue, batch size and distinct adapters per batch: the shape of a
-// step's work), peak_MiB (the process's peak resident memory during the point,
+// step's work), iterations/run (iterations simulated per run: scripts/step_cost.py divides a
+// profile's counts by it), peak_MiB (the process's peak resident memory during the point,
 // /proc/self/status VmHWM after resetting it), bytes/replica-adapter (the peak over replicas x
 // adapters).
 #include <benchmark/benchmark.h>
@@ -144,6 +145,7 @@ void run(benchmark::State& st, int replicas, int adapters, int requests, bool tr
   st.counters["batch/iteration"] = per_iteration(batch);
   st.counters["adapters/iteration"] = per_iteration(distinct);
   st.counters["virtual_s/run"] = benchmark::Counter(virtual_seconds / n);
+  st.counters["iterations/run"] = benchmark::Counter(static_cast<double>(iterations) / n);
   st.counters["setup_s"] = benchmark::Counter(setup / n);
   st.counters["sim/cpu_s"] = benchmark::Counter(virtual_seconds / loop);
   st.counters["sim/cpu_s_total"] = benchmark::Counter(virtual_seconds / (loop + setup));
