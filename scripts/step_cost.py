@@ -6,15 +6,16 @@ usage: scripts/step_cost.py profile BENCH OUT.json [--jobs N]
 
 `profile` runs bench_simulation (BENCH, a build's bench/bench_simulation) under valgrind's
 callgrind at one replica (BM_Scale's 4,000 requests and BM_OneReplica's 40), 32, 256 and
-1,000 replicas (BM_Scale), counting only inside the event loop (`Simulation::run`): the
-instructions it executes (and how many of them are the cluster's bookkeeping: the event
-loop, its queue of replicas, the cluster view, dispatch, the warm-up of the replicas due
-next), and the cache lines it fetches from beyond a 32 KiB and from beyond a 1 MiB cache
-(callgrind's model: 64-byte lines, 8-way; 1 MiB is this machine's per-core L2; the model
-ignores prefetch instructions, so these are lines the step needs, whether or not the warm-up
-fetched them in time). Counts are exact and repeat
-from run to run; all points take about ten minutes (N at a time, default 2). Needs valgrind
-(`apt-get install valgrind`); the build needs no debug information.
+1,000 replicas (BM_Scale), and 1,000 replicas with 10,000 and with 10 adapters (BM_Fleet),
+counting only inside the event loop (`Simulation::run`): the instructions it executes (and
+how many of them are the cluster's bookkeeping: the event loop, its queue of replicas, the
+cluster view, dispatch, the warm-up of the replicas due next), and the cache lines it fetches
+from beyond a 32 KiB and from beyond a 1 MiB cache (callgrind's model: 64-byte lines, 8-way;
+1 MiB is this machine's per-core L2; the model ignores prefetch instructions, so these are
+lines the step needs, whether or not the warm-up fetched them in time). Counts are exact and
+repeat from run to run; all points take about fifteen minutes on two cores (N at a time,
+default 2). Needs valgrind (`apt-get install valgrind`); the build needs no debug
+information.
 
 `table` divides the counts by the iterations simulated and sets them beside the CPU time per
 iteration of an ordinary timed run (TIMED.json: `bench_simulation --benchmark_out=...`, the
@@ -49,6 +50,11 @@ POINTS = [
     (("BM_Scale", 32), "BM_Scale/replicas:32/", "32 x 320"),
     (("BM_Scale", 256), "BM_Scale/replicas:256/", "256 x 2,560"),
     (("BM_Scale", 1000), "BM_Scale/replicas:1000/", "1,000 x 10,000"),
+    # The same 1,000 replicas on a trimmed heap, with 10,000 and with 10 adapters in the
+    # fleet: what the per-adapter arrays of length N cost a step.
+    (("BM_Fleet", 10000), "BM_Fleet/replicas:1000/adapters:10000/",
+     "1,000 x 10,000 (BM_Fleet, trimmed heap)"),
+    (("BM_Fleet", 10), "BM_Fleet/replicas:1000/adapters:10/", "1,000 x 10 (BM_Fleet, trimmed heap)"),
 ]
 REFERENCE = ("BM_OneReplica", 1)
 # Self instructions of these functions are the cluster's bookkeeping (the event loop, its
@@ -186,6 +192,18 @@ def table(args):
                  f"(`BM_Scale`, {its_one:.1f} and {its_big:.1f} iterations per request), its "
                  f"iteration may take {need:,.0f} ns: {100 * (1 - need / now):.0f}% less than "
                  f"the {now:,.0f} ns measured."]
+    dense, sparse = ("BM_Fleet", 10), ("BM_Fleet", 10000)
+    if all(k in counted and k in timed for k in (dense, sparse)):
+        d, sp = per_iteration(dense), per_iteration(sparse)
+        lines = (sp["read"] + sp["written"]) - (d["read"] + d["written"])
+        memory = (sp["ns"] - sp["instructions"] * ns_per_instruction) - (
+            d["ns"] - d["instructions"] * ns_per_instruction)
+        rows += ["", f"`BM_Fleet`, 10 adapters in the fleet against 10,000 (per-adapter arrays of "
+                 f"length 10 instead of 10,000 in every replica): {lines:.1f} fewer lines from "
+                 f"beyond 1 MiB and {sp['instructions'] - d['instructions']:,.0f} fewer "
+                 f"instructions per iteration, {sp['ns'] - d['ns']:,.0f} ns less per iteration, "
+                 f"{memory:,.0f} ns of it memory"
+                 + (f" ({memory / lines:.0f} ns per line)." if lines >= 1 else ".")]
     text = "\n".join(rows)
     print(text)
     if args.docs:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """scripts/step_cost.py's table on made-up counts and timings whose rows are worked out by hand
 here: the division by iterations, the time per instruction taken from BM_OneReplica, what is
-left per line, and the step time the 50% target allows. Also one bad input (a profile without
-the first-level counts): one line on stderr, exit status 2. Standard library only."""
+left per line, the step time the 50% target allows, and what BM_Fleet's short per-adapter
+arrays save. Also one bad input (a profile without the first-level counts): one line on
+stderr, exit status 2. Standard library only."""
 import json
 import pathlib
 import subprocess
@@ -36,7 +37,12 @@ def main():
                        counted("BM_Scale", 1, 1000, 5_500_000, 300_000, 2_000, 0, 0),
                        # 6,000 per iteration, 1,000 cluster, 100 + 50 + 10 lines
                        counted("BM_Scale", 1000, 2000, 12_000_000, 2_000_000, 200_000,
-                               100_000, 20_000)]}
+                               100_000, 20_000),
+                       # the fleet pair: 6,000 and 5,500 instructions, 60 and 50 lines
+                       counted("BM_Fleet", 10000, 1000, 6_000_000, 1_000_000, 100_000, 50_000,
+                               10_000),
+                       counted("BM_Fleet", 10, 1000, 5_500_000, 1_000_000, 80_000, 40_000,
+                               10_000)]}
         timed = {"context": {"date": "when", "host_name": "here"}, "benchmarks": [
             # 40,000 requests/s x 50 iterations per request: 2 M iterations/s, 500 ns each,
             # so 0.1 ns per instruction (5,000 per iteration)
@@ -47,7 +53,12 @@ def main():
             # 16,000 x 62.5: 1 M iterations/s, 1,000 ns each; 6,000 instructions take 600 ns,
             # 400 left over 60 lines: 6.7 per line
             timed_point("BM_Scale/replicas:1000/requests_per_replica:40/iterations:1/real_time",
-                        16_000, 62.5)]}
+                        16_000, 62.5),
+            # 1,000 ns and 800 ns per iteration; at 0.1 ns per instruction 400 and 250 left
+            timed_point("BM_Fleet/replicas:1000/adapters:10000/iterations:1/real_time",
+                        16_000, 62.5),
+            timed_point("BM_Fleet/replicas:1000/adapters:10/iterations:1/real_time",
+                        20_000, 62.5)]}
         (tmp / "p.json").write_text(json.dumps(profile))
         (tmp / "t.json").write_text(json.dumps(timed))
         out = subprocess.run([sys.executable, str(SCRIPT), "table", str(tmp / "p.json"),
@@ -63,6 +74,9 @@ def main():
             # 800 ns, 20% less than 1,000
             "its iteration may take 800 ns: 20% less than the 1,000 ns measured.",
             "(100 ps per instruction",
+            # 10 lines, 500 instructions, 200 ns; 150 ns of memory over 10 lines
+            "10.0 fewer lines from beyond 1 MiB and 500 fewer instructions per iteration, 200 ns "
+            "less per iteration, 150 ns of it memory (15 ns per line).",
         ]
         for e in expected:
             if e not in out.stdout:
