@@ -90,9 +90,11 @@ def profile_point(bench, key, filt, label, tmp):
     count = dict(zip(events, totals))
     annotate = subprocess.run(["callgrind_annotate", "--auto=no", "--inclusive=no",
                                "--show=Ir", "--threshold=100", f"{stem}.out"],
-                              capture_output=True, text=True, check=True).stdout
+                              capture_output=True, text=True)
+    if annotate.returncode != 0:
+        die(f"callgrind_annotate failed on {filt}'s profile: {annotate.stderr.strip()[-200:]}")
     cluster = 0
-    for line in annotate.splitlines():
+    for line in annotate.stdout.splitlines():
         m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+\S*?:(\S.*)$", line)
         if m and CLUSTER.search(m.group(2)):
             cluster += int(m.group(1).replace(",", ""))
