@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench_simulation import iteration_rate, load
+from bench_simulation import iteration_rate, load, per_request
 from docblock import replace_block
 
 BEGIN = "<!-- BEGIN step-cost -->"
@@ -156,6 +156,10 @@ def table(args):
 
     ref = per_iteration(REFERENCE)
     ns_per_instruction = ref["ns"] / ref["instructions"]
+
+    def memory_ns(p):
+        """What is left of an iteration's time after its instructions at the reference speed."""
+        return p["ns"] - p["instructions"] * ns_per_instruction
     rows = [
         f"Counted with valgrind's callgrind inside the event loop ({prof['context']['valgrind']}, "
         f"{prof['context']['cache']}; {prof['context']['date']}); timed by a run of "
@@ -176,7 +180,7 @@ def table(args):
         p = per_iteration(key)
         compute = p["instructions"] * ns_per_instruction
         lines = p["read"] + p["written"]
-        left = p["ns"] - compute
+        left = memory_ns(p)
         rows.append(
             f"| {label} | {p['instructions']:,.0f} | {p['instructions'] / ref['instructions']:.2f} "
             f"| {p['cluster']:,.0f} | {p['l1']:.1f} "
@@ -186,8 +190,7 @@ def table(args):
     one, big = ("BM_Scale", 1), ("BM_Scale", 1000)
     if one in timed and big in timed:
         # Per request: rate = iteration rate / iterations per request.
-        its_one = timed[one]["iterations/s"] / timed[one]["requests/s"]
-        its_big = timed[big]["iterations/s"] / timed[big]["requests/s"]
+        its_one, its_big = per_request(timed[one]), per_request(timed[big])
         need = 1e9 / (0.5 * timed[one]["rate"] * its_big)
         now = 1e9 / iteration_rate(timed[big])
         rows += ["", f"For the 1,000-replica loop to reach 50% of the one-replica rate per request "
@@ -198,8 +201,7 @@ def table(args):
     if all(k in counted and k in timed for k in (dense, sparse)):
         d, sp = per_iteration(dense), per_iteration(sparse)
         lines = (sp["read"] + sp["written"]) - (d["read"] + d["written"])
-        memory = (sp["ns"] - sp["instructions"] * ns_per_instruction) - (
-            d["ns"] - d["instructions"] * ns_per_instruction)
+        memory = memory_ns(sp) - memory_ns(d)
         rows += ["", f"`BM_Fleet`, 10 adapters in the fleet against 10,000 (per-adapter arrays of "
                  f"length 10 instead of 10,000 in every replica): {lines:.1f} fewer lines from "
                  f"beyond 1 MiB and {sp['instructions'] - d['instructions']:,.0f} fewer "
